@@ -1,0 +1,84 @@
+//! The one trait every inference backend implements, and how replicas are loaded.
+
+use serde::{Deserialize, Serialize};
+
+#[cfg(not(feature = "onnx"))]
+use crate::ModelError;
+use crate::{ModelDir, Result};
+
+/// A loaded model replica. Each replica lives on one dedicated OS thread.
+pub trait Backend: Send {
+    fn name(&self) -> &'static str;
+
+    /// Pooled, not yet normalized vectors, one per sequence, in the given order.
+    /// Sequences carry special tokens and are at most the model's maximum length.
+    fn embed(&mut self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>>;
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// Pure Rust, loads `model.safetensors`; packs batches without padding.
+    #[default]
+    Candle,
+    /// ONNX Runtime (`onnx/model.onnx` or `model.onnx`); pads each batch to its longest.
+    Onnx,
+}
+
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Candle => "candle",
+            Self::Onnx => "onnx",
+        }
+    }
+
+    /// Whether a batch costs `count × longest` tokens (padding) rather than the sum.
+    pub fn pads_batches(self) -> bool {
+        matches!(self, Self::Onnx)
+    }
+}
+
+impl std::fmt::Display for BackendKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BackendKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "candle" => Ok(Self::Candle),
+            "onnx" | "ort" | "onnxruntime" => Ok(Self::Onnx),
+            other => Err(format!("unknown backend `{other}` (candle or onnx)")),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BackendOptions {
+    pub kind: BackendKind,
+    pub replicas: usize,
+    /// Intra-op threads per replica.
+    pub threads: usize,
+    /// Path of the onnxruntime shared library; found by search when empty.
+    pub onnxruntime_lib: Option<std::path::PathBuf>,
+}
+
+/// Loads `replicas` instances of the model on the chosen backend.
+pub fn load_backends(model: &ModelDir, opts: &BackendOptions) -> Result<Vec<Box<dyn Backend>>> {
+    match opts.kind {
+        BackendKind::Candle => Ok(crate::candle_bert::CandleBert::load(model, opts.replicas, opts.threads)?
+            .into_iter()
+            .map(|b| Box::new(b) as Box<dyn Backend>)
+            .collect()),
+        #[cfg(feature = "onnx")]
+        BackendKind::Onnx => crate::onnx::load(model, opts),
+        #[cfg(not(feature = "onnx"))]
+        BackendKind::Onnx => {
+            let _ = model;
+            Err(ModelError::BackendUnavailable("onnx"))
+        }
+    }
+}

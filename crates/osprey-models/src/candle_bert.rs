@@ -1,0 +1,225 @@
+//! BERT encoder on candle with padding-free packing: the linear layers run on all
+//! tokens of a batch as one `[tokens, hidden]` matrix, and attention runs per group
+//! of equal-length sequences, so no work is spent on padding.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
+use candle_nn::{LayerNorm, Linear};
+
+use crate::{Backend, ModelDir, ModelError, Pooling, Result, pool};
+
+struct Layer {
+    qkv: Linear,
+    attn_out: Linear,
+    attn_norm: LayerNorm,
+    intermediate: Linear,
+    output: Linear,
+    out_norm: LayerNorm,
+}
+
+struct Weights {
+    word: Tensor,
+    position: Tensor,
+    token_type0: Tensor,
+    emb_norm: LayerNorm,
+    layers: Vec<Layer>,
+}
+
+/// One replica: shared weights plus its own thread pool for intra-op parallelism.
+pub struct CandleBert {
+    weights: Arc<Weights>,
+    pool: Arc<rayon::ThreadPool>,
+    heads: usize,
+    hidden: usize,
+    pooling: Pooling,
+}
+
+struct Tensors {
+    map: HashMap<String, Tensor>,
+    prefix: &'static str,
+}
+
+impl Tensors {
+    fn get(&self, name: &str) -> Result<Tensor> {
+        let key = format!("{}{name}", self.prefix);
+        let t = self
+            .map
+            .get(&key)
+            .ok_or_else(|| ModelError::Unsupported(format!("weights lack tensor `{key}`")))?;
+        Ok(t.to_dtype(DType::F32)?)
+    }
+    fn linear(&self, name: &str) -> Result<Linear> {
+        Ok(Linear::new(
+            self.get(&format!("{name}.weight"))?,
+            Some(self.get(&format!("{name}.bias"))?),
+        ))
+    }
+    fn norm(&self, name: &str, eps: f64) -> Result<LayerNorm> {
+        Ok(LayerNorm::new(
+            self.get(&format!("{name}.weight"))?,
+            self.get(&format!("{name}.bias"))?,
+            eps,
+        ))
+    }
+}
+
+impl CandleBert {
+    /// Loads `model.safetensors` once; the returned replicas share the weights.
+    pub fn load(model: &ModelDir, replicas: usize, threads: usize) -> Result<Vec<Self>> {
+        let cfg = &model.config;
+        if !matches!(cfg.hidden_act.as_str(), "gelu" | "gelu_new" | "gelu_pytorch_tanh") {
+            return Err(ModelError::Unsupported(format!(
+                "activation `{}` (BERT-family models use gelu)",
+                cfg.hidden_act
+            )));
+        }
+        let path = model.file("model.safetensors");
+        if !path.is_file() {
+            return Err(ModelError::MissingFile {
+                path: model.path.clone(),
+                file: "model.safetensors",
+            });
+        }
+        let map = candle_core::safetensors::load(&path, &Device::Cpu)?;
+        let prefix = if map.contains_key("embeddings.word_embeddings.weight") {
+            ""
+        } else if map.contains_key("bert.embeddings.word_embeddings.weight") {
+            "bert."
+        } else {
+            return Err(ModelError::Unsupported(
+                "model.safetensors holds no BERT embeddings".into(),
+            ));
+        };
+        let t = Tensors { map, prefix };
+        let eps = cfg.layer_norm_eps;
+        let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let p = format!("encoder.layer.{i}");
+            let part = |n: &str, kind: &str| t.get(&format!("{p}.attention.self.{n}.{kind}"));
+            // One fused [3H, H] projection instead of three matmuls.
+            let qkv_w = Tensor::cat(&[part("query", "weight")?, part("key", "weight")?, part("value", "weight")?], 0)?;
+            let qkv_b = Tensor::cat(&[part("query", "bias")?, part("key", "bias")?, part("value", "bias")?], 0)?;
+            layers.push(Layer {
+                qkv: Linear::new(qkv_w, Some(qkv_b)),
+                attn_out: t.linear(&format!("{p}.attention.output.dense"))?,
+                attn_norm: t.norm(&format!("{p}.attention.output.LayerNorm"), eps)?,
+                intermediate: t.linear(&format!("{p}.intermediate.dense"))?,
+                output: t.linear(&format!("{p}.output.dense"))?,
+                out_norm: t.norm(&format!("{p}.output.LayerNorm"), eps)?,
+            });
+        }
+        let weights = Arc::new(Weights {
+            word: t.get("embeddings.word_embeddings.weight")?,
+            position: t.get("embeddings.position_embeddings.weight")?,
+            token_type0: t.get("embeddings.token_type_embeddings.weight")?.i(0)?,
+            emb_norm: t.norm("embeddings.LayerNorm", eps)?,
+            layers,
+        });
+        (0..replicas.max(1))
+            .map(|i| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads.max(1))
+                    .thread_name(move |t| format!("osprey-candle-{i}-{t}"))
+                    .build()?;
+                Ok(Self {
+                    weights: weights.clone(),
+                    pool: Arc::new(pool),
+                    heads: cfg.num_attention_heads,
+                    hidden: cfg.hidden_size,
+                    pooling: model.pooling,
+                })
+            })
+            .collect()
+    }
+
+    /// Token states `[sum(len), hidden]` for sequences sorted by length.
+    fn forward(&self, seqs: &[&[u32]]) -> Result<Tensor> {
+        let w = &*self.weights;
+        let total: usize = seqs.iter().map(|s| s.len()).sum();
+        let mut ids = Vec::with_capacity(total);
+        let mut positions = Vec::with_capacity(total);
+        for s in seqs {
+            ids.extend_from_slice(s);
+            positions.extend(0..s.len() as u32);
+        }
+        let dev = Device::Cpu;
+        let ids = Tensor::from_vec(ids, total, &dev)?;
+        let positions = Tensor::from_vec(positions, total, &dev)?;
+        let x = w
+            .word
+            .index_select(&ids, 0)?
+            .add(&w.position.index_select(&positions, 0)?)?
+            .broadcast_add(&w.token_type0)?;
+        let mut x = w.emb_norm.forward(&x)?;
+
+        // Runs of equal length: (first token, sequences, length).
+        let mut groups: Vec<(usize, usize, usize)> = Vec::new();
+        let mut offset = 0;
+        for s in seqs {
+            match groups.last_mut() {
+                Some((_, count, len)) if *len == s.len() => *count += 1,
+                _ => groups.push((offset, 1, s.len())),
+            }
+            offset += s.len();
+        }
+        let head_dim = self.hidden / self.heads;
+        let scale = 1.0 / (head_dim as f64).sqrt();
+        for layer in &w.layers {
+            let qkv = layer.qkv.forward(&x)?;
+            let mut parts = Vec::with_capacity(groups.len());
+            for &(start, count, len) in &groups {
+                let g = qkv
+                    .narrow(0, start, count * len)?
+                    .reshape((count, len, 3, self.heads, head_dim))?;
+                let q = g.i((.., .., 0))?.transpose(1, 2)?.contiguous()?;
+                let k = g.i((.., .., 1))?.transpose(1, 2)?.contiguous()?;
+                let v = g.i((.., .., 2))?.transpose(1, 2)?.contiguous()?;
+                let scores = (q.matmul(&k.t()?)? * scale)?;
+                let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+                let out = probs
+                    .matmul(&v)?
+                    .transpose(1, 2)?
+                    .reshape((count * len, self.hidden))?;
+                parts.push(out);
+            }
+            let attn = if parts.len() == 1 {
+                parts.pop().unwrap_or(qkv)
+            } else {
+                Tensor::cat(&parts, 0)?
+            };
+            let x1 = layer.attn_norm.forward(&layer.attn_out.forward(&attn)?.add(&x)?)?;
+            let h = layer.intermediate.forward(&x1)?.gelu_erf()?;
+            x = layer.out_norm.forward(&layer.output.forward(&h)?.add(&x1)?)?;
+        }
+        Ok(x)
+    }
+}
+
+impl Backend for CandleBert {
+    fn name(&self) -> &'static str {
+        "candle"
+    }
+
+    fn embed(&mut self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Equal lengths must be adjacent for grouped attention; keep the caller's order
+        // for the answer.
+        let mut order: Vec<usize> = (0..seqs.len()).collect();
+        order.sort_by_key(|&i| seqs[i].len());
+        let sorted: Vec<&[u32]> = order.iter().map(|&i| seqs[i]).collect();
+        let states = self.pool.install(|| self.forward(&sorted))?;
+        let flat = states.dim(D::Minus1).and_then(|_| states.flatten_all()?.to_vec1::<f32>())?;
+        let mut out = vec![Vec::new(); seqs.len()];
+        let mut row = 0;
+        for (&i, s) in order.iter().zip(&sorted) {
+            let start = row * self.hidden;
+            out[i] = pool(&flat[start..], self.hidden, s.len(), self.pooling);
+            row += s.len();
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,19 @@
+//! Model directories in Hugging Face layout, the tokenization rules Osprey applies
+//! on top of a shipped `tokenizer.json`, and the [`Backend`] trait with its backends.
+
+mod backend;
+mod candle_bert;
+mod error;
+mod model_dir;
+#[cfg(feature = "onnx")]
+mod onnx;
+mod pooling;
+mod revision;
+mod tokenize;
+
+pub use backend::{Backend, BackendKind, BackendOptions, load_backends};
+pub use error::{ModelError, Result};
+pub use model_dir::{ModelDir, Pooling, TransformerConfig};
+pub use pooling::{l2_normalize, pool};
+pub use revision::revision_of;
+pub use tokenize::{Encoded, TextTokenizer, TokenizeError};

@@ -1,0 +1,158 @@
+//! ONNX Runtime backend through `ort`, with the shared library loaded at run time.
+//! The graph takes `[batch, seq]` inputs, so each batch is padded to its longest
+//! sequence; the batcher groups similar lengths to keep that waste small.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use ort::environment::Environment;
+use ort::session::Session;
+use ort::session::builder::{AutoDevicePolicy, GraphOptimizationLevel};
+use ort::value::Tensor;
+
+use crate::{Backend, BackendOptions, ModelDir, ModelError, Pooling, Result, pool};
+
+static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
+
+/// Where the shared library is looked for when none is configured: the
+/// `ORT_DYLIB_PATH` variable, then `runtime/` in the working directory, then
+/// `runtime/` beside the executable and up to three folders above it (a cargo
+/// `target/<profile>/` build inside a checkout).
+pub fn find_library(configured: Option<&Path>) -> Option<PathBuf> {
+    if let Some(p) = configured {
+        return Some(p.to_path_buf());
+    }
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        return Some(PathBuf::from(p));
+    }
+    let name = "runtime/libonnxruntime.so";
+    let mut candidates = vec![PathBuf::from(name)];
+    if let Ok(exe) = std::env::current_exe() {
+        candidates.extend(exe.ancestors().skip(1).take(4).map(|d| d.join(name)));
+    }
+    candidates.into_iter().find(|p| p.is_file())
+}
+
+fn environment(lib: Option<&Path>) -> Result<Environment> {
+    ENVIRONMENT
+        .get_or_init(|| {
+            let path = find_library(lib).ok_or_else(|| {
+                "libonnxruntime.so not found: run `make onnx` or set ORT_DYLIB_PATH".to_string()
+            })?;
+            ort::init_from(&path)
+                .map_err(|e| format!("loading {}: {e}", path.display()))?
+                .with_name("osprey")
+                .build()
+                .map_err(|e| e.to_string())
+        })
+        .clone()
+        .map_err(ModelError::Onnx)
+}
+
+fn onnx_file(model: &ModelDir) -> Result<PathBuf> {
+    ["onnx/model.onnx", "model.onnx"]
+        .iter()
+        .map(|f| model.file(f))
+        .find(|p| p.is_file())
+        .ok_or_else(|| ModelError::MissingFile {
+            path: model.path.clone(),
+            file: "onnx/model.onnx",
+        })
+}
+
+pub struct OnnxBackend {
+    session: Session,
+    hidden: usize,
+    pooling: Pooling,
+    with_token_types: bool,
+}
+
+fn ort_err(e: impl std::fmt::Display) -> ModelError {
+    ModelError::Onnx(e.to_string())
+}
+
+pub fn load(model: &ModelDir, opts: &BackendOptions) -> Result<Vec<Box<dyn Backend>>> {
+    let env = environment(opts.onnxruntime_lib.as_deref())?;
+    let file = onnx_file(model)?;
+    (0..opts.replicas.max(1))
+        .map(|_| {
+            let session = Session::builder(&env)
+                .map_err(ort_err)?
+                .with_auto_device(AutoDevicePolicy::PreferCPU)
+                .map_err(ort_err)?
+                .with_optimization_level(GraphOptimizationLevel::All)
+                .map_err(ort_err)?
+                .with_intra_threads(opts.threads.max(1))
+                .map_err(ort_err)?
+                .with_inter_threads(1)
+                .map_err(ort_err)?
+                .commit_from_file(&file)
+                .map_err(ort_err)?;
+            let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+            for needed in ["input_ids", "attention_mask"] {
+                if !names.contains(&needed) {
+                    return Err(ModelError::Unsupported(format!(
+                        "{} has no `{needed}` input (inputs: {names:?})",
+                        file.display()
+                    )));
+                }
+            }
+            let with_token_types = names.contains(&"token_type_ids");
+            Ok(Box::new(OnnxBackend {
+                session,
+                hidden: model.config.hidden_size,
+                pooling: model.pooling,
+                with_token_types,
+            }) as Box<dyn Backend>)
+        })
+        .collect()
+}
+
+impl Backend for OnnxBackend {
+    fn name(&self) -> &'static str {
+        "onnx"
+    }
+
+    fn embed(&mut self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        if seqs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let batch = seqs.len();
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let mut ids = vec![0i64; batch * longest];
+        let mut mask = vec![0i64; batch * longest];
+        for (row, s) in seqs.iter().enumerate() {
+            let base = row * longest;
+            for (j, &t) in s.iter().enumerate() {
+                ids[base + j] = i64::from(t);
+                mask[base + j] = 1;
+            }
+        }
+        let shape = [batch as i64, longest as i64];
+        let mut inputs = ort::inputs![
+            "input_ids" => Tensor::from_array((shape, ids)).map_err(ort_err)?,
+            "attention_mask" => Tensor::from_array((shape, mask)).map_err(ort_err)?,
+        ];
+        if self.with_token_types {
+            let types = Tensor::from_array((shape, vec![0i64; batch * longest])).map_err(ort_err)?;
+            inputs.push(("token_type_ids".into(), types.into()));
+        }
+        let outputs = self.session.run(inputs).map_err(ort_err)?;
+        let (out_shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(ort_err)?;
+        let dims: &[i64] = out_shape;
+        if dims != [batch as i64, longest as i64, self.hidden as i64] {
+            return Err(ModelError::Onnx(format!(
+                "unexpected output shape {dims:?}, wanted [{batch}, {longest}, {}]",
+                self.hidden
+            )));
+        }
+        Ok(seqs
+            .iter()
+            .enumerate()
+            .map(|(row, s)| {
+                let start = row * longest * self.hidden;
+                pool(&data[start..], self.hidden, s.len(), self.pooling)
+            })
+            .collect())
+    }
+}
