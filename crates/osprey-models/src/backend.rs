@@ -69,10 +69,14 @@ pub struct BackendOptions {
 /// Loads `replicas` instances of the model on the chosen backend.
 pub fn load_backends(model: &ModelDir, opts: &BackendOptions) -> Result<Vec<Box<dyn Backend>>> {
     match opts.kind {
-        BackendKind::Candle => Ok(crate::candle_bert::CandleBert::load(model, opts.replicas, opts.threads)?
-            .into_iter()
-            .map(|b| Box::new(b) as Box<dyn Backend>)
-            .collect()),
+        BackendKind::Candle => {
+            Ok(
+                crate::candle_bert::CandleBert::load(model, opts.replicas, opts.threads)?
+                    .into_iter()
+                    .map(|b| Box::new(b) as Box<dyn Backend>)
+                    .collect(),
+            )
+        }
         #[cfg(feature = "onnx")]
         BackendKind::Onnx => crate::onnx::load(model, opts),
         #[cfg(not(feature = "onnx"))]

@@ -69,7 +69,10 @@ impl CandleBert {
     /// Loads `model.safetensors` once; the returned replicas share the weights.
     pub fn load(model: &ModelDir, replicas: usize, threads: usize) -> Result<Vec<Self>> {
         let cfg = &model.config;
-        if !matches!(cfg.hidden_act.as_str(), "gelu" | "gelu_new" | "gelu_pytorch_tanh") {
+        if !matches!(
+            cfg.hidden_act.as_str(),
+            "gelu" | "gelu_new" | "gelu_pytorch_tanh"
+        ) {
             return Err(ModelError::Unsupported(format!(
                 "activation `{}` (BERT-family models use gelu)",
                 cfg.hidden_act
@@ -99,8 +102,22 @@ impl CandleBert {
             let p = format!("encoder.layer.{i}");
             let part = |n: &str, kind: &str| t.get(&format!("{p}.attention.self.{n}.{kind}"));
             // One fused [3H, H] projection instead of three matmuls.
-            let qkv_w = Tensor::cat(&[part("query", "weight")?, part("key", "weight")?, part("value", "weight")?], 0)?;
-            let qkv_b = Tensor::cat(&[part("query", "bias")?, part("key", "bias")?, part("value", "bias")?], 0)?;
+            let qkv_w = Tensor::cat(
+                &[
+                    part("query", "weight")?,
+                    part("key", "weight")?,
+                    part("value", "weight")?,
+                ],
+                0,
+            )?;
+            let qkv_b = Tensor::cat(
+                &[
+                    part("query", "bias")?,
+                    part("key", "bias")?,
+                    part("value", "bias")?,
+                ],
+                0,
+            )?;
             layers.push(Layer {
                 qkv: Linear::new(qkv_w, Some(qkv_b)),
                 attn_out: t.linear(&format!("{p}.attention.output.dense"))?,
@@ -189,9 +206,13 @@ impl CandleBert {
             } else {
                 Tensor::cat(&parts, 0)?
             };
-            let x1 = layer.attn_norm.forward(&layer.attn_out.forward(&attn)?.add(&x)?)?;
+            let x1 = layer
+                .attn_norm
+                .forward(&layer.attn_out.forward(&attn)?.add(&x)?)?;
             let h = layer.intermediate.forward(&x1)?.gelu_erf()?;
-            x = layer.out_norm.forward(&layer.output.forward(&h)?.add(&x1)?)?;
+            x = layer
+                .out_norm
+                .forward(&layer.output.forward(&h)?.add(&x1)?)?;
         }
         Ok(x)
     }
@@ -212,7 +233,9 @@ impl Backend for CandleBert {
         order.sort_by_key(|&i| seqs[i].len());
         let sorted: Vec<&[u32]> = order.iter().map(|&i| seqs[i]).collect();
         let states = self.pool.install(|| self.forward(&sorted))?;
-        let flat = states.dim(D::Minus1).and_then(|_| states.flatten_all()?.to_vec1::<f32>())?;
+        let flat = states
+            .dim(D::Minus1)
+            .and_then(|_| states.flatten_all()?.to_vec1::<f32>())?;
         let mut out = vec![Vec::new(); seqs.len()];
         let mut row = 0;
         for (&i, s) in order.iter().zip(&sorted) {

@@ -171,7 +171,9 @@ fn pooling_from(p: &PoolingFile) -> Result<Pooling> {
     let on: Vec<Pooling> = modes.iter().filter(|(b, _)| *b).map(|(_, m)| *m).collect();
     match on.as_slice() {
         [one] => Ok(*one),
-        [] => Err(ModelError::Unsupported("pooling config enables no mode".into())),
+        [] => Err(ModelError::Unsupported(
+            "pooling config enables no mode".into(),
+        )),
         _ => Err(ModelError::Unsupported(format!(
             "pooling config combines several modes ({on:?}); only one is supported"
         ))),
@@ -198,4 +200,3 @@ fn read_json<T: serde::de::DeserializeOwned>(dir: &Path, file: &str) -> Result<T
     })?;
     serde_json::from_slice(&bytes).map_err(|source| ModelError::Json { path, source })
 }
-

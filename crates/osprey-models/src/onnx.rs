@@ -134,7 +134,8 @@ impl Backend for OnnxBackend {
             "attention_mask" => Tensor::from_array((shape, mask)).map_err(ort_err)?,
         ];
         if self.with_token_types {
-            let types = Tensor::from_array((shape, vec![0i64; batch * longest])).map_err(ort_err)?;
+            let types =
+                Tensor::from_array((shape, vec![0i64; batch * longest])).map_err(ort_err)?;
             inputs.push(("token_type_ids".into(), types.into()));
         }
         let outputs = self.session.run(inputs).map_err(ort_err)?;

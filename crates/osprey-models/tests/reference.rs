@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use osprey_models::{BackendKind, BackendOptions, ModelDir, TextTokenizer, l2_normalize, load_backends};
+use osprey_models::{
+    BackendKind, BackendOptions, ModelDir, TextTokenizer, l2_normalize, load_backends,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -24,7 +26,9 @@ struct Case {
 fn model_dir() -> PathBuf {
     std::env::var_os("OSPREY_TEST_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2"))
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
+        })
 }
 
 fn reference() -> Reference {
@@ -45,14 +49,18 @@ fn check_backend(kind: BackendKind) {
     assert!(reference.cases.len() >= 20);
     let model = ModelDir::open(model_dir()).expect("model directory (run `make model`)");
     assert_eq!(model.max_seq_length, reference.max_seq_length);
-    let tok = TextTokenizer::load(&model.file("tokenizer.json"), model.max_seq_length).expect("tokenizer");
+    let tok = TextTokenizer::load(&model.file("tokenizer.json"), model.max_seq_length)
+        .expect("tokenizer");
     let opts = BackendOptions {
         kind,
         replicas: 1,
         threads: 2,
         onnxruntime_lib: None,
     };
-    let mut backend = load_backends(&model, &opts).expect("backend").pop().expect("one replica");
+    let mut backend = load_backends(&model, &opts)
+        .expect("backend")
+        .pop()
+        .expect("one replica");
 
     let encoded: Vec<Vec<u32>> = reference
         .cases
@@ -72,17 +80,27 @@ fn check_backend(kind: BackendKind) {
         let single = backend.embed(&seqs[i..=i]).expect("single").remove(0);
         for (label, raw) in [("batched", &batched[i]), ("single", &single)] {
             let c = cosine(raw, &case.embedding_unnormalized);
-            assert!(c >= 0.9999, "{kind} {label} case {i} {:?}: cosine {c}", case.text);
+            assert!(
+                c >= 0.9999,
+                "{kind} {label} case {i} {:?}: cosine {c}",
+                case.text
+            );
             let mut v = raw.clone();
             l2_normalize(&mut v);
             let c = cosine(&v, &case.embedding);
-            assert!(c >= 0.9999, "{kind} {label} normalized case {i}: cosine {c}");
+            assert!(
+                c >= 0.9999,
+                "{kind} {label} normalized case {i}: cosine {c}"
+            );
             let max_diff = v
                 .iter()
                 .zip(&case.embedding)
                 .map(|(a, b)| (f64::from(*a) - b).abs())
                 .fold(0.0, f64::max);
-            assert!(max_diff < 1e-3, "{kind} {label} case {i}: max diff {max_diff}");
+            assert!(
+                max_diff < 1e-3,
+                "{kind} {label} case {i}: max diff {max_diff}"
+            );
         }
     }
 }
@@ -102,7 +120,8 @@ fn onnx_matches_reference() {
 fn truncation_is_refused_when_asked() {
     let reference = reference();
     let model = ModelDir::open(model_dir()).expect("model directory");
-    let tok = TextTokenizer::load(&model.file("tokenizer.json"), model.max_seq_length).expect("tokenizer");
+    let tok = TextTokenizer::load(&model.file("tokenizer.json"), model.max_seq_length)
+        .expect("tokenizer");
     let long = reference
         .cases
         .iter()

@@ -1,1 +1,30 @@
-fn main(){}
+//! The `osprey` binary: command line, configuration, and wiring.
+
+mod cli;
+mod config;
+mod embed;
+mod logging;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: cli::Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
+        cli::Command::Serve(args) => serve::run(args),
+        cli::Command::Embed(args) => embed::run(args),
+        cli::Command::Config { command } => match command {
+            cli::ConfigCommand::Check(args) => config::check(&args),
+        },
+    }
+}

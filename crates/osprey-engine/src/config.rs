@@ -1,0 +1,52 @@
+use std::path::PathBuf;
+
+use osprey_models::BackendKind;
+use serde::{Deserialize, Serialize};
+
+/// How requests are grouped into batches and how many replicas run them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BatchingConfig {
+    /// Most tokens one batch may hold (counting padding on padding backends).
+    pub max_batch_tokens: usize,
+    /// Most inputs one batch may hold.
+    pub max_batch_requests: usize,
+    /// Most tokens waiting in the queue; beyond it new requests are refused at once.
+    pub max_queue_tokens: usize,
+    /// Model replicas, each on its own OS thread.
+    pub replicas: usize,
+    /// Intra-op threads per replica (0 = all cores divided among the replicas).
+    pub threads: usize,
+}
+
+impl Default for BatchingConfig {
+    fn default() -> Self {
+        Self {
+            max_batch_tokens: 4096,
+            max_batch_requests: 64,
+            max_queue_tokens: 32_768,
+            replicas: 1,
+            threads: 0,
+        }
+    }
+}
+
+impl BatchingConfig {
+    /// Threads per replica once `0` is resolved against the machine.
+    pub fn threads_per_replica(&self) -> usize {
+        if self.threads > 0 {
+            return self.threads;
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / self.replicas.max(1)).max(1)
+    }
+}
+
+/// Everything the engine needs to start.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub model_path: PathBuf,
+    pub backend: BackendKind,
+    pub onnxruntime_lib: Option<PathBuf>,
+    pub batching: BatchingConfig,
+}

@@ -1,0 +1,337 @@
+//! The engine: loads a model onto its replicas, warms them up, and turns a list of
+//! texts into vectors through the tokenizer and the batch queue.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use osprey_models::{
+    BackendOptions, ModelDir, Pooling, TextTokenizer, TokenizeError, l2_normalize, load_backends,
+};
+use serde::Serialize;
+use tokio::sync::oneshot;
+
+use crate::queue::{BatchQueue, Item, Limits, Rejected};
+use crate::{EngineConfig, EngineError, worker};
+
+/// What a client can learn about the served model.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelInfo {
+    pub id: String,
+    /// Content hash of the weights and config files.
+    pub revision: String,
+    pub dims: usize,
+    pub max_input_tokens: usize,
+    pub backend: &'static str,
+    pub pooling: Pooling,
+    pub normalizes: bool,
+    pub replicas: usize,
+    pub threads_per_replica: usize,
+    pub max_batch_tokens: usize,
+    pub max_batch_requests: usize,
+    pub max_queue_tokens: usize,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct EmbedOptions {
+    pub normalize: bool,
+    pub truncate: bool,
+    /// Keep only the first N dimensions (then normalize if asked).
+    pub dimensions: Option<usize>,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        Self {
+            normalize: true,
+            truncate: true,
+            dimensions: None,
+        }
+    }
+}
+
+/// Time spent in each engine stage of one request. With inputs in several batches,
+/// `queue` and `inference` are the longest any input waited or ran.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Timings {
+    pub tokenize: Duration,
+    pub queue: Duration,
+    pub inference: Duration,
+    pub postprocess: Duration,
+}
+
+#[derive(Debug)]
+pub struct Embeddings {
+    pub vectors: Vec<Vec<f32>>,
+    /// Tokens fed to the model, special tokens included.
+    pub tokens: usize,
+    pub timings: Timings,
+}
+
+pub struct Engine {
+    info: ModelInfo,
+    tokenizer: TextTokenizer,
+    queue: Arc<BatchQueue>,
+    workers: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    next_request: AtomicU64,
+}
+
+/// Removes a request's queued inputs if its future is dropped before it finished
+/// (the client disconnected or a deadline fired).
+struct CancelOnDrop<'a> {
+    queue: &'a BatchQueue,
+    request: u64,
+    armed: bool,
+}
+
+impl Drop for CancelOnDrop<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let n = self.queue.cancel(self.request);
+            if n > 0 {
+                metrics::counter!("osprey_cancelled_items_total").increment(n as u64);
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Loads the model, starts the replicas and warms each one up. Blocking: call it
+    /// from a blocking context. Returns once the engine can serve.
+    pub fn start(config: &EngineConfig) -> Result<Self, EngineError> {
+        let started = Instant::now();
+        let model = ModelDir::open(&config.model_path)?;
+        let weights = match config.backend {
+            osprey_models::BackendKind::Candle => model.file("model.safetensors"),
+            osprey_models::BackendKind::Onnx => ["onnx/model.onnx", "model.onnx"]
+                .iter()
+                .map(|f| model.file(f))
+                .find(|p| p.is_file())
+                .unwrap_or_else(|| model.file("onnx/model.onnx")),
+        };
+        // Hash the weights while the backend loads them.
+        let revision = {
+            let dir = model.path.clone();
+            let weights = weights.clone();
+            std::thread::spawn(move || osprey_models::revision_of(&dir, &weights))
+        };
+        let tokenizer = TextTokenizer::load(&model.file("tokenizer.json"), model.max_seq_length)?;
+        let batching = &config.batching;
+        let threads = batching.threads_per_replica();
+        let backends = load_backends(
+            &model,
+            &BackendOptions {
+                kind: config.backend,
+                replicas: batching.replicas.max(1),
+                threads,
+                onnxruntime_lib: config.onnxruntime_lib.clone(),
+            },
+        )?;
+        let backend_name = backends.first().map_or("none", |b| b.name());
+        let revision = revision
+            .join()
+            .map_err(|_| EngineError::Backend("revision hashing panicked".into()))??;
+
+        let queue = Arc::new(BatchQueue::new(Limits {
+            max_batch_tokens: batching.max_batch_tokens.max(model.max_seq_length),
+            max_batch_requests: batching.max_batch_requests.max(1),
+            max_queue_tokens: batching.max_queue_tokens,
+            pads: config.backend.pads_batches(),
+        }));
+        let warm = warmup_inputs(&tokenizer);
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let mut workers = Vec::with_capacity(backends.len());
+        for (i, mut backend) in backends.into_iter().enumerate() {
+            let queue = queue.clone();
+            let warm = warm.clone();
+            let ready = ready_tx.clone();
+            let handle = std::thread::Builder::new()
+                .name(format!("osprey-replica-{i}"))
+                .spawn(move || {
+                    // Warm-up: the first runs allocate buffers and pick kernels.
+                    let result = warm
+                        .iter()
+                        .try_for_each(|batch| {
+                            let seqs: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
+                            backend.embed(&seqs).map(|_| ())
+                        })
+                        .map_err(|e| e.to_string());
+                    let ok = result.is_ok();
+                    let _ = ready.send(result);
+                    if ok {
+                        worker::run(backend, queue);
+                    }
+                })?;
+            workers.push(handle);
+        }
+        drop(ready_tx);
+        for _ in 0..workers.len() {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    queue.close();
+                    return Err(EngineError::Backend(format!("warm-up failed: {e}")));
+                }
+                Err(_) => {
+                    queue.close();
+                    return Err(EngineError::Backend("a replica died during warm-up".into()));
+                }
+            }
+        }
+        let info = ModelInfo {
+            id: model.id.clone(),
+            revision,
+            dims: model.dims(),
+            max_input_tokens: model.max_seq_length,
+            backend: backend_name,
+            pooling: model.pooling,
+            normalizes: model.normalize,
+            replicas: workers.len(),
+            threads_per_replica: threads,
+            max_batch_tokens: queue.limits().max_batch_tokens,
+            max_batch_requests: queue.limits().max_batch_requests,
+            max_queue_tokens: queue.limits().max_queue_tokens,
+        };
+        tracing::info!(
+            model = %info.id, revision = %info.revision, backend = info.backend,
+            replicas = info.replicas, threads = info.threads_per_replica,
+            elapsed_ms = started.elapsed().as_millis() as u64, "model loaded and warmed up"
+        );
+        Ok(Self {
+            info,
+            tokenizer,
+            queue,
+            workers: std::sync::Mutex::new(workers),
+            next_request: AtomicU64::new(1),
+        })
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// Batches run and inputs they held since start: their ratio is the mean batch size.
+    pub fn batch_counts(&self) -> (u64, u64) {
+        self.queue.batch_counts()
+    }
+
+    pub fn queued_tokens(&self) -> usize {
+        self.queue.queued_tokens()
+    }
+
+    /// Counts tokens the way `embed` would, without running the model.
+    pub fn tokenize(&self, text: &str, truncate: bool) -> Result<Vec<u32>, TokenizeError> {
+        self.tokenizer.encode(text, truncate).map(|e| e.ids)
+    }
+
+    /// Embeds `texts` in order. Dropping the future removes its queued inputs.
+    pub async fn embed(
+        &self,
+        texts: &[String],
+        opts: EmbedOptions,
+    ) -> Result<Embeddings, EngineError> {
+        let mut timings = Timings::default();
+        let t0 = Instant::now();
+        let mut encoded = Vec::with_capacity(texts.len());
+        for (index, text) in texts.iter().enumerate() {
+            match self.tokenizer.encode(text, opts.truncate) {
+                Ok(e) => encoded.push(e.ids),
+                Err(TokenizeError::TooLong { tokens, max }) => {
+                    return Err(EngineError::InputTooLong { index, tokens, max });
+                }
+                Err(TokenizeError::Failed(message)) => {
+                    return Err(EngineError::Tokenize { index, message });
+                }
+            }
+        }
+        let tokens = encoded.iter().map(Vec::len).sum();
+        timings.tokenize = t0.elapsed();
+
+        let request = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let enqueued = Instant::now();
+        let (items, replies): (Vec<Item>, Vec<oneshot::Receiver<_>>) = encoded
+            .into_iter()
+            .map(|ids| {
+                let (reply, rx) = oneshot::channel();
+                (
+                    Item {
+                        ids,
+                        request,
+                        enqueued,
+                        reply,
+                    },
+                    rx,
+                )
+            })
+            .unzip();
+        match self.queue.push(items) {
+            Ok(()) => {}
+            Err(Rejected::Full { queued }) => {
+                metrics::counter!("osprey_rejected_total", "reason" => "queue_full").increment(1);
+                return Err(EngineError::Overloaded {
+                    queued,
+                    capacity: self.queue.limits().max_queue_tokens,
+                });
+            }
+            Err(Rejected::Closed) => return Err(EngineError::ShuttingDown),
+        }
+        let mut guard = CancelOnDrop {
+            queue: &self.queue,
+            request,
+            armed: true,
+        };
+        let results = futures::future::join_all(replies).await;
+        guard.armed = false;
+
+        let t1 = Instant::now();
+        let mut vectors = Vec::with_capacity(results.len());
+        for r in results {
+            let r = r.map_err(|_| EngineError::ShuttingDown)?;
+            timings.queue = timings.queue.max(r.queued);
+            timings.inference = timings.inference.max(r.inference);
+            let mut v = r.embedding.map_err(EngineError::Backend)?;
+            if let Some(d) = opts.dimensions {
+                v.truncate(d);
+            }
+            if opts.normalize {
+                l2_normalize(&mut v);
+            }
+            vectors.push(v);
+        }
+        timings.postprocess = t1.elapsed();
+        Ok(Embeddings {
+            vectors,
+            tokens,
+            timings,
+        })
+    }
+
+    /// Stops admitting work, lets the replicas finish what is queued, and joins them.
+    pub fn shutdown(&self) {
+        self.queue.close();
+        let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in workers {
+            let _ = w.join();
+        }
+    }
+}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        self.queue.close();
+    }
+}
+
+/// Batches that touch the shapes real traffic uses: one short input, a small batch,
+/// and one input at the maximum length.
+fn warmup_inputs(tok: &TextTokenizer) -> Vec<Vec<Vec<u32>>> {
+    let short = tok
+        .encode("Osprey warms up its model before it reports ready.", true)
+        .map(|e| e.ids)
+        .unwrap_or_else(|_| vec![0; 12]);
+    let long = tok
+        .encode(&"warm ".repeat(tok.max_len()), true)
+        .map(|e| e.ids)
+        .unwrap_or_else(|_| vec![0; tok.max_len()]);
+    vec![vec![short.clone()], vec![short; 8], vec![long]]
+}

@@ -1,0 +1,206 @@
+//! The batch queue: bounded in tokens, shared by the async handlers that fill it and
+//! the replica threads that drain it. A batch is formed when a worker is free, around
+//! the oldest waiting input and from inputs of similar length.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use tokio::sync::oneshot;
+
+/// What a worker sends back for one input.
+pub(crate) struct ItemResult {
+    pub embedding: Result<Vec<f32>, String>,
+    pub queued: Duration,
+    pub inference: Duration,
+}
+
+pub(crate) struct Item {
+    pub ids: Vec<u32>,
+    pub request: u64,
+    pub enqueued: Instant,
+    pub reply: oneshot::Sender<ItemResult>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub max_batch_tokens: usize,
+    pub max_batch_requests: usize,
+    pub max_queue_tokens: usize,
+    /// Batch cost is `count × longest` (padding backends) rather than the sum.
+    pub pads: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Rejected {
+    Full { queued: usize },
+    Closed,
+}
+
+#[derive(Default)]
+struct State {
+    items: VecDeque<Item>,
+    tokens: usize,
+    closed: bool,
+}
+
+pub(crate) struct BatchQueue {
+    state: Mutex<State>,
+    wake: Condvar,
+    limits: Limits,
+    batches: AtomicU64,
+    batched_items: AtomicU64,
+}
+
+impl BatchQueue {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            state: Mutex::new(State::default()),
+            wake: Condvar::new(),
+            limits,
+            batches: AtomicU64::new(0),
+            batched_items: AtomicU64::new(0),
+        }
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A poisoned lock only means a thread panicked while holding it; the
+        // queue's data stays consistent (each change is a single push or retain).
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Admits all of a request's inputs or none. An empty queue admits any request,
+    /// so one larger than the capacity still runs when nothing else waits.
+    pub fn push(&self, items: Vec<Item>) -> Result<(), Rejected> {
+        let tokens: usize = items.iter().map(|i| i.ids.len()).sum();
+        let mut st = self.lock();
+        if st.closed {
+            return Err(Rejected::Closed);
+        }
+        if !st.items.is_empty() && st.tokens + tokens > self.limits.max_queue_tokens {
+            return Err(Rejected::Full { queued: st.tokens });
+        }
+        st.tokens += tokens;
+        st.items.extend(items);
+        metrics::gauge!("osprey_queue_tokens").set(st.tokens as f64);
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
+    }
+
+    /// Drops the still-queued inputs of `request` (its client went away).
+    pub fn cancel(&self, request: u64) -> usize {
+        let mut st = self.lock();
+        let before = st.items.len();
+        let mut freed = 0;
+        st.items.retain(|i| {
+            let keep = i.request != request;
+            if !keep {
+                freed += i.ids.len();
+            }
+            keep
+        });
+        st.tokens -= freed;
+        metrics::gauge!("osprey_queue_tokens").set(st.tokens as f64);
+        before - st.items.len()
+    }
+
+    /// Batches formed and inputs they held, since start.
+    pub fn batch_counts(&self) -> (u64, u64) {
+        (
+            self.batches.load(Ordering::Relaxed),
+            self.batched_items.load(Ordering::Relaxed),
+        )
+    }
+
+    pub fn queued_tokens(&self) -> usize {
+        self.lock().tokens
+    }
+
+    /// Stops admitting; workers drain what is queued and then stop.
+    pub fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_all();
+    }
+
+    /// Blocks until a batch is ready; `None` once closed and drained.
+    pub fn next_batch(&self) -> Option<Vec<Item>> {
+        let mut st = self.lock();
+        loop {
+            if !st.items.is_empty() {
+                let batch = take_batch(&mut st.items, &self.limits);
+                self.batches.fetch_add(1, Ordering::Relaxed);
+                self.batched_items
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                st.tokens -= batch.iter().map(|i| i.ids.len()).sum::<usize>();
+                metrics::gauge!("osprey_queue_tokens").set(st.tokens as f64);
+                let more = !st.items.is_empty();
+                drop(st);
+                if more {
+                    // Another free replica can start on the rest at once.
+                    self.wake.notify_one();
+                }
+                return Some(batch);
+            }
+            if st.closed {
+                return None;
+            }
+            st = self.wake.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// Picks a batch around the oldest input: the inputs closest to its length come
+/// first, as long as the batch stays within the token and count limits.
+fn take_batch(items: &mut VecDeque<Item>, limits: &Limits) -> Vec<Item> {
+    let cost =
+        |count: usize, sum: usize, longest: usize| if limits.pads { count * longest } else { sum };
+    let total: usize = items.iter().map(|i| i.ids.len()).sum();
+    let longest = items.iter().map(|i| i.ids.len()).max().unwrap_or(0);
+    if items.len() <= limits.max_batch_requests
+        && cost(items.len(), total, longest) <= limits.max_batch_tokens
+    {
+        return items.drain(..).collect();
+    }
+
+    let anchor = items.front().map_or(0, |i| i.ids.len());
+    let mut order: Vec<usize> = (0..items.len()).collect();
+    // Stable: equally close inputs keep their arrival order.
+    order.sort_by_key(|&i| items[i].ids.len().abs_diff(anchor));
+    let mut chosen = vec![false; items.len()];
+    let (mut count, mut sum, mut max_len) = (0usize, 0usize, 0usize);
+    for i in order {
+        if count == limits.max_batch_requests {
+            break;
+        }
+        let len = items[i].ids.len();
+        let new_max = max_len.max(len);
+        // The anchor always goes, even alone over the budget, so nothing starves.
+        if count > 0 && cost(count + 1, sum + len, new_max) > limits.max_batch_tokens {
+            continue;
+        }
+        chosen[i] = true;
+        count += 1;
+        sum += len;
+        max_len = new_max;
+    }
+    let mut batch = Vec::with_capacity(count);
+    let mut rest = VecDeque::with_capacity(items.len() - count);
+    for (item, take) in items.drain(..).zip(chosen) {
+        if take {
+            batch.push(item);
+        } else {
+            rest.push_back(item);
+        }
+    }
+    *items = rest;
+    batch
+}
+
+#[cfg(test)]
+mod tests;

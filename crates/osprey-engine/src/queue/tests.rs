@@ -1,0 +1,125 @@
+use super::*;
+
+fn limits(pads: bool) -> Limits {
+    Limits {
+        max_batch_tokens: 100,
+        max_batch_requests: 4,
+        max_queue_tokens: 200,
+        pads,
+    }
+}
+
+fn item(request: u64, len: usize) -> (Item, oneshot::Receiver<ItemResult>) {
+    let (tx, rx) = oneshot::channel();
+    (
+        Item {
+            ids: vec![1; len],
+            request,
+            enqueued: Instant::now(),
+            reply: tx,
+        },
+        rx,
+    )
+}
+
+fn push(
+    q: &BatchQueue,
+    request: u64,
+    lens: &[usize],
+) -> Result<Vec<oneshot::Receiver<ItemResult>>, Rejected> {
+    let (items, rxs): (Vec<_>, Vec<_>) = lens.iter().map(|&l| item(request, l)).unzip();
+    q.push(items).map(|_| rxs)
+}
+
+#[test]
+fn small_queue_goes_in_one_batch() {
+    let q = BatchQueue::new(limits(true));
+    let _r = push(&q, 1, &[10, 20, 30]).expect("admitted");
+    let batch = q.next_batch().expect("batch");
+    assert_eq!(batch.len(), 3);
+    assert_eq!(q.queued_tokens(), 0);
+}
+
+#[test]
+fn batches_respect_count_and_group_by_length() {
+    let q = BatchQueue::new(limits(true));
+    // Oldest is 10 tokens; the other 10s and 11 are closer than the 40s.
+    let _r = push(&q, 1, &[10, 40, 11, 40, 10, 10, 12]).expect("admitted");
+    let batch = q.next_batch().expect("batch");
+    let lens: Vec<usize> = batch.iter().map(|i| i.ids.len()).collect();
+    assert_eq!(lens, vec![10, 11, 10, 10]);
+    let next: Vec<usize> = q
+        .next_batch()
+        .expect("batch")
+        .iter()
+        .map(|i| i.ids.len())
+        .collect();
+    assert_eq!(next, vec![40, 40]);
+    assert_eq!(q.next_batch().expect("batch").len(), 1);
+}
+
+#[test]
+fn padded_cost_limits_the_batch() {
+    let q = BatchQueue::new(limits(true));
+    // 3 × 30 = 90 fits, a 4th at 30 would cost 120 > 100.
+    let _r = push(&q, 1, &[30, 30, 30, 30]).expect("admitted");
+    assert_eq!(q.next_batch().expect("batch").len(), 3);
+    assert_eq!(q.next_batch().expect("batch").len(), 1);
+}
+
+#[test]
+fn packed_cost_counts_real_tokens() {
+    let q = BatchQueue::new(Limits {
+        max_batch_tokens: 60,
+        ..limits(false)
+    });
+    let _r = push(&q, 1, &[50, 5, 5, 5, 5]).expect("admitted");
+    // 50 + 5 + 5 = 60; count limit 4 is not reached but the next 5 would exceed 60.
+    let lens: Vec<usize> = q
+        .next_batch()
+        .expect("batch")
+        .iter()
+        .map(|i| i.ids.len())
+        .collect();
+    assert_eq!(lens, vec![50, 5, 5]);
+}
+
+#[test]
+fn oversized_anchor_still_runs_alone() {
+    let q = BatchQueue::new(limits(true));
+    let _r = push(&q, 1, &[150]).expect("an empty queue admits anything");
+    assert_eq!(q.next_batch().expect("batch").len(), 1);
+}
+
+#[test]
+fn full_queue_refuses_at_once() {
+    let q = BatchQueue::new(limits(true));
+    let _a = push(&q, 1, &[100, 90]).expect("admitted");
+    match push(&q, 2, &[20]) {
+        Err(Rejected::Full { queued }) => assert_eq!(queued, 190),
+        other => panic!("expected Full, got {:?}", other.map(|_| ())),
+    }
+    let _b = push(&q, 3, &[10]).expect("room for 10");
+}
+
+#[test]
+fn cancel_frees_tokens_of_that_request_only() {
+    let q = BatchQueue::new(limits(true));
+    let _a = push(&q, 1, &[10, 10]).expect("admitted");
+    let _b = push(&q, 2, &[20]).expect("admitted");
+    assert_eq!(q.cancel(1), 2);
+    assert_eq!(q.queued_tokens(), 20);
+    let batch = q.next_batch().expect("batch");
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].request, 2);
+}
+
+#[test]
+fn close_drains_then_stops() {
+    let q = BatchQueue::new(limits(true));
+    let _a = push(&q, 1, &[10]).expect("admitted");
+    q.close();
+    assert_eq!(push(&q, 2, &[10]).map(|_| ()), Err(Rejected::Closed));
+    assert!(q.next_batch().is_some());
+    assert!(q.next_batch().is_none());
+}

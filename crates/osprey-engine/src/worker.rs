@@ -1,0 +1,74 @@
+//! A replica worker: one OS thread that owns one backend instance and runs batches
+//! from the queue until it is closed and drained.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::time::Instant;
+
+use osprey_models::Backend;
+
+use crate::queue::{BatchQueue, ItemResult};
+
+pub(crate) fn run(mut backend: Box<dyn Backend>, queue: Arc<BatchQueue>) {
+    let pads = queue.limits().pads;
+    while let Some(batch) = queue.next_batch() {
+        // Inputs whose client left while queued are not worth computing.
+        let batch: Vec<_> = batch.into_iter().filter(|i| !i.reply.is_closed()).collect();
+        if batch.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let seqs: Vec<&[u32]> = batch.iter().map(|i| i.ids.as_slice()).collect();
+        // A backend bug must fail the batch, not kill the replica and hang the queue.
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| backend.embed(&seqs)))
+            .unwrap_or_else(|_| {
+                Err(osprey_models::ModelError::Unsupported(
+                    "backend panicked".into(),
+                ))
+            });
+        let inference = started.elapsed();
+
+        let real: usize = seqs.iter().map(|s| s.len()).sum();
+        let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
+        let computed = if pads { longest * seqs.len() } else { real };
+        metrics::histogram!("osprey_batch_size").record(seqs.len() as f64);
+        metrics::histogram!("osprey_batch_tokens").record(real as f64);
+        metrics::histogram!("osprey_batch_padding_ratio")
+            .record(computed as f64 / real.max(1) as f64);
+        metrics::counter!("osprey_batch_padded_tokens_total").increment(computed as u64);
+        metrics::counter!("osprey_batch_real_tokens_total").increment(real as u64);
+        metrics::histogram!("osprey_batch_duration_seconds").record(inference.as_secs_f64());
+
+        match result {
+            Ok(vectors) if vectors.len() == batch.len() => {
+                metrics::counter!("osprey_inference_total", "result" => "ok").increment(1);
+                for (item, v) in batch.into_iter().zip(vectors) {
+                    let _ = item.reply.send(ItemResult {
+                        embedding: Ok(v),
+                        queued: started.saturating_duration_since(item.enqueued),
+                        inference,
+                    });
+                }
+            }
+            other => {
+                metrics::counter!("osprey_inference_total", "result" => "error").increment(1);
+                let message = match other {
+                    Err(e) => e.to_string(),
+                    Ok(v) => format!(
+                        "backend returned {} vectors for {} inputs",
+                        v.len(),
+                        batch.len()
+                    ),
+                };
+                tracing::error!(error = %message, batch = batch.len(), "inference failed");
+                for item in batch {
+                    let _ = item.reply.send(ItemResult {
+                        embedding: Err(message.clone()),
+                        queued: started.saturating_duration_since(item.enqueued),
+                        inference,
+                    });
+                }
+            }
+        }
+    }
+}

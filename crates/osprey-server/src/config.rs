@@ -1,0 +1,30 @@
+use serde::{Deserialize, Serialize};
+
+/// The `[server]` section.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub host: String,
+    pub port: u16,
+    /// Largest request body accepted (bytes).
+    pub max_body_bytes: usize,
+    /// Most inputs in one request.
+    pub max_inputs: usize,
+    /// Longest input accepted, in characters (before tokenization).
+    pub max_input_chars: usize,
+    /// How long shutdown waits for in-flight requests (seconds).
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            host: "127.0.0.1".into(),
+            port: 8080,
+            max_body_bytes: 4 * 1024 * 1024,
+            max_inputs: 256,
+            max_input_chars: 32_768,
+            shutdown_grace_secs: 30,
+        }
+    }
+}

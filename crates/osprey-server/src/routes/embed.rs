@@ -1,0 +1,44 @@
+//! `POST /embed`, compatible with text-embeddings-inference.
+
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::Response;
+use osprey_engine::EmbedOptions;
+use serde::Deserialize;
+
+use crate::input::{Inputs, read_json};
+use crate::{ApiError, AppState};
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+pub struct EmbedRequest {
+    inputs: Inputs,
+    #[serde(default = "yes")]
+    normalize: bool,
+    #[serde(default = "yes")]
+    truncate: bool,
+}
+
+pub async fn tei(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let req: EmbedRequest = read_json(&state.config, &headers, body).await?;
+    let opts = EmbedOptions {
+        normalize: req.normalize,
+        truncate: req.truncate,
+        dimensions: None,
+    };
+    let (out, stages) = super::run(&state, &req.inputs.0, opts, started).await?;
+    let t = Instant::now();
+    let body = serde_json::to_vec(&out.vectors).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    Ok(super::json_response(body, stages, t))
+}

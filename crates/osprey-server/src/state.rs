@@ -1,0 +1,56 @@
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use osprey_engine::Engine;
+
+use crate::{ApiError, ServerConfig};
+
+/// The engine once loaded, or why it is not (yet).
+#[derive(Default)]
+pub struct EngineSlot {
+    engine: OnceLock<Arc<Engine>>,
+    failure: OnceLock<String>,
+}
+
+impl EngineSlot {
+    pub fn set(&self, engine: Arc<Engine>) {
+        let _ = self.engine.set(engine);
+    }
+
+    pub fn fail(&self, reason: String) {
+        let _ = self.failure.set(reason);
+    }
+
+    pub fn get(&self) -> Option<&Arc<Engine>> {
+        self.engine.get()
+    }
+
+    pub fn failure(&self) -> Option<&str> {
+        self.failure.get().map(String::as_str)
+    }
+}
+
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<ServerConfig>,
+    pub engine: Arc<EngineSlot>,
+    pub metrics: PrometheusHandle,
+    pub started: Instant,
+}
+
+impl AppState {
+    pub fn new(config: ServerConfig, metrics: PrometheusHandle) -> Self {
+        Self {
+            config: Arc::new(config),
+            engine: Arc::new(EngineSlot::default()),
+            metrics,
+            started: Instant::now(),
+        }
+    }
+
+    /// The engine, or 503 while it loads.
+    pub fn engine(&self) -> Result<&Arc<Engine>, ApiError> {
+        self.engine.get().ok_or(ApiError::NotReady)
+    }
+}

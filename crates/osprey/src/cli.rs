@@ -1,0 +1,104 @@
+//! Command-line interface. Every flag can also come from an environment variable
+//! named after its config key (`OSPREY_<SECTION>__<KEY>`).
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+use osprey_engine::BackendKind;
+
+#[derive(Parser)]
+#[command(name = "osprey", version, about = "Osprey: a fast AI inference server", long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Serve the model over HTTP (/embed, /v1/embeddings, /info, /health/*, /metrics).
+    Serve(ServeArgs),
+    /// Embed texts and print the vectors as JSON, without a server.
+    Embed(EmbedArgs),
+    /// Inspect configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration and print the effective settings.
+    Check(ConfigArgs),
+}
+
+/// Where configuration comes from: defaults, then the file, then the environment,
+/// then these flags.
+#[derive(Args, Clone, Default)]
+pub struct ConfigArgs {
+    /// TOML configuration file (default: ./osprey.toml when it exists).
+    #[arg(long, env = "OSPREY_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Which model to load and how.
+#[derive(Args, Clone, Default)]
+pub struct ModelArgs {
+    /// Model directory in Hugging Face layout (config.json, tokenizer.json, weights,
+    /// and for sentence-transformers models modules.json and 1_Pooling/).
+    #[arg(long, env = "OSPREY_MODEL__PATH", value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Inference backend: `candle` (pure Rust, model.safetensors) or `onnx`
+    /// (ONNX Runtime, onnx/model.onnx; needs a build with the `onnx` feature).
+    #[arg(long, env = "OSPREY_MODEL__BACKEND", value_name = "NAME")]
+    pub backend: Option<BackendKind>,
+    /// Model replicas, each on its own OS thread.
+    #[arg(long, env = "OSPREY_BATCHING__REPLICAS", value_name = "N")]
+    pub replicas: Option<usize>,
+    /// Intra-op threads per replica (0: the machine's cores shared among replicas).
+    #[arg(long, env = "OSPREY_BATCHING__THREADS", value_name = "N")]
+    pub threads: Option<usize>,
+}
+
+#[derive(Args, Clone)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Address to listen on.
+    #[arg(long, env = "OSPREY_SERVER__HOST", value_name = "ADDR")]
+    pub host: Option<String>,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "OSPREY_SERVER__PORT", value_name = "N")]
+    pub port: Option<u16>,
+    /// Most tokens in one batch (padding included on padding backends).
+    #[arg(long, env = "OSPREY_BATCHING__MAX_BATCH_TOKENS", value_name = "N")]
+    pub max_batch_tokens: Option<usize>,
+    /// Most inputs in one batch.
+    #[arg(long, env = "OSPREY_BATCHING__MAX_BATCH_REQUESTS", value_name = "N")]
+    pub max_batch_requests: Option<usize>,
+    /// Most tokens waiting in the queue before new requests get 429.
+    #[arg(long, env = "OSPREY_BATCHING__MAX_QUEUE_TOKENS", value_name = "N")]
+    pub max_queue_tokens: Option<usize>,
+    /// Log format: `pretty` or `json`.
+    #[arg(long, env = "OSPREY_TELEMETRY__LOG_FORMAT", value_name = "FORMAT")]
+    pub log_format: Option<String>,
+}
+
+#[derive(Args, Clone)]
+pub struct EmbedArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    #[command(flatten)]
+    pub model: ModelArgs,
+    /// Return the pooled vectors without L2 normalization.
+    #[arg(long)]
+    pub no_normalize: bool,
+    /// Refuse inputs over the model's maximum length instead of cutting them.
+    #[arg(long)]
+    pub no_truncate: bool,
+    /// Texts to embed.
+    #[arg(required = true, value_name = "TEXT")]
+    pub texts: Vec<String>,
+}

@@ -1,0 +1,160 @@
+//! The configuration file and how it is merged: defaults, then `osprey.toml` (or
+//! `--config`), then `OSPREY_<SECTION>__<KEY>` variables, then flags.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use osprey_engine::{BackendKind, BatchingConfig, EngineConfig};
+use osprey_server::ServerConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{ConfigArgs, ModelArgs};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Model directory.
+    pub path: PathBuf,
+    pub backend: BackendKind,
+    /// The onnxruntime shared library; searched for when unset.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub onnxruntime_lib: Option<PathBuf>,
+}
+
+impl Default for ModelConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("models/all-MiniLM-L6-v2"),
+            backend: BackendKind::Candle,
+            onnxruntime_lib: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// `pretty` or `json`.
+    pub log_format: String,
+    /// Default log filter when `RUST_LOG` is unset.
+    pub log_level: String,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        Self {
+            log_format: "pretty".into(),
+            log_level: "info".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub model: ModelConfig,
+    pub batching: BatchingConfig,
+    pub telemetry: TelemetryConfig,
+}
+
+impl Config {
+    /// Merges every source; `overrides` are `(dotted.key, value)` pairs from flags.
+    pub fn load(
+        args: &ConfigArgs,
+        model: &ModelArgs,
+        overrides: Vec<(&str, figment::value::Value)>,
+    ) -> anyhow::Result<Self> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match &args.config {
+            Some(file) => {
+                if !file.is_file() {
+                    bail!("config file {} does not exist", file.display());
+                }
+                fig = fig.merge(Toml::file_exact(file));
+            }
+            None if Path::new("osprey.toml").is_file() => {
+                fig = fig.merge(Toml::file_exact("osprey.toml"))
+            }
+            None => {}
+        }
+        // Only nested keys (OSPREY_SECTION__KEY) are config; OSPREY_CONFIG is a flag.
+        fig = fig.merge(
+            Env::prefixed("OSPREY_")
+                .filter(|k| k.as_str().contains("__"))
+                .split("__"),
+        );
+        let mut pairs = overrides;
+        if let Some(p) = &model.model {
+            pairs.push(("model.path", p.to_string_lossy().into_owned().into()));
+        }
+        if let Some(b) = model.backend {
+            pairs.push(("model.backend", b.as_str().into()));
+        }
+        if let Some(n) = model.replicas {
+            pairs.push(("batching.replicas", n.into()));
+        }
+        if let Some(n) = model.threads {
+            pairs.push(("batching.threads", n.into()));
+        }
+        for (key, value) in pairs {
+            fig = fig.merge(Serialized::default(key, value));
+        }
+        let config: Config = fig.extract().context("invalid configuration")?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let b = &self.batching;
+        for (name, v) in [
+            ("batching.max_batch_tokens", b.max_batch_tokens),
+            ("batching.max_batch_requests", b.max_batch_requests),
+            ("batching.max_queue_tokens", b.max_queue_tokens),
+            ("batching.replicas", b.replicas),
+            ("server.max_body_bytes", self.server.max_body_bytes),
+            ("server.max_inputs", self.server.max_inputs),
+            ("server.max_input_chars", self.server.max_input_chars),
+        ] {
+            if v == 0 {
+                bail!("{name} must be at least 1");
+            }
+        }
+        if !matches!(self.telemetry.log_format.as_str(), "pretty" | "json") {
+            bail!(
+                "telemetry.log_format must be `pretty` or `json`, not `{}`",
+                self.telemetry.log_format
+            );
+        }
+        Ok(())
+    }
+
+    pub fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            model_path: self.model.path.clone(),
+            backend: self.model.backend,
+            onnxruntime_lib: self.model.onnxruntime_lib.clone(),
+            batching: self.batching.clone(),
+        }
+    }
+}
+
+/// `osprey config check`: validates and prints the effective configuration.
+pub fn check(args: &ConfigArgs) -> anyhow::Result<std::process::ExitCode> {
+    let config = Config::load(args, &ModelArgs::default(), Vec::new())?;
+    let text = toml::to_string_pretty(&config).context("rendering the configuration")?;
+    println!("{text}");
+    if !config.model.path.is_dir() {
+        eprintln!(
+            "warning: model directory {} does not exist (fetch the default model with `make model`)",
+            config.model.path.display()
+        );
+    }
+    eprintln!("configuration is valid");
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,59 @@
+use super::*;
+
+#[test]
+fn defaults_serve() {
+    let c =
+        Config::load(&ConfigArgs::default(), &ModelArgs::default(), Vec::new()).expect("defaults");
+    assert_eq!(c.server.port, 8080);
+    assert_eq!(c.server.host, "127.0.0.1");
+    assert_eq!(c.model.backend, BackendKind::Candle);
+}
+
+#[test]
+fn file_then_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("osprey.toml");
+    std::fs::write(
+        &file,
+        "[server]\nport = 9000\nhost = \"0.0.0.0\"\n[batching]\nmax_batch_tokens = 1000\n",
+    )
+    .expect("write");
+    let args = ConfigArgs { config: Some(file) };
+    let c = Config::load(
+        &args,
+        &ModelArgs::default(),
+        vec![("server.port", 9100u16.into())],
+    )
+    .expect("load");
+    assert_eq!(c.server.host, "0.0.0.0");
+    assert_eq!(c.server.port, 9100, "flag beats file");
+    assert_eq!(c.batching.max_batch_tokens, 1000);
+}
+
+#[test]
+fn typos_and_bad_values_are_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "[server]\nprot = 1\n").expect("write");
+    let err = Config::load(
+        &ConfigArgs {
+            config: Some(file.clone()),
+        },
+        &ModelArgs::default(),
+        Vec::new(),
+    )
+    .expect_err("unknown key");
+    assert!(format!("{err:#}").contains("prot"), "{err:#}");
+    std::fs::write(&file, "[batching]\nreplicas = 0\n").expect("write");
+    let err = Config::load(
+        &ConfigArgs { config: Some(file) },
+        &ModelArgs::default(),
+        Vec::new(),
+    )
+    .expect_err("zero");
+    assert!(format!("{err:#}").contains("replicas"), "{err:#}");
+    let missing = ConfigArgs {
+        config: Some(dir.path().join("none.toml")),
+    };
+    assert!(Config::load(&missing, &ModelArgs::default(), Vec::new()).is_err());
+}
