@@ -17,16 +17,22 @@ pub struct BatchingConfig {
     pub replicas: usize,
     /// Intra-op threads per replica (0 = all cores divided among the replicas).
     pub threads: usize,
+    /// On padding backends (onnx), most computed tokens per real token in a batch;
+    /// inputs of other lengths wait for a batch of their own.
+    pub max_padding_ratio: f64,
 }
 
 impl Default for BatchingConfig {
     fn default() -> Self {
         Self {
             max_batch_tokens: 4096,
-            max_batch_requests: 64,
+            max_batch_requests: 32,
             max_queue_tokens: 32_768,
-            replicas: 1,
+            // Two single-threaded replicas beat one two-threaded replica by 25-30% in
+            // throughput on two cores (no intra-op synchronisation).
+            replicas: 2,
             threads: 0,
+            max_padding_ratio: 1.25,
         }
     }
 }

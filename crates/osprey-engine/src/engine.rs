@@ -115,7 +115,13 @@ impl Engine {
             let weights = weights.clone();
             std::thread::spawn(move || osprey_models::revision_of(&dir, &weights))
         };
-        let tokenizer = TextTokenizer::load(&model.file("tokenizer.json"), model.max_seq_length)?;
+        // The tokenizer loads on its own thread too: parsing tokenizer.json takes as
+        // long as reading the weights.
+        let tokenizer = {
+            let path = model.file("tokenizer.json");
+            let max = model.max_seq_length;
+            std::thread::spawn(move || TextTokenizer::load(&path, max))
+        };
         let batching = &config.batching;
         let threads = batching.threads_per_replica();
         let backends = load_backends(
@@ -128,6 +134,10 @@ impl Engine {
             },
         )?;
         let backend_name = backends.first().map_or("none", |b| b.name());
+        let loaded_ms = started.elapsed().as_millis() as u64;
+        let tokenizer = tokenizer
+            .join()
+            .map_err(|_| EngineError::Backend("tokenizer loading panicked".into()))??;
         let revision = revision
             .join()
             .map_err(|_| EngineError::Backend("revision hashing panicked".into()))??;
@@ -137,6 +147,7 @@ impl Engine {
             max_batch_requests: batching.max_batch_requests.max(1),
             max_queue_tokens: batching.max_queue_tokens,
             pads: config.backend.pads_batches(),
+            max_padding_ratio: batching.max_padding_ratio.max(1.0),
         }));
         let warm = warmup_inputs(&tokenizer);
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -195,7 +206,7 @@ impl Engine {
         tracing::info!(
             model = %info.id, revision = %info.revision, backend = info.backend,
             replicas = info.replicas, threads = info.threads_per_replica,
-            elapsed_ms = started.elapsed().as_millis() as u64, "model loaded and warmed up"
+            load_ms = loaded_ms, ready_ms = started.elapsed().as_millis() as u64, "model loaded and warmed up"
         );
         Ok(Self {
             info,
@@ -322,16 +333,17 @@ impl Drop for Engine {
     }
 }
 
-/// Batches that touch the shapes real traffic uses: one short input, a small batch,
-/// and one input at the maximum length.
+/// Small batches that run every kernel once (first runs allocate buffers and pick
+/// kernels) while keeping start-up short: one short input, four of them, and one
+/// of moderate length.
 fn warmup_inputs(tok: &TextTokenizer) -> Vec<Vec<Vec<u32>>> {
     let short = tok
         .encode("Osprey warms up its model before it reports ready.", true)
         .map(|e| e.ids)
         .unwrap_or_else(|_| vec![0; 12]);
-    let long = tok
-        .encode(&"warm ".repeat(tok.max_len()), true)
+    let medium = tok
+        .encode(&"warm ".repeat(62.min(tok.max_len())), true)
         .map(|e| e.ids)
-        .unwrap_or_else(|_| vec![0; tok.max_len()]);
-    vec![vec![short.clone()], vec![short; 8], vec![long]]
+        .unwrap_or_else(|_| vec![0; 64.min(tok.max_len())]);
+    vec![vec![short.clone()], vec![short; 4], vec![medium]]
 }

@@ -30,6 +30,8 @@ pub(crate) struct Limits {
     pub max_queue_tokens: usize,
     /// Batch cost is `count × longest` (padding backends) rather than the sum.
     pub pads: bool,
+    /// On padding backends, most computed tokens per real token in a batch.
+    pub max_padding_ratio: f64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -156,14 +158,18 @@ impl BatchQueue {
 }
 
 /// Picks a batch around the oldest input: the inputs closest to its length come
-/// first, as long as the batch stays within the token and count limits.
+/// first, as long as the batch stays within the token, count and padding limits.
 fn take_batch(items: &mut VecDeque<Item>, limits: &Limits) -> Vec<Item> {
     let cost =
         |count: usize, sum: usize, longest: usize| if limits.pads { count * longest } else { sum };
+    let wasteful = |count: usize, sum: usize, longest: usize| {
+        limits.pads && (count * longest) as f64 > limits.max_padding_ratio * sum as f64
+    };
     let total: usize = items.iter().map(|i| i.ids.len()).sum();
     let longest = items.iter().map(|i| i.ids.len()).max().unwrap_or(0);
     if items.len() <= limits.max_batch_requests
         && cost(items.len(), total, longest) <= limits.max_batch_tokens
+        && !wasteful(items.len(), total, longest)
     {
         return items.drain(..).collect();
     }
@@ -181,7 +187,10 @@ fn take_batch(items: &mut VecDeque<Item>, limits: &Limits) -> Vec<Item> {
         let len = items[i].ids.len();
         let new_max = max_len.max(len);
         // The anchor always goes, even alone over the budget, so nothing starves.
-        if count > 0 && cost(count + 1, sum + len, new_max) > limits.max_batch_tokens {
+        if count > 0
+            && (cost(count + 1, sum + len, new_max) > limits.max_batch_tokens
+                || wasteful(count + 1, sum + len, new_max))
+        {
             continue;
         }
         chosen[i] = true;

@@ -2,20 +2,40 @@
 //! tokens of a batch as one `[tokens, hidden]` matrix, and attention runs per group
 //! of equal-length sequences, so no work is spent on padding.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
+use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
-use candle_nn::{LayerNorm, Linear};
+use candle_nn::LayerNorm;
 
 use crate::{Backend, ModelDir, ModelError, Pooling, Result, pool};
 
+/// A linear layer with its weight stored transposed (`[in, out]`, contiguous), so
+/// the matrix multiply reads it in order instead of repacking it on every call.
+struct Dense {
+    weight_t: Tensor,
+    bias: Tensor,
+}
+
+impl Dense {
+    fn new(weight: &Tensor, bias: Tensor) -> Result<Self> {
+        Ok(Self {
+            weight_t: weight.t()?.contiguous()?,
+            bias,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.weight_t)?.broadcast_add(&self.bias)
+    }
+}
+
 struct Layer {
-    qkv: Linear,
-    attn_out: Linear,
+    qkv: Dense,
+    attn_out: Dense,
     attn_norm: LayerNorm,
-    intermediate: Linear,
-    output: Linear,
+    intermediate: Dense,
+    output: Dense,
     out_norm: LayerNorm,
 }
 
@@ -37,7 +57,7 @@ pub struct CandleBert {
 }
 
 struct Tensors {
-    map: HashMap<String, Tensor>,
+    file: MmapedSafetensors,
     prefix: &'static str,
 }
 
@@ -45,16 +65,16 @@ impl Tensors {
     fn get(&self, name: &str) -> Result<Tensor> {
         let key = format!("{}{name}", self.prefix);
         let t = self
-            .map
-            .get(&key)
-            .ok_or_else(|| ModelError::Unsupported(format!("weights lack tensor `{key}`")))?;
+            .file
+            .load(&key, &Device::Cpu)
+            .map_err(|e| ModelError::Unsupported(format!("weights tensor `{key}`: {e}")))?;
         Ok(t.to_dtype(DType::F32)?)
     }
-    fn linear(&self, name: &str) -> Result<Linear> {
-        Ok(Linear::new(
-            self.get(&format!("{name}.weight"))?,
-            Some(self.get(&format!("{name}.bias"))?),
-        ))
+    fn dense(&self, name: &str) -> Result<Dense> {
+        Dense::new(
+            &self.get(&format!("{name}.weight"))?,
+            self.get(&format!("{name}.bias"))?,
+        )
     }
     fn norm(&self, name: &str, eps: f64) -> Result<LayerNorm> {
         Ok(LayerNorm::new(
@@ -63,6 +83,17 @@ impl Tensors {
             eps,
         ))
     }
+}
+
+/// Maps the weights file: each tensor is then copied once, straight from the page
+/// cache, instead of reading the whole file into memory first.
+#[allow(unsafe_code)]
+fn map_weights(path: &std::path::Path) -> Result<MmapedSafetensors> {
+    // SAFETY: the mapping lives only while the tensors are copied out of it (this
+    // function's caller drops it before returning). Osprey never writes model files;
+    // one rewritten by another program during those milliseconds is the same hazard
+    // every memory-mapped model loader accepts.
+    Ok(unsafe { MmapedSafetensors::new(path)? })
 }
 
 impl CandleBert {
@@ -85,17 +116,17 @@ impl CandleBert {
                 file: "model.safetensors",
             });
         }
-        let map = candle_core::safetensors::load(&path, &Device::Cpu)?;
-        let prefix = if map.contains_key("embeddings.word_embeddings.weight") {
+        let file = map_weights(&path)?;
+        let prefix = if file.get("embeddings.word_embeddings.weight").is_ok() {
             ""
-        } else if map.contains_key("bert.embeddings.word_embeddings.weight") {
+        } else if file.get("bert.embeddings.word_embeddings.weight").is_ok() {
             "bert."
         } else {
             return Err(ModelError::Unsupported(
                 "model.safetensors holds no BERT embeddings".into(),
             ));
         };
-        let t = Tensors { map, prefix };
+        let t = Tensors { file, prefix };
         let eps = cfg.layer_norm_eps;
         let mut layers = Vec::with_capacity(cfg.num_hidden_layers);
         for i in 0..cfg.num_hidden_layers {
@@ -119,11 +150,11 @@ impl CandleBert {
                 0,
             )?;
             layers.push(Layer {
-                qkv: Linear::new(qkv_w, Some(qkv_b)),
-                attn_out: t.linear(&format!("{p}.attention.output.dense"))?,
+                qkv: Dense::new(&qkv_w, qkv_b)?,
+                attn_out: t.dense(&format!("{p}.attention.output.dense"))?,
                 attn_norm: t.norm(&format!("{p}.attention.output.LayerNorm"), eps)?,
-                intermediate: t.linear(&format!("{p}.intermediate.dense"))?,
-                output: t.linear(&format!("{p}.output.dense"))?,
+                intermediate: t.dense(&format!("{p}.intermediate.dense"))?,
+                output: t.dense(&format!("{p}.output.dense"))?,
                 out_norm: t.norm(&format!("{p}.output.LayerNorm"), eps)?,
             });
         }
@@ -209,7 +240,7 @@ impl CandleBert {
             let x1 = layer
                 .attn_norm
                 .forward(&layer.attn_out.forward(&attn)?.add(&x)?)?;
-            let h = layer.intermediate.forward(&x1)?.gelu_erf()?;
+            let h = crate::gelu::gelu_erf(&layer.intermediate.forward(&x1)?)?;
             x = layer
                 .out_norm
                 .forward(&layer.output.forward(&h)?.add(&x1)?)?;

@@ -4,6 +4,7 @@
 mod backend;
 mod candle_bert;
 mod error;
+mod gelu;
 mod model_dir;
 #[cfg(feature = "onnx")]
 mod onnx;

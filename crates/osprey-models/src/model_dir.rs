@@ -103,7 +103,10 @@ impl ModelDir {
             });
         }
         let config: TransformerConfig = read_json(&path, "config.json")?;
-        if config.hidden_size % config.num_attention_heads.max(1) != 0 {
+        if !config
+            .hidden_size
+            .is_multiple_of(config.num_attention_heads.max(1))
+        {
             return Err(ModelError::Unsupported(format!(
                 "hidden_size {} is not a multiple of num_attention_heads {}",
                 config.hidden_size, config.num_attention_heads

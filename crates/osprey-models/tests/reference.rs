@@ -1,3 +1,5 @@
+#![allow(clippy::expect_used)]
+
 //! Embeddings from each backend against vectors recorded from an independent float64
 //! implementation (scripts/reference_embeddings.py).
 

@@ -5,6 +5,7 @@ mod config;
 mod embed;
 mod logging;
 mod serve;
+mod threads;
 
 use clap::Parser;
 

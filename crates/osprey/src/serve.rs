@@ -34,6 +34,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     let config = Config::load(&args.config, &args.model, overrides)?;
     crate::logging::init(&config.telemetry.log_format, &config.telemetry.log_level);
+    crate::threads::pin_compute_threads(config.batching.threads_per_replica());
     // Two runtime workers are plenty next to the replica threads on small machines.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

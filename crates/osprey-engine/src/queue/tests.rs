@@ -6,6 +6,7 @@ fn limits(pads: bool) -> Limits {
         max_batch_requests: 4,
         max_queue_tokens: 200,
         pads,
+        max_padding_ratio: 10.0,
     }
 }
 
@@ -122,4 +123,30 @@ fn close_drains_then_stops() {
     assert_eq!(push(&q, 2, &[10]).map(|_| ()), Err(Rejected::Closed));
     assert!(q.next_batch().is_some());
     assert!(q.next_batch().is_none());
+}
+
+#[test]
+fn padding_waste_is_bounded() {
+    let q = BatchQueue::new(Limits {
+        max_batch_tokens: 1000,
+        max_batch_requests: 10,
+        max_padding_ratio: 1.25,
+        ..limits(true)
+    });
+    // All fit the budget, but padding 10 to 40 would waste most of the batch.
+    let _r = push(&q, 1, &[10, 40, 11, 12, 38]).expect("admitted");
+    let lens: Vec<usize> = q
+        .next_batch()
+        .expect("batch")
+        .iter()
+        .map(|i| i.ids.len())
+        .collect();
+    assert_eq!(lens, vec![10, 11, 12]);
+    let lens: Vec<usize> = q
+        .next_batch()
+        .expect("batch")
+        .iter()
+        .map(|i| i.ids.len())
+        .collect();
+    assert_eq!(lens, vec![40, 38]);
 }

@@ -57,3 +57,16 @@ fn typos_and_bad_values_are_errors() {
     };
     assert!(Config::load(&missing, &ModelArgs::default(), Vec::new()).is_err());
 }
+
+#[test]
+fn example_file_is_valid_and_matches_defaults() {
+    let file =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../osprey.example.toml");
+    let c = Config::load(
+        &ConfigArgs { config: Some(file) },
+        &ModelArgs::default(),
+        Vec::new(),
+    )
+    .expect("example");
+    assert_eq!(c, Config::default());
+}

