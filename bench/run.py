@@ -96,7 +96,8 @@ def main():
     ap.add_argument("--backend", default="candle")
     ap.add_argument("--duration", type=int, default=20)
     ap.add_argument("--cold-starts", type=int, default=5)
-    ap.add_argument("--soak", type=int, default=0, help="seconds of unique:64 load, RSS sampled")
+    ap.add_argument("--soak", type=int, default=0, help="seconds of sustained load, RSS sampled")
+    ap.add_argument("--soak-workload", default="batch32:8")
     ap.add_argument("--workloads", default="unique:1,unique:64,batch32:8")
     ap.add_argument("--url")
     ap.add_argument("--pid", type=int)
@@ -147,8 +148,10 @@ def main():
         if a.soak:
             samples = []
             t_end = time.time() + a.soak
-            env = dict(os.environ, BATCH="1", SENTENCES=os.path.join(HERE, "sentences.txt"), NONCE=str(time.time_ns() // 10**6 % 10**6))
-            w = subprocess.Popen(["wrk", "-t2", "-c64", f"-d{a.soak}s", "--timeout", "30s", "-s",
+            soak_kind, soak_conc = a.soak_workload.split(":")
+            env = dict(os.environ, BATCH="32" if soak_kind == "batch32" else "1",
+                       SENTENCES=os.path.join(HERE, "sentences.txt"), NONCE=str(time.time_ns() // 10**6 % 10**6))
+            w = subprocess.Popen(["wrk", "-t2", f"-c{soak_conc}", f"-d{a.soak}s", "--timeout", "30s", "-s",
                                   os.path.join(HERE, "wrk", "embed.lua"), url + "/embed"],
                                  env=env, stdout=subprocess.PIPE, text=True)
             while time.time() < t_end:
@@ -159,7 +162,7 @@ def main():
             soak = json.loads(line[len("RESULT "):])
             soak["rss_mb_samples"] = samples
             result["soak"] = soak
-            print(f"soak {a.soak} s unique:64: {soak['requests'] / (soak['duration_us'] / 1e6):.1f} req/s, "
+            print(f"soak {a.soak} s {a.soak_workload}: {soak['requests'] / (soak['duration_us'] / 1e6):.1f} req/s, "
                   f"p99 {soak['p99_us'] / 1000:.1f} ms, errors {soak['err_status'] + soak['err_timeout']}, "
                   f"RSS MB every 30 s: {samples}")
     finally:

@@ -74,38 +74,59 @@ fn ort_err(e: impl std::fmt::Display) -> ModelError {
 pub fn load(model: &ModelDir, opts: &BackendOptions) -> Result<Vec<Box<dyn Backend>>> {
     let env = environment(opts.onnxruntime_lib.as_deref())?;
     let file = onnx_file(model)?;
-    (0..opts.replicas.max(1))
-        .map(|_| {
-            let session = Session::builder(&env)
-                .map_err(ort_err)?
-                .with_auto_device(AutoDevicePolicy::PreferCPU)
-                .map_err(ort_err)?
-                .with_optimization_level(GraphOptimizationLevel::All)
-                .map_err(ort_err)?
-                .with_intra_threads(opts.threads.max(1))
-                .map_err(ort_err)?
-                .with_inter_threads(1)
-                .map_err(ort_err)?
-                .commit_from_file(&file)
-                .map_err(ort_err)?;
-            let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-            for needed in ["input_ids", "attention_mask"] {
-                if !names.contains(&needed) {
-                    return Err(ModelError::Unsupported(format!(
-                        "{} has no `{needed}` input (inputs: {names:?})",
-                        file.display()
-                    )));
-                }
-            }
-            let with_token_types = names.contains(&"token_type_ids");
-            Ok(Box::new(OnnxBackend {
-                session,
-                hidden: model.config.hidden_size,
-                pooling: model.pooling,
-                with_token_types,
-            }) as Box<dyn Backend>)
-        })
-        .collect()
+    // Sessions optimise their graph on creation; build the replicas side by side.
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..opts.replicas.max(1))
+            .map(|_| scope.spawn(|| session(&env, &file, model, opts.threads)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(ModelError::Onnx("session creation panicked".into())))
+            })
+            .collect()
+    })
+}
+
+fn session(
+    env: &Environment,
+    file: &Path,
+    model: &ModelDir,
+    threads: usize,
+) -> Result<Box<dyn Backend>> {
+    let session = Session::builder(env)
+        .map_err(ort_err)?
+        .with_auto_device(AutoDevicePolicy::PreferCPU)
+        .map_err(ort_err)?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(ort_err)?
+        .with_intra_threads(threads.max(1))
+        .map_err(ort_err)?
+        .with_inter_threads(1)
+        .map_err(ort_err)?
+        // Shapes change with every batch, so planned memory patterns are not reused;
+        // without them memory stays near the model's size.
+        .with_memory_pattern(false)
+        .map_err(ort_err)?
+        .commit_from_file(file)
+        .map_err(ort_err)?;
+    let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+    for needed in ["input_ids", "attention_mask"] {
+        if !names.contains(&needed) {
+            return Err(ModelError::Unsupported(format!(
+                "{} has no `{needed}` input (inputs: {names:?})",
+                file.display()
+            )));
+        }
+    }
+    let with_token_types = names.contains(&"token_type_ids");
+    Ok(Box::new(OnnxBackend {
+        session,
+        hidden: model.config.hidden_size,
+        pooling: model.pooling,
+        with_token_types,
+    }))
 }
 
 impl Backend for OnnxBackend {
