@@ -334,16 +334,11 @@ impl Drop for Engine {
 }
 
 /// Small batches that run every kernel once (first runs allocate buffers and pick
-/// kernels) while keeping start-up short: one short input, four of them, and one
-/// of moderate length.
+/// kernels) while keeping start-up short: one short input, then four of them.
 fn warmup_inputs(tok: &TextTokenizer) -> Vec<Vec<Vec<u32>>> {
     let short = tok
         .encode("Osprey warms up its model before it reports ready.", true)
         .map(|e| e.ids)
         .unwrap_or_else(|_| vec![0; 12]);
-    let medium = tok
-        .encode(&"warm ".repeat(62.min(tok.max_len())), true)
-        .map(|e| e.ids)
-        .unwrap_or_else(|_| vec![0; 64.min(tok.max_len())]);
-    vec![vec![short.clone()], vec![short; 4], vec![medium]]
+    vec![vec![short.clone()], vec![short; 4]]
 }
