@@ -101,14 +101,7 @@ impl Engine {
     pub fn start(config: &EngineConfig) -> Result<Self, EngineError> {
         let started = Instant::now();
         let model = ModelDir::open(&config.model_path)?;
-        let weights = match config.backend {
-            osprey_models::BackendKind::Candle => model.file("model.safetensors"),
-            osprey_models::BackendKind::Onnx => ["onnx/model.onnx", "model.onnx"]
-                .iter()
-                .map(|f| model.file(f))
-                .find(|p| p.is_file())
-                .unwrap_or_else(|| model.file("onnx/model.onnx")),
-        };
+        let weights = osprey_models::weights_file(&model, config.backend)?;
         // Hash the weights while the backend loads them.
         let revision = {
             let dir = model.path.clone();
@@ -228,11 +221,6 @@ impl Engine {
 
     pub fn queued_tokens(&self) -> usize {
         self.queue.queued_tokens()
-    }
-
-    /// Counts tokens the way `embed` would, without running the model.
-    pub fn tokenize(&self, text: &str, truncate: bool) -> Result<Vec<u32>, TokenizeError> {
-        self.tokenizer.encode(text, truncate).map(|e| e.ids)
     }
 
     /// Embeds `texts` in order. Dropping the future removes its queued inputs.

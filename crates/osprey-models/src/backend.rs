@@ -2,8 +2,6 @@
 
 use serde::{Deserialize, Serialize};
 
-#[cfg(not(feature = "onnx"))]
-use crate::ModelError;
 use crate::{ModelDir, Result};
 
 /// A loaded model replica. Each replica lives on one dedicated OS thread.
@@ -66,6 +64,22 @@ pub struct BackendOptions {
     pub onnxruntime_lib: Option<std::path::PathBuf>,
 }
 
+/// The file a backend loads its weights from; a clear error when it is missing.
+pub fn weights_file(model: &ModelDir, kind: BackendKind) -> Result<std::path::PathBuf> {
+    let candidates: &[&'static str] = match kind {
+        BackendKind::Candle => &["model.safetensors"],
+        BackendKind::Onnx => &["onnx/model.onnx", "model.onnx"],
+    };
+    candidates
+        .iter()
+        .map(|f| model.file(f))
+        .find(|p| p.is_file())
+        .ok_or_else(|| crate::ModelError::MissingFile {
+            path: model.path.clone(),
+            file: candidates[0],
+        })
+}
+
 /// Loads `replicas` instances of the model on the chosen backend.
 pub fn load_backends(model: &ModelDir, opts: &BackendOptions) -> Result<Vec<Box<dyn Backend>>> {
     match opts.kind {
@@ -82,7 +96,7 @@ pub fn load_backends(model: &ModelDir, opts: &BackendOptions) -> Result<Vec<Box<
         #[cfg(not(feature = "onnx"))]
         BackendKind::Onnx => {
             let _ = model;
-            Err(ModelError::BackendUnavailable("onnx"))
+            Err(crate::ModelError::BackendUnavailable("onnx"))
         }
     }
 }

@@ -5,10 +5,10 @@
 use std::sync::Arc;
 
 use candle_core::safetensors::MmapedSafetensors;
-use candle_core::{D, DType, Device, IndexOp, Module, Tensor};
+use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::LayerNorm;
 
-use crate::{Backend, ModelDir, ModelError, Pooling, Result, pool};
+use crate::{Backend, BackendKind, ModelDir, ModelError, Pooling, Result, pool, weights_file};
 
 /// A linear layer with its weight stored transposed (`[in, out]`, contiguous), so
 /// the matrix multiply reads it in order instead of repacking it on every call.
@@ -109,13 +109,7 @@ impl CandleBert {
                 cfg.hidden_act
             )));
         }
-        let path = model.file("model.safetensors");
-        if !path.is_file() {
-            return Err(ModelError::MissingFile {
-                path: model.path.clone(),
-                file: "model.safetensors",
-            });
-        }
+        let path = weights_file(model, BackendKind::Candle)?;
         let file = map_weights(&path)?;
         let prefix = if file.get("embeddings.word_embeddings.weight").is_ok() {
             ""
@@ -264,9 +258,7 @@ impl Backend for CandleBert {
         order.sort_by_key(|&i| seqs[i].len());
         let sorted: Vec<&[u32]> = order.iter().map(|&i| seqs[i]).collect();
         let states = self.pool.install(|| self.forward(&sorted))?;
-        let flat = states
-            .dim(D::Minus1)
-            .and_then(|_| states.flatten_all()?.to_vec1::<f32>())?;
+        let flat = states.flatten_all()?.to_vec1::<f32>()?;
         let mut out = vec![Vec::new(); seqs.len()];
         let mut row = 0;
         for (&i, s) in order.iter().zip(&sorted) {

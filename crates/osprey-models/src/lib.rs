@@ -12,7 +12,7 @@ mod pooling;
 mod revision;
 mod tokenize;
 
-pub use backend::{Backend, BackendKind, BackendOptions, load_backends};
+pub use backend::{Backend, BackendKind, BackendOptions, load_backends, weights_file};
 pub use error::{ModelError, Result};
 pub use model_dir::{ModelDir, Pooling, TransformerConfig};
 pub use pooling::{l2_normalize, pool};

@@ -10,7 +10,9 @@ use ort::session::Session;
 use ort::session::builder::{AutoDevicePolicy, GraphOptimizationLevel};
 use ort::value::Tensor;
 
-use crate::{Backend, BackendOptions, ModelDir, ModelError, Pooling, Result, pool};
+use crate::{
+    Backend, BackendKind, BackendOptions, ModelDir, ModelError, Pooling, Result, pool, weights_file,
+};
 
 static ENVIRONMENT: OnceLock<std::result::Result<Environment, String>> = OnceLock::new();
 
@@ -49,17 +51,6 @@ fn environment(lib: Option<&Path>) -> Result<Environment> {
         .map_err(ModelError::Onnx)
 }
 
-fn onnx_file(model: &ModelDir) -> Result<PathBuf> {
-    ["onnx/model.onnx", "model.onnx"]
-        .iter()
-        .map(|f| model.file(f))
-        .find(|p| p.is_file())
-        .ok_or_else(|| ModelError::MissingFile {
-            path: model.path.clone(),
-            file: "onnx/model.onnx",
-        })
-}
-
 pub struct OnnxBackend {
     session: Session,
     hidden: usize,
@@ -73,7 +64,7 @@ fn ort_err(e: impl std::fmt::Display) -> ModelError {
 
 pub fn load(model: &ModelDir, opts: &BackendOptions) -> Result<Vec<Box<dyn Backend>>> {
     let env = environment(opts.onnxruntime_lib.as_deref())?;
-    let file = onnx_file(model)?;
+    let file = weights_file(model, BackendKind::Onnx)?;
     // Sessions optimise their graph on creation; build the replicas side by side.
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..opts.replicas.max(1))

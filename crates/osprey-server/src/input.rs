@@ -61,6 +61,11 @@ impl<'de> Deserialize<'de> for ItemString {
     }
 }
 
+/// Serde default for flags that are on unless a request turns them off.
+pub fn yes() -> bool {
+    true
+}
+
 /// Checks the content type, reads the body within the size limit and parses it.
 pub async fn read_json<T: de::DeserializeOwned>(
     config: &ServerConfig,

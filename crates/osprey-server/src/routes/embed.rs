@@ -12,16 +12,12 @@ use serde::Deserialize;
 use crate::input::{Inputs, read_json};
 use crate::{ApiError, AppState};
 
-fn yes() -> bool {
-    true
-}
-
 #[derive(Deserialize)]
 pub struct EmbedRequest {
     inputs: Inputs,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::input::yes")]
     normalize: bool,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::input::yes")]
     truncate: bool,
 }
 

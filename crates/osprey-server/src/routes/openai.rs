@@ -21,10 +21,6 @@ enum EncodingFormat {
     Base64,
 }
 
-fn yes() -> bool {
-    true
-}
-
 #[derive(Deserialize)]
 pub struct EmbeddingsRequest {
     input: Inputs,
@@ -35,7 +31,7 @@ pub struct EmbeddingsRequest {
     #[serde(default)]
     dimensions: Option<i64>,
     /// Not in OpenAI's API: refuse over-long inputs instead of cutting them.
-    #[serde(default = "yes")]
+    #[serde(default = "crate::input::yes")]
     truncate: bool,
 }
 
