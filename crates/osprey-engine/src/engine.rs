@@ -54,6 +54,7 @@ impl Default for EmbedOptions {
 /// `queue` and `inference` are the longest any input waited or ran.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Timings {
+    pub cache: Duration,
     pub tokenize: Duration,
     pub queue: Duration,
     pub inference: Duration,
@@ -65,6 +66,8 @@ pub struct Embeddings {
     pub vectors: Vec<Vec<f32>>,
     /// Tokens fed to the model, special tokens included.
     pub tokens: usize,
+    /// The same, per input.
+    pub token_counts: Vec<usize>,
     pub timings: Timings,
 }
 
@@ -223,17 +226,15 @@ impl Engine {
         self.queue.queued_tokens()
     }
 
-    /// Embeds `texts` in order. Dropping the future removes its queued inputs.
-    pub async fn embed(
+    /// Tokenizes `texts`; errors name the input by its index in `texts`.
+    pub fn tokenize<S: AsRef<str>>(
         &self,
-        texts: &[String],
-        opts: EmbedOptions,
-    ) -> Result<Embeddings, EngineError> {
-        let mut timings = Timings::default();
-        let t0 = Instant::now();
+        texts: &[S],
+        truncate: bool,
+    ) -> Result<Vec<Vec<u32>>, EngineError> {
         let mut encoded = Vec::with_capacity(texts.len());
         for (index, text) in texts.iter().enumerate() {
-            match self.tokenizer.encode(text, opts.truncate) {
+            match self.tokenizer.encode(text.as_ref(), truncate) {
                 Ok(e) => encoded.push(e.ids),
                 Err(TokenizeError::TooLong { tokens, max }) => {
                     return Err(EngineError::InputTooLong { index, tokens, max });
@@ -243,9 +244,32 @@ impl Engine {
                 }
             }
         }
-        let tokens = encoded.iter().map(Vec::len).sum();
-        timings.tokenize = t0.elapsed();
+        Ok(encoded)
+    }
 
+    /// Embeds `texts` in order. Dropping the future removes its queued inputs.
+    pub async fn embed<S: AsRef<str>>(
+        &self,
+        texts: &[S],
+        opts: EmbedOptions,
+    ) -> Result<Embeddings, EngineError> {
+        let t0 = Instant::now();
+        let encoded = self.tokenize(texts, opts.truncate)?;
+        let tokenize = t0.elapsed();
+        let mut out = self.embed_tokens(encoded, opts).await?;
+        out.timings.tokenize = tokenize;
+        Ok(out)
+    }
+
+    /// Embeds token sequences (already truncated to the model's limit) in order.
+    pub async fn embed_tokens(
+        &self,
+        encoded: Vec<Vec<u32>>,
+        opts: EmbedOptions,
+    ) -> Result<Embeddings, EngineError> {
+        let mut timings = Timings::default();
+        let token_counts: Vec<usize> = encoded.iter().map(Vec::len).collect();
+        let tokens = token_counts.iter().sum();
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let enqueued = Instant::now();
         let (items, replies): (Vec<Item>, Vec<oneshot::Receiver<_>>) = encoded
@@ -301,6 +325,7 @@ impl Engine {
         Ok(Embeddings {
             vectors,
             tokens,
+            token_counts,
             timings,
         })
     }

@@ -1,13 +1,18 @@
-//! The request pipeline between the HTTP layer and the models: tokenization, a
-//! batch queue bounded in tokens, and replica workers on dedicated OS threads.
+//! The request pipeline between the HTTP layer and the models: per-item cache
+//! lookup, single flight for identical inputs, tokenization, a batch queue bounded
+//! in tokens, and replica workers on dedicated OS threads.
 
 mod config;
 mod engine;
 mod error;
+mod flight;
+mod pipeline;
 mod queue;
 mod worker;
 
 pub use config::{BatchingConfig, EngineConfig};
 pub use engine::{EmbedOptions, Embeddings, Engine, ModelInfo, Timings};
 pub use error::EngineError;
+pub use osprey_cache as cache;
 pub use osprey_models::{BackendKind, ModelDir};
+pub use pipeline::{CacheStatus, Embedded, Pipeline};

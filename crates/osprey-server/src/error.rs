@@ -23,6 +23,8 @@ pub enum ApiError {
     NotReady,
     #[error(transparent)]
     Engine(#[from] EngineError),
+    #[error("cache: {0}")]
+    Cache(#[from] osprey_engine::cache::CacheError),
 }
 
 #[derive(Serialize)]
@@ -48,6 +50,8 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            // A tier the operator asked for (clear, stats) is unreachable.
+            Self::Cache(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Engine(e) => match e {
                 EngineError::InputTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 EngineError::Tokenize { .. } => StatusCode::UNPROCESSABLE_ENTITY,

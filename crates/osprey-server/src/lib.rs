@@ -28,6 +28,10 @@ pub fn router(state: AppState) -> Router {
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))
         .route("/metrics", get(routes::metrics::metrics))
+        .route(
+            "/admin/cache",
+            get(routes::admin::cache_stats).delete(routes::admin::cache_clear),
+        )
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn(observe::record_request))

@@ -2,19 +2,19 @@ use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use osprey_engine::Engine;
+use osprey_engine::Pipeline;
 
 use crate::{ApiError, ServerConfig};
 
-/// The engine once loaded, or why it is not (yet).
+/// The engine (behind its cache pipeline) once loaded, or why it is not (yet).
 #[derive(Default)]
 pub struct EngineSlot {
-    engine: OnceLock<Arc<Engine>>,
+    engine: OnceLock<Arc<Pipeline>>,
     failure: OnceLock<String>,
 }
 
 impl EngineSlot {
-    pub fn set(&self, engine: Arc<Engine>) {
+    pub fn set(&self, engine: Arc<Pipeline>) {
         let _ = self.engine.set(engine);
     }
 
@@ -22,7 +22,7 @@ impl EngineSlot {
         let _ = self.failure.set(reason);
     }
 
-    pub fn get(&self) -> Option<&Arc<Engine>> {
+    pub fn get(&self) -> Option<&Arc<Pipeline>> {
         self.engine.get()
     }
 
@@ -50,7 +50,7 @@ impl AppState {
     }
 
     /// The engine, or 503 while it loads.
-    pub fn engine(&self) -> Result<&Arc<Engine>, ApiError> {
+    pub fn engine(&self) -> Result<&Arc<Pipeline>, ApiError> {
         self.engine.get().ok_or(ApiError::NotReady)
     }
 }

@@ -19,6 +19,15 @@ pub enum Command {
     Serve(ServeArgs),
     /// Embed texts and print the vectors as JSON, without a server.
     Embed(EmbedArgs),
+    /// Load-test an embedding server (Osprey or any other speaking /embed or
+    /// /v1/embeddings): latency percentiles, throughput, errors, reports.
+    Bench(osprey_bench::cli::BenchArgs),
+    /// Inspect or empty the result cache: the disk and Redis tiers of the
+    /// configuration, or a running server's tiers with --url.
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Inspect configuration.
     Config {
         #[command(subcommand)]
@@ -30,6 +39,32 @@ pub enum Command {
 pub enum ConfigCommand {
     /// Validate the configuration and print the effective settings.
     Check(ConfigArgs),
+}
+
+#[derive(Subcommand)]
+pub enum CacheCommand {
+    /// Print entries, bytes, hits and misses per tier as JSON.
+    Stats(CacheArgs),
+    /// Empty every tier (in Redis, only keys under the configured prefix).
+    Clear(CacheArgs),
+}
+
+#[derive(Args, Clone)]
+pub struct CacheArgs {
+    #[command(flatten)]
+    pub config: ConfigArgs,
+    /// Ask a running server instead (its memory tier included), e.g.
+    /// http://127.0.0.1:8080. Needed while a server holds the disk tier open.
+    #[arg(long, env = "OSPREY_URL", value_name = "URL")]
+    pub url: Option<String>,
+    /// API key for a server with authentication on.
+    #[arg(
+        long,
+        env = "OSPREY_API_KEY",
+        value_name = "KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
 }
 
 /// Where configuration comes from: defaults, then the file, then the environment,

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use osprey_engine::cache::CacheConfig;
 use osprey_engine::{BackendKind, BatchingConfig, EngineConfig};
 use osprey_server::ServerConfig;
 use serde::{Deserialize, Serialize};
@@ -57,6 +58,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub model: ModelConfig,
     pub batching: BatchingConfig,
+    pub cache: CacheConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -122,6 +124,7 @@ impl Config {
                 bail!("{name} must be at least 1");
             }
         }
+        self.cache.validate().map_err(anyhow::Error::msg)?;
         if !matches!(self.telemetry.log_format.as_str(), "pretty" | "json") {
             bail!(
                 "telemetry.log_format must be `pretty` or `json`, not `{}`",
@@ -143,7 +146,8 @@ impl Config {
 
 /// `osprey config check`: validates and prints the effective configuration.
 pub fn check(args: &ConfigArgs) -> anyhow::Result<std::process::ExitCode> {
-    let config = Config::load(args, &ModelArgs::default(), Vec::new())?;
+    let mut config = Config::load(args, &ModelArgs::default(), Vec::new())?;
+    config.cache.redis.url = config.cache.redis.url.as_deref().map(redact_url);
     let text = toml::to_string_pretty(&config).context("rendering the configuration")?;
     println!("{text}");
     if !config.model.path.is_dir() {
@@ -154,6 +158,20 @@ pub fn check(args: &ConfigArgs) -> anyhow::Result<std::process::ExitCode> {
     }
     eprintln!("configuration is valid");
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// Hides the password in `scheme://user:password@host/...`.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    match rest.split_once('@') {
+        Some((auth, host)) => {
+            let user = auth.split_once(':').map_or(auth, |(u, _)| u);
+            format!("{scheme}://{user}:***@{host}")
+        }
+        None => url.to_owned(),
+    }
 }
 
 #[cfg(test)]

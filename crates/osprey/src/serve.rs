@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use osprey_engine::Engine;
+use osprey_engine::cache::TieredCache;
+use osprey_engine::{Engine, Pipeline};
 use osprey_server::{AppState, install_metrics};
 use tokio::sync::watch;
 
@@ -52,6 +53,17 @@ async fn serve(config: Config) -> anyhow::Result<std::process::ExitCode> {
         .with_context(|| format!("binding {addr}"))?;
     tracing::info!(addr = %listener.local_addr()?, "listening");
 
+    // Tiers open before the model loads (Redis connects lazily, so a Redis that is
+    // down does not stop the server; a disk tier in use by another process does).
+    let cache = TieredCache::open(&config.cache)
+        .await
+        .context("opening the cache")?;
+    let cache = cache.is_enabled().then(|| Arc::new(cache));
+    if let Some(c) = &cache {
+        let tiers: Vec<&str> = c.stats().tiers.iter().map(|t| t.tier.label()).collect();
+        tracing::info!(?tiers, "cache ready");
+    }
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
@@ -59,10 +71,11 @@ async fn serve(config: Config) -> anyhow::Result<std::process::ExitCode> {
         let engine_config = config.engine();
         let stop_tx = stop_tx.clone();
         let failed = failed.clone();
+        let cache = cache.clone();
         tokio::task::spawn_blocking(move || match Engine::start(&engine_config) {
             Ok(engine) => {
                 tracing::info!("ready");
-                slot.set(Arc::new(engine));
+                slot.set(Arc::new(Pipeline::new(Arc::new(engine), cache)));
             }
             Err(e) => {
                 tracing::error!(error = %e, "the model could not be loaded");
@@ -91,8 +104,21 @@ async fn serve(config: Config) -> anyhow::Result<std::process::ExitCode> {
             tokio::time::sleep(grace).await;
         } => tracing::warn!("grace period over; closing remaining connections"),
     }
-    if let Some(engine) = state.engine.get().cloned() {
+    if let Some(pipeline) = state.engine.get().cloned() {
+        let engine = pipeline.engine().clone();
         tokio::task::spawn_blocking(move || engine.shutdown())
+            .await
+            .ok();
+    }
+    if let Some(cache) = cache {
+        // Queued disk and Redis writes are worth keeping, within reason.
+        if tokio::time::timeout(Duration::from_secs(5), cache.flush())
+            .await
+            .is_err()
+        {
+            tracing::warn!("cache writes still queued after 5 s; dropping them");
+        }
+        tokio::task::spawn_blocking(move || cache.close())
             .await
             .ok();
     }

@@ -35,6 +35,7 @@ pub async fn tei(
     };
     let (out, stages) = super::run(&state, &req.inputs.0, opts, started).await?;
     let t = Instant::now();
-    let body = serde_json::to_vec(&out.vectors).map_err(|e| ApiError::Invalid(e.to_string()))?;
-    Ok(super::json_response(body, stages, t))
+    let vectors: Vec<&[f32]> = out.vectors.iter().map(|v| &v[..]).collect();
+    let body = serde_json::to_vec(&vectors).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    Ok(super::json_response(body, stages, t, out.cache))
 }

@@ -15,21 +15,30 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_jso
     match state.engine.get() {
         Some(engine) => {
             let info = engine.info();
-            let queued = engine.queued_tokens();
+            let queued = engine.engine().queued_tokens();
             let capacity = info.max_queue_tokens;
             let saturated = queued >= capacity;
+            let mut components = json!({
+                "model": {"status": "ready", "id": info.id, "revision": info.revision, "backend": info.backend},
+                "queue": {
+                    "status": if saturated { "saturated" } else { "ok" },
+                    "queued_tokens": queued,
+                    "capacity_tokens": capacity,
+                },
+            });
+            let mut degraded = false;
+            if let Some(cache) = engine.cache() {
+                for (tier, health) in cache.health() {
+                    degraded |= health.status != "ok";
+                    components[format!("cache_{}", tier.label())] = json!(health);
+                }
+            }
+            // A degraded cache tier slows nothing down and loses nothing: still ready.
             (
                 StatusCode::OK,
                 Json(json!({
-                    "status": "ready",
-                    "components": {
-                        "model": {"status": "ready", "id": info.id, "revision": info.revision, "backend": info.backend},
-                        "queue": {
-                            "status": if saturated { "saturated" } else { "ok" },
-                            "queued_tokens": queued,
-                            "capacity_tokens": capacity,
-                        },
-                    }
+                    "status": if degraded { "degraded" } else { "ready" },
+                    "components": components,
                 })),
             )
         }

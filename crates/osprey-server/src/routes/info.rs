@@ -25,6 +25,7 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<serde_json::Valu
         "max_client_batch_size": state.config.max_inputs,
         "max_input_chars": state.config.max_input_chars,
         "max_body_bytes": state.config.max_body_bytes,
+        "cache_tiers": engine.cache().map(|c| c.stats().tiers.iter().map(|t| t.tier.label()).collect::<Vec<_>>()).unwrap_or_default(),
         "version": env!("CARGO_PKG_VERSION"),
     })))
 }

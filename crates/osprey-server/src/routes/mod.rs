@@ -1,3 +1,4 @@
+pub mod admin;
 pub mod embed;
 pub mod health;
 pub mod info;
@@ -8,7 +9,7 @@ use std::time::Instant;
 
 use axum::http::{HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
-use osprey_engine::{EmbedOptions, Embeddings};
+use osprey_engine::{CacheStatus, EmbedOptions, Embedded};
 
 use crate::observe::{server_timing, stage};
 use crate::{ApiError, AppState};
@@ -27,7 +28,7 @@ pub(crate) async fn run(
     inputs: &[String],
     opts: EmbedOptions,
     validate_started: Instant,
-) -> Result<(Embeddings, Vec<(&'static str, f64)>), ApiError> {
+) -> Result<(Embedded, Vec<(&'static str, f64)>), ApiError> {
     crate::input::check_inputs(&state.config, inputs)?;
     let engine = state.engine()?;
     let validate = validate_started.elapsed();
@@ -36,6 +37,7 @@ pub(crate) async fn run(
     let t = out.timings;
     let stages = vec![
         stage("validate", validate),
+        stage("cache", t.cache),
         stage("tokenize", t.tokenize),
         stage("queue", t.queue),
         stage("inference", t.inference),
@@ -44,11 +46,12 @@ pub(crate) async fn run(
     Ok((out, stages))
 }
 
-/// A JSON body already serialized, with its Server-Timing header.
+/// A JSON body already serialized, with its Server-Timing and x-cache headers.
 pub(crate) fn json_response(
     body: Vec<u8>,
     mut stages: Vec<(&'static str, f64)>,
     serialize_started: Instant,
+    cache: CacheStatus,
 ) -> Response {
     stages.push(stage("serialize", serialize_started.elapsed()));
     let mut resp = body.into_response();
@@ -59,6 +62,9 @@ pub(crate) fn json_response(
     );
     if let Ok(v) = HeaderValue::from_str(&server_timing(&stages)) {
         h.insert("server-timing", v);
+    }
+    if let Some(c) = cache.header() {
+        h.insert("x-cache", HeaderValue::from_static(c));
     }
     resp
 }

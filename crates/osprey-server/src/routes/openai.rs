@@ -37,16 +37,16 @@ pub struct EmbeddingsRequest {
 
 #[derive(Serialize)]
 #[serde(untagged)]
-enum Vector {
-    Float(Vec<f32>),
+enum Vector<'a> {
+    Float(&'a [f32]),
     Base64(String),
 }
 
 #[derive(Serialize)]
-struct Item {
+struct Item<'a> {
     object: &'static str,
     index: usize,
-    embedding: Vector,
+    embedding: Vector<'a>,
 }
 
 #[derive(Serialize)]
@@ -58,7 +58,7 @@ struct Usage {
 #[derive(Serialize)]
 struct EmbeddingsResponse<'a> {
     object: &'static str,
-    data: Vec<Item>,
+    data: Vec<Item<'a>>,
     model: &'a str,
     usage: Usage,
 }
@@ -91,14 +91,14 @@ pub async fn embeddings(
     let model = req.model.as_deref().unwrap_or(engine.info().id.as_str());
     let data = out
         .vectors
-        .into_iter()
+        .iter()
         .enumerate()
         .map(|(index, v)| Item {
             object: "embedding",
             index,
             embedding: match req.encoding_format {
-                EncodingFormat::Float => Vector::Float(v),
-                EncodingFormat::Base64 => Vector::Base64(base64_f32(&v)),
+                EncodingFormat::Float => Vector::Float(&v[..]),
+                EncodingFormat::Base64 => Vector::Base64(base64_f32(v)),
             },
         })
         .collect();
@@ -112,7 +112,7 @@ pub async fn embeddings(
         },
     };
     let body = serde_json::to_vec(&resp).map_err(|e| ApiError::Invalid(e.to_string()))?;
-    Ok(super::json_response(body, stages, t))
+    Ok(super::json_response(body, stages, t, out.cache))
 }
 
 /// Little-endian f32 bytes, base64: what OpenAI clients decode.

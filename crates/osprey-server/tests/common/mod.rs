@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use osprey_engine::{BackendKind, BatchingConfig, Engine, EngineConfig};
+use osprey_engine::{BackendKind, BatchingConfig, Engine, EngineConfig, Pipeline};
 use osprey_server::{AppState, ServerConfig};
 use serde::Deserialize;
 use serde_json::Value;
@@ -118,7 +118,7 @@ fn start(server: ServerConfig, batching: BatchingConfig) -> TestServer {
                         )
                     });
                 let engine = Arc::new(engine);
-                state.engine.set(engine.clone());
+                state.engine.set(Arc::new(Pipeline::new(engine.clone(), None)));
                 tx.send((addr, engine, probe)).expect("report the server");
                 std::future::pending::<()>().await;
             });

@@ -1,0 +1,194 @@
+//! Per-tier counters. Each event bumps the tier's own atomic counter (for
+//! `/admin/cache` and `osprey cache stats`) and the matching Prometheus metric in
+//! one call, so the two can never disagree.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Tier {
+    Memory,
+    Disk,
+    Redis,
+}
+
+impl Tier {
+    pub fn label(self) -> &'static str {
+        match self {
+            Tier::Memory => "memory",
+            Tier::Disk => "disk",
+            Tier::Redis => "redis",
+        }
+    }
+
+    /// The `x-cache` value for a response served entirely from this tier.
+    pub fn hit_header(self) -> &'static str {
+        match self {
+            Tier::Memory => "hit-l1",
+            Tier::Disk => "hit-l2",
+            Tier::Redis => "hit-l3",
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct TierStats {
+    tier: Tier,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    errors: AtomicU64,
+    corrupt: AtomicU64,
+    writes: AtomicU64,
+    dropped_writes: AtomicU64,
+    evictions: AtomicU64,
+}
+
+/// A snapshot of one tier, as served by `/admin/cache`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TierSnapshot {
+    pub tier: Tier,
+    pub hits: u64,
+    pub misses: u64,
+    pub hit_rate: f64,
+    pub errors: u64,
+    pub corrupt: u64,
+    pub writes: u64,
+    pub dropped_writes: u64,
+    pub evictions: u64,
+    /// Entries and bytes held, when the tier can tell cheaply.
+    pub entries: Option<u64>,
+    pub bytes: Option<u64>,
+    pub capacity_bytes: Option<u64>,
+    pub health: TierHealth,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct TierHealth {
+    /// `ok` or `degraded`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl TierHealth {
+    pub fn ok() -> Self {
+        Self {
+            status: "ok",
+            reason: None,
+        }
+    }
+
+    pub fn degraded(reason: impl Into<String>) -> Self {
+        Self {
+            status: "degraded",
+            reason: Some(reason.into()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct CacheStats {
+    pub tiers: Vec<TierSnapshot>,
+}
+
+impl TierStats {
+    pub fn new(tier: Tier) -> Self {
+        Self {
+            tier,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
+            errors: AtomicU64::new(0),
+            corrupt: AtomicU64::new(0),
+            writes: AtomicU64::new(0),
+            dropped_writes: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
+        }
+    }
+
+    pub fn lookups(&self, hits: u64, misses: u64, took: Duration) {
+        let t = self.tier.label();
+        if hits > 0 {
+            self.hits.fetch_add(hits, Ordering::Relaxed);
+            metrics::counter!("osprey_cache_requests_total", "tier" => t, "result" => "hit")
+                .increment(hits);
+        }
+        if misses > 0 {
+            self.misses.fetch_add(misses, Ordering::Relaxed);
+            metrics::counter!("osprey_cache_requests_total", "tier" => t, "result" => "miss")
+                .increment(misses);
+        }
+        metrics::histogram!("osprey_cache_lookup_duration_seconds", "tier" => t)
+            .record(took.as_secs_f64());
+    }
+
+    pub fn error(&self, items: u64) {
+        self.errors.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("osprey_cache_requests_total", "tier" => self.tier.label(), "result" => "error")
+            .increment(items);
+    }
+
+    pub fn corrupt(&self) {
+        self.corrupt.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("osprey_cache_corrupt_total", "tier" => self.tier.label()).increment(1);
+    }
+
+    pub fn written(&self, n: u64) {
+        self.writes.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("osprey_cache_writes_total", "tier" => self.tier.label(), "result" => "ok")
+            .increment(n);
+    }
+
+    pub fn dropped(&self, n: u64) {
+        self.dropped_writes.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("osprey_cache_writes_total", "tier" => self.tier.label(), "result" => "dropped")
+            .increment(n);
+    }
+
+    pub fn evicted(&self, n: u64) {
+        self.evictions.fetch_add(n, Ordering::Relaxed);
+        metrics::counter!("osprey_cache_evictions_total", "tier" => self.tier.label()).increment(n);
+    }
+
+    /// Publishes the tier's size as gauges.
+    pub fn size(&self, entries: u64, bytes: u64) {
+        let t = self.tier.label();
+        metrics::gauge!("osprey_cache_entries", "tier" => t).set(entries as f64);
+        metrics::gauge!("osprey_cache_bytes", "tier" => t).set(bytes as f64);
+    }
+
+    pub fn snapshot(&self, health: TierHealth) -> TierSnapshot {
+        let hits = self.hits.load(Ordering::Relaxed);
+        let misses = self.misses.load(Ordering::Relaxed);
+        let total = hits + misses;
+        TierSnapshot {
+            tier: self.tier,
+            hits,
+            misses,
+            hit_rate: if total == 0 {
+                0.0
+            } else {
+                hits as f64 / total as f64
+            },
+            errors: self.errors.load(Ordering::Relaxed),
+            corrupt: self.corrupt.load(Ordering::Relaxed),
+            writes: self.writes.load(Ordering::Relaxed),
+            dropped_writes: self.dropped_writes.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+            entries: None,
+            bytes: None,
+            capacity_bytes: None,
+            health,
+        }
+    }
+}
+
+impl TierStats {
+    /// Lookups not attempted because the tier is unavailable (circuit open).
+    pub fn skipped(&self, items: u64) {
+        metrics::counter!("osprey_cache_requests_total", "tier" => self.tier.label(), "result" => "skipped")
+            .increment(items);
+    }
+}

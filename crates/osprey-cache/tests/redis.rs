@@ -1,0 +1,245 @@
+#![allow(clippy::expect_used)]
+//! The Redis tier against a real Redis: the shared one at REDIS_URL for the plain
+//! paths, and a private redis-server this test starts and kills for the failure paths.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use osprey_cache::{
+    CacheConfig, CacheKey, DiskConfig, Entry, KeySpace, MemoryConfig, RedisConfig, RedisTier, Tier,
+    TieredCache,
+};
+
+fn shared_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A key prefix of its own, so parallel tests and runs never see each other's keys.
+fn prefix(name: &str) -> String {
+    format!(
+        "osprey-test:{name}:{}:{}:",
+        std::process::id(),
+        rand_suffix()
+    )
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn config(url: &str, prefix: &str) -> RedisConfig {
+    RedisConfig {
+        url: Some(url.into()),
+        key_prefix: prefix.into(),
+        timeout_ms: 200,
+        failure_threshold: 2,
+        retry_interval_ms: 100,
+        ..RedisConfig::default()
+    }
+}
+
+fn key(i: usize) -> CacheKey {
+    KeySpace::new("model", "rev").key(&format!("sentence {i}"))
+}
+
+fn entry(i: usize) -> Entry {
+    Entry::new(
+        (0..384)
+            .map(|j| ((i * 1000 + j) as f32).cos())
+            .collect::<Vec<_>>(),
+        i as u32,
+    )
+}
+
+#[tokio::test]
+async fn writes_behind_and_reads_back_with_mget() {
+    let p = prefix("rw");
+    let tier = RedisTier::connect(&config(&shared_url(), &p), &shared_url()).expect("connect");
+    for i in 0..50 {
+        tier.put(key(i), entry(i));
+    }
+    tier.flush().await;
+    let keys: Vec<CacheKey> = (0..60).map(key).collect();
+    let got = tier.get_many(&keys).await;
+    for (i, g) in got.iter().enumerate().take(50) {
+        assert_eq!(g.as_ref(), Some(&entry(i)), "entry {i}");
+    }
+    assert!(got[50..].iter().all(Option::is_none));
+    assert_eq!(tier.count().await.expect("count"), 50);
+    assert_eq!(tier.clear().await.expect("clear"), 50);
+    assert!(tier.get_many(&keys[..3]).await.iter().all(Option::is_none));
+    let s = tier.snapshot();
+    assert_eq!(s.hits, 50);
+    assert_eq!(s.writes, 50);
+}
+
+#[tokio::test]
+async fn entries_expire_with_their_ttl() {
+    let p = prefix("ttl");
+    let mut c = config(&shared_url(), &p);
+    c.ttl_secs = 1;
+    let tier = RedisTier::connect(&c, &shared_url()).expect("connect");
+    tier.put(key(1), entry(1));
+    tier.flush().await;
+    assert!(tier.get_many(&[key(1)]).await[0].is_some());
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert!(tier.get_many(&[key(1)]).await[0].is_none(), "expired");
+}
+
+#[tokio::test]
+async fn corrupt_values_read_as_misses() {
+    let p = prefix("corrupt");
+    let url = shared_url();
+    let tier = RedisTier::connect(&config(&url, &p), &url).expect("connect");
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let mut name = p.as_bytes().to_vec();
+    name.extend_from_slice(key(7).as_bytes());
+    let _: () = redis::cmd("SET")
+        .arg(&name)
+        .arg(b"\x01\x00not an entry".as_slice())
+        .arg("EX")
+        .arg(60)
+        .query_async(&mut conn)
+        .await
+        .expect("set");
+    assert!(tier.get_many(&[key(7)]).await[0].is_none());
+    assert_eq!(tier.snapshot().corrupt, 1);
+    tier.clear().await.expect("clear");
+}
+
+#[tokio::test]
+async fn two_caches_share_the_redis_tier() {
+    let p = prefix("shared");
+    let url = shared_url();
+    let cfg = CacheConfig {
+        memory: MemoryConfig::default(),
+        disk: DiskConfig::default(),
+        redis: config(&url, &p),
+    };
+    let a = TieredCache::open(&cfg).await.expect("a");
+    let b = TieredCache::open(&cfg).await.expect("b");
+    a.put_many(&[(key(1), entry(1))]);
+    a.flush().await;
+    let got = b.get_many(&[key(1)]).await;
+    assert_eq!(got[0].as_ref().map(|f| f.tier), Some(Tier::Redis));
+    assert_eq!(got[0].as_ref().map(|f| &f.entry), Some(&entry(1)));
+    // The hit was promoted: the next lookup is a memory hit.
+    let again = b.get_many(&[key(1)]).await;
+    assert_eq!(again[0].as_ref().map(|f| f.tier), Some(Tier::Memory));
+    b.clear().await.expect("clear");
+}
+
+/// A private redis-server on a free port, killed on drop.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start(port: u16) -> Self {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/ensure-redis.sh installs it)");
+        let r = Self { child, port };
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("redis-server did not start on port {port}");
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test]
+async fn a_dead_redis_opens_the_circuit_and_a_live_one_closes_it() {
+    let port = free_port();
+    let mut redis = PrivateRedis::start(port);
+    let url = redis.url();
+    let tier = RedisTier::connect(&config(&url, "osprey:"), &url).expect("connect");
+    tier.put(key(1), entry(1));
+    tier.flush().await;
+    assert!(tier.get_many(&[key(1)]).await[0].is_some());
+
+    redis.kill();
+    // Lookups fail soft (misses), and after the threshold the tier is skipped.
+    for _ in 0..3 {
+        assert!(tier.get_many(&[key(1)]).await[0].is_none());
+    }
+    let h = tier.health();
+    assert_eq!(h.status, "degraded", "{h:?}");
+    assert!(tier.snapshot().errors >= 2);
+    // Writes while open are dropped and counted, never queued without bound.
+    tier.put(key(2), entry(2));
+    assert!(tier.snapshot().dropped_writes >= 1);
+
+    let _redis = PrivateRedis::start(port);
+    let mut healthy = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        if tier.health().status == "ok" {
+            healthy = true;
+            break;
+        }
+    }
+    assert!(healthy, "the probe closes the circuit once redis answers");
+    tier.put(key(3), entry(3));
+    tier.flush().await;
+    assert_eq!(tier.get_many(&[key(3)]).await[0].as_ref(), Some(&entry(3)));
+}
+
+#[tokio::test]
+async fn starts_while_redis_is_down() {
+    let url = format!("redis://127.0.0.1:{}", free_port());
+    let cfg = CacheConfig {
+        memory: MemoryConfig::default(),
+        disk: DiskConfig::default(),
+        redis: config(&url, "osprey:"),
+    };
+    let cache = TieredCache::open(&cfg).await.expect("opens without redis");
+    cache.put_many(&[(key(1), entry(1))]);
+    let got = cache.get_many(&[key(1), key(2)]).await;
+    assert_eq!(got[0].as_ref().map(|f| f.tier), Some(Tier::Memory));
+    assert!(got[1].is_none());
+}

@@ -1,0 +1,285 @@
+//! The request pipeline around the engine: per-item cache lookup, single flight for
+//! the misses, the model for what is left, and cache fill.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use osprey_cache::{CacheKey, Entry, KeySpace, Tier, TieredCache};
+
+use crate::flight::{Flight, Outcome, Registry};
+use crate::{EmbedOptions, Engine, EngineError, ModelInfo, Timings};
+
+/// Where a response's vectors came from, for the `x-cache` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStatus {
+    /// No cache configured.
+    Off,
+    /// Every item from one tier (the lowest one used, when several answered).
+    Hit(Tier),
+    /// No item from the cache.
+    Miss,
+    /// Some items from the cache, the others computed.
+    Partial,
+}
+
+impl CacheStatus {
+    pub fn header(self) -> Option<&'static str> {
+        match self {
+            CacheStatus::Off => None,
+            CacheStatus::Hit(t) => Some(t.hit_header()),
+            CacheStatus::Miss => Some("miss"),
+            CacheStatus::Partial => Some("partial"),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Embedded {
+    pub vectors: Vec<Arc<[f32]>>,
+    /// Tokens of every input, cached or not (what the model would have seen).
+    pub tokens: usize,
+    pub timings: Timings,
+    pub cache: CacheStatus,
+    /// Inputs the model ran for this request (not counting ones it joined).
+    pub computed: usize,
+}
+
+pub struct Pipeline {
+    engine: Arc<Engine>,
+    cache: Option<Arc<TieredCache>>,
+    flights: Arc<Registry>,
+}
+
+impl Pipeline {
+    pub fn new(engine: Arc<Engine>, cache: Option<Arc<TieredCache>>) -> Self {
+        Self {
+            engine,
+            cache: cache.filter(|c| c.is_enabled()),
+            flights: Arc::new(Registry::default()),
+        }
+    }
+
+    pub fn engine(&self) -> &Arc<Engine> {
+        &self.engine
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        self.engine.info()
+    }
+
+    pub fn cache(&self) -> Option<&Arc<TieredCache>> {
+        self.cache.as_ref()
+    }
+
+    /// Keys in flight right now.
+    pub fn in_flight(&self) -> usize {
+        self.flights.in_flight()
+    }
+
+    /// Everything that decides an output, hashed once per request.
+    fn key_space(&self, opts: EmbedOptions) -> KeySpace {
+        let info = self.engine.info();
+        KeySpace::new(&info.id, &info.revision)
+            .option("backend", info.backend)
+            .option("pooling", format!("{:?}", info.pooling))
+            .option("normalize", opts.normalize)
+            .option("truncate", opts.truncate)
+            .option("dimensions", opts.dimensions.unwrap_or(0))
+    }
+
+    /// Embeds `texts` in order, from the cache where it can.
+    pub async fn embed(
+        &self,
+        texts: &[String],
+        opts: EmbedOptions,
+    ) -> Result<Embedded, EngineError> {
+        let t0 = Instant::now();
+        let space = self.key_space(opts);
+        let keys: Vec<CacheKey> = texts.iter().map(|t| space.key(t)).collect();
+        let mut found: Vec<Option<Entry>> = vec![None; texts.len()];
+        let mut lowest_tier: Option<Tier> = None;
+        if let Some(cache) = &self.cache {
+            for (slot, hit) in found.iter_mut().zip(cache.get_many(&keys).await) {
+                if let Some(hit) = hit {
+                    lowest_tier = Some(lowest_tier.map_or(hit.tier, |t| deeper(t, hit.tier)));
+                    *slot = Some(hit.entry);
+                }
+            }
+        }
+        let cached = found.iter().filter(|f| f.is_some()).count();
+        let mut timings = Timings {
+            cache: t0.elapsed(),
+            ..Timings::default()
+        };
+
+        // The distinct texts still missing, each with its first position.
+        let mut first_at: HashMap<CacheKey, usize> = HashMap::new();
+        let mut missing: Vec<CacheKey> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            if found[i].is_none() && !first_at.contains_key(key) {
+                first_at.insert(*key, i);
+                missing.push(*key);
+            }
+        }
+        let mut computed = 0;
+        if !missing.is_empty() {
+            // Tokenize here, not in the flight: an input error belongs to this
+            // request alone and must not fail others that joined its flight.
+            let t = Instant::now();
+            let missing_texts: Vec<&str> = missing
+                .iter()
+                .map(|k| texts[first_at[k]].as_str())
+                .collect();
+            let mut encoded: HashMap<CacheKey, Vec<u32>> = self
+                .engine
+                .tokenize(&missing_texts, opts.truncate)
+                .map_err(|e| reindex(e, &missing, &first_at))?
+                .into_iter()
+                .zip(missing.iter().copied())
+                .map(|(ids, k)| (k, ids))
+                .collect();
+            timings.tokenize = t.elapsed();
+            let claim = self.flights.claim(&missing, |mine, done| {
+                let ids: Vec<Vec<u32>> = mine
+                    .iter()
+                    .map(|k| encoded.remove(k).unwrap_or_default())
+                    .collect();
+                let engine = self.engine.clone();
+                let cache = self.cache.clone();
+                tokio::spawn(async move {
+                    let outcome = match engine.embed_tokens(ids, opts).await {
+                        Ok(out) => {
+                            let tokens = out.token_counts;
+                            let entries: Vec<Entry> = out
+                                .vectors
+                                .into_iter()
+                                .zip(tokens)
+                                .map(|(v, n)| Entry::new(v, n as u32))
+                                .collect();
+                            if let Some(cache) = &cache {
+                                let items: Vec<(CacheKey, Entry)> =
+                                    mine.iter().copied().zip(entries.iter().cloned()).collect();
+                                cache.put_many(&items);
+                            }
+                            Outcome::Done {
+                                entries,
+                                timings: out.timings,
+                            }
+                        }
+                        Err(e) => Outcome::Failed(e),
+                    };
+                    done.finish(outcome, &mine);
+                })
+            });
+            if let Some(own) = &claim.own {
+                computed = own.keys().len();
+            }
+            let joined_items: usize = claim
+                .joined
+                .iter()
+                .map(|f| f.keys().iter().filter(|k| first_at.contains_key(k)).count())
+                .sum();
+            if joined_items > 0 {
+                metrics::counter!("osprey_coalesced_items_total").increment(joined_items as u64);
+            }
+            let flights: Vec<&Arc<Flight>> = claim.own.iter().chain(claim.joined.iter()).collect();
+            let outcomes = futures::future::join_all(flights.iter().map(|f| f.wait())).await;
+            let mut by_key: HashMap<CacheKey, Entry> = HashMap::with_capacity(missing.len());
+            for (flight, outcome) in flights.iter().zip(outcomes) {
+                match outcome.as_ref() {
+                    Outcome::Done {
+                        entries,
+                        timings: t,
+                    } => {
+                        timings.queue = timings.queue.max(t.queue);
+                        timings.inference = timings.inference.max(t.inference);
+                        timings.postprocess = timings.postprocess.max(t.postprocess);
+                        for (k, e) in flight.keys().iter().zip(entries) {
+                            if first_at.contains_key(k) {
+                                by_key.insert(*k, e.clone());
+                            }
+                        }
+                    }
+                    Outcome::Failed(e) => return Err(shared_error(e)),
+                }
+            }
+            for (slot, key) in found.iter_mut().zip(&keys) {
+                if slot.is_none() {
+                    *slot = by_key.get(key).cloned();
+                }
+            }
+        }
+
+        let mut vectors = Vec::with_capacity(found.len());
+        let mut tokens = 0usize;
+        for f in found {
+            let entry =
+                f.ok_or_else(|| EngineError::Backend("an input's result went missing".into()))?;
+            tokens += entry.tokens as usize;
+            vectors.push(entry.vector);
+        }
+        let cache = match (&self.cache, lowest_tier) {
+            (None, _) => CacheStatus::Off,
+            (Some(_), None) => CacheStatus::Miss,
+            (Some(_), Some(t)) if cached == texts.len() => CacheStatus::Hit(t),
+            (Some(_), Some(_)) => CacheStatus::Partial,
+        };
+        if cache == CacheStatus::Partial || cache == CacheStatus::Miss {
+            // The cache stage is only the lookup; the rest was the model's.
+            timings.cache = timings.cache.min(t0.elapsed());
+        }
+        Ok(Embedded {
+            vectors,
+            tokens,
+            timings,
+            cache,
+            computed,
+        })
+    }
+}
+
+/// The lower of two tiers (memory < disk < redis).
+fn deeper(a: Tier, b: Tier) -> Tier {
+    let rank = |t: Tier| match t {
+        Tier::Memory => 0,
+        Tier::Disk => 1,
+        Tier::Redis => 2,
+    };
+    if rank(b) > rank(a) { b } else { a }
+}
+
+/// A tokenizer error with the index of the input in the request.
+fn reindex(e: EngineError, asked: &[CacheKey], first_at: &HashMap<CacheKey, usize>) -> EngineError {
+    let local = |index: usize| {
+        asked
+            .get(index)
+            .and_then(|k| first_at.get(k))
+            .copied()
+            .unwrap_or(index)
+    };
+    match e {
+        EngineError::InputTooLong { index, tokens, max } => EngineError::InputTooLong {
+            index: local(index),
+            tokens,
+            max,
+        },
+        EngineError::Tokenize { index, message } => EngineError::Tokenize {
+            index: local(index),
+            message,
+        },
+        other => other,
+    }
+}
+
+/// A flight's failure, for each request that waited on it.
+fn shared_error(e: &EngineError) -> EngineError {
+    match e {
+        EngineError::Overloaded { queued, capacity } => EngineError::Overloaded {
+            queued: *queued,
+            capacity: *capacity,
+        },
+        EngineError::ShuttingDown => EngineError::ShuttingDown,
+        other => EngineError::Backend(other.to_string()),
+    }
+}
