@@ -406,12 +406,17 @@ impl Drop for Server {
 }
 
 fn spawn_server(args: &[&str]) -> Server {
+    spawn_server_with(args, &[])
+}
+
+fn spawn_server_with(args: &[&str], env: &[(&str, &str)]) -> Server {
     let dir = tempdir();
     let log = dir.path().join("osprey.log");
     let file = std::fs::File::create(&log).expect("create the log file");
     let child = osprey(dir.path())
         .arg("serve")
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(file)
@@ -566,5 +571,109 @@ async fn serve_with_a_missing_model_exits_with_an_error() {
     assert!(
         log.contains("model directory") && log.contains("/nonexistent"),
         "the error should name the model directory:\n{log}"
+    );
+}
+
+/// Waits until `/health/ready` answers 200, or fails with the server's log.
+async fn wait_ready(server: &mut Server, client: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while ready_json(client, base).await.is_none() {
+        if let Some(status) = server.child.try_wait().expect("try_wait") {
+            panic!("osprey exited early ({status}); log:\n{}", server.log());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not ready within 60 s; log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_cache_is_warm_after_a_restart_and_the_cli_reads_and_clears_it() {
+    let cache_dir = tempdir();
+    let db = cache_dir.path().join("cache.redb");
+    let db_arg = db.to_string_lossy().into_owned();
+    let env = [
+        ("OSPREY_CACHE__DISK__PATH", db_arg.as_str()),
+        ("OSPREY_CACHE__MEMORY__MAX_BYTES", "0"),
+    ];
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client");
+    let texts = json!({"inputs": ["kept across restarts", "also kept"]});
+    let mut vectors = Vec::new();
+    for (round, expected) in ["miss", "hit-l2"].iter().enumerate() {
+        let port = free_port().to_string();
+        let mut server = spawn_server_with(&["--model", &model_arg(), "--port", &port], &env);
+        let base = format!("http://127.0.0.1:{port}");
+        wait_ready(&mut server, &client, &base).await;
+        let resp = client
+            .post(format!("{base}/embed"))
+            .json(&texts)
+            .send()
+            .await
+            .expect("POST /embed");
+        assert_eq!(resp.status(), 200);
+        let x_cache = resp
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(x_cache.as_deref(), Some(*expected), "round {round}");
+        let v: Vec<Vec<f32>> = resp.json().await.expect("vectors");
+        vectors.push(v);
+        if round == 1 {
+            // While the server holds the file, the CLI asks the server.
+            let out = run(
+                osprey(cache_dir.path()).args(["cache", "stats", "--url", &base]),
+                Duration::from_secs(30),
+            );
+            assert!(out.status.success(), "{}", stderr(&out));
+            let stats: Value = serde_json::from_str(&stdout(&out)).expect("stats JSON");
+            assert_eq!(stats["tiers"][0]["tier"], "disk", "{stats}");
+            assert_eq!(stats["tiers"][0]["entries"], 2, "{stats}");
+            assert_eq!(stats["tiers"][0]["hits"], 2, "{stats}");
+            // Opening the file directly is refused with a hint.
+            let out = run(
+                osprey(cache_dir.path())
+                    .args(["cache", "stats"])
+                    .env("OSPREY_CACHE__DISK__PATH", &db_arg),
+                Duration::from_secs(30),
+            );
+            assert!(!out.status.success());
+            assert!(stderr(&out).contains("--url"), "{}", stderr(&out));
+        }
+        signal(server.child.id(), "TERM");
+        let status = server.wait(Duration::from_secs(30)).await;
+        assert!(status.success(), "log:\n{}", server.log());
+    }
+    assert_eq!(
+        vectors[0], vectors[1],
+        "the disk tier returns what the model computed"
+    );
+
+    let out = run(
+        osprey(cache_dir.path())
+            .args(["cache", "stats"])
+            .env("OSPREY_CACHE__DISK__PATH", &db_arg),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats: Value = serde_json::from_str(&stdout(&out)).expect("stats JSON");
+    assert_eq!(stats["tiers"]["disk"]["entries"], 2, "{stats}");
+    let out = run(
+        osprey(cache_dir.path())
+            .args(["cache", "clear"])
+            .env("OSPREY_CACHE__DISK__PATH", &db_arg),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cleared: Value = serde_json::from_str(&stdout(&out)).expect("clear JSON");
+    assert_eq!(
+        cleared["cleared"]["disk"]["entries_removed"], 2,
+        "{cleared}"
     );
 }

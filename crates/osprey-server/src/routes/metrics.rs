@@ -7,6 +7,10 @@ use axum::response::{IntoResponse, Response};
 use crate::AppState;
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
+    // Size gauges (entries, bytes per tier) are read when scraped.
+    if let Some(cache) = state.engine.get().and_then(|p| p.cache()) {
+        let _ = cache.stats();
+    }
     let mut resp = state.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

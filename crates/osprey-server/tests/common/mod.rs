@@ -1,11 +1,15 @@
 //! Shared fixtures for the HTTP tests: the real server started in-process once per
 //! test binary, the reference vectors, and a few small HTTP helpers.
 
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use osprey_engine::cache::{CacheConfig, TieredCache};
 use osprey_engine::{BackendKind, BatchingConfig, Engine, EngineConfig, Pipeline};
 use osprey_server::{AppState, ServerConfig};
 use serde::Deserialize;
@@ -22,6 +26,7 @@ pub struct TestServer {
     pub base: String,
     pub addr: SocketAddr,
     pub engine: Arc<Engine>,
+    pub pipeline: Arc<Pipeline>,
     /// What the server answered while the model was still loading.
     pub while_loading: LoadingProbe,
 }
@@ -75,6 +80,16 @@ pub fn small_queue_server() -> &'static TestServer {
 }
 
 fn start(server: ServerConfig, batching: BatchingConfig) -> TestServer {
+    start_with_cache(server, batching, None)
+}
+
+/// A server of its own (it lives until the test binary exits), with a cache when
+/// `cache` is given.
+pub fn start_with_cache(
+    server: ServerConfig,
+    batching: BatchingConfig,
+    cache: Option<CacheConfig>,
+) -> TestServer {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("osprey-test-server".into())
@@ -89,6 +104,10 @@ fn start(server: ServerConfig, batching: BatchingConfig) -> TestServer {
                     .await
                     .expect("bind an ephemeral port");
                 let addr = listener.local_addr().expect("local address");
+                let cache = match cache {
+                    Some(c) => Some(Arc::new(TieredCache::open(&c).await.expect("open the cache"))),
+                    None => None,
+                };
                 let state = AppState::new(server, osprey_server::install_metrics());
                 // Serve at once, like `osprey serve`: the engine arrives later.
                 tokio::spawn(osprey_server::serve(
@@ -118,19 +137,21 @@ fn start(server: ServerConfig, batching: BatchingConfig) -> TestServer {
                         )
                     });
                 let engine = Arc::new(engine);
-                state.engine.set(Arc::new(Pipeline::new(engine.clone(), None)));
-                tx.send((addr, engine, probe)).expect("report the server");
+                let pipeline = Arc::new(Pipeline::new(engine.clone(), cache));
+                state.engine.set(pipeline.clone());
+                tx.send((addr, engine, pipeline, probe)).expect("report the server");
                 std::future::pending::<()>().await;
             });
         })
         .expect("spawn the server thread");
-    let (addr, engine, while_loading) = rx
+    let (addr, engine, pipeline, while_loading) = rx
         .recv()
         .expect("the server thread failed to start (see its panic above)");
     TestServer {
         base: format!("http://{addr}"),
         addr,
         engine,
+        pipeline,
         while_loading,
     }
 }
