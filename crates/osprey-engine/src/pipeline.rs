@@ -36,7 +36,8 @@ impl CacheStatus {
 
 #[derive(Debug)]
 pub struct Embedded {
-    pub vectors: Vec<Arc<[f32]>>,
+    /// One per input, in order: the vector, its token count and its JSON rendering.
+    pub entries: Vec<Entry>,
     /// Tokens of every input, cached or not (what the model would have seen).
     pub tokens: usize,
     pub timings: Timings,
@@ -211,13 +212,13 @@ impl Pipeline {
             }
         }
 
-        let mut vectors = Vec::with_capacity(found.len());
+        let mut entries = Vec::with_capacity(found.len());
         let mut tokens = 0usize;
         for f in found {
             let entry =
                 f.ok_or_else(|| EngineError::Backend("an input's result went missing".into()))?;
             tokens += entry.tokens as usize;
-            vectors.push(entry.vector);
+            entries.push(entry);
         }
         let cache = match (&self.cache, lowest_tier) {
             (None, _) => CacheStatus::Off,
@@ -225,12 +226,8 @@ impl Pipeline {
             (Some(_), Some(t)) if cached == texts.len() => CacheStatus::Hit(t),
             (Some(_), Some(_)) => CacheStatus::Partial,
         };
-        if cache == CacheStatus::Partial || cache == CacheStatus::Miss {
-            // The cache stage is only the lookup; the rest was the model's.
-            timings.cache = timings.cache.min(t0.elapsed());
-        }
         Ok(Embedded {
-            vectors,
+            entries,
             tokens,
             timings,
             cache,

@@ -88,8 +88,8 @@ async fn a_batch_with_30_cached_runs_the_model_on_2_and_keeps_order() {
 
     // Each vector answers its own text: compare with the engine alone.
     let direct = engine.embed(&all, opts).await.expect("direct");
-    for (i, (a, b)) in out.vectors.iter().zip(&direct.vectors).enumerate() {
-        assert!(cosine(a, b) > 0.9999, "input {i} out of order");
+    for (i, (a, b)) in out.entries.iter().zip(&direct.vectors).enumerate() {
+        assert!(cosine(&a.vector, b) > 0.9999, "input {i} out of order");
     }
     assert_eq!(out.tokens, direct.tokens, "usage counts cached inputs too");
 
@@ -122,7 +122,7 @@ async fn identical_texts_in_flight_run_the_model_once() {
         let outs: Vec<_> = outs.into_iter().map(|o| o.expect("embedded")).collect();
         assert_eq!(outs.iter().map(|o| o.computed).sum::<usize>(), 1);
         for o in &outs {
-            assert_eq!(o.vectors[0], outs[0].vectors[0]);
+            assert_eq!(o.entries[0], outs[0].entries[0]);
         }
         assert_eq!(p.in_flight(), 0, "finished flights leave the registry");
     }
@@ -139,7 +139,7 @@ async fn duplicates_within_a_request_run_once() {
         .await
         .expect("embedded");
     assert_eq!(model_inputs(&p) - before, 1);
-    assert_eq!(out.vectors[0], out.vectors[2]);
+    assert_eq!(out.entries[0], out.entries[2]);
 }
 
 #[tokio::test]
@@ -164,7 +164,12 @@ async fn options_are_part_of_the_key() {
         CacheStatus::Miss,
         "a different option is a different key"
     );
-    let n: f32 = raw.vectors[0].iter().map(|x| x * x).sum::<f32>().sqrt();
+    let n: f32 = raw.entries[0]
+        .vector
+        .iter()
+        .map(|x| x * x)
+        .sum::<f32>()
+        .sqrt();
     assert!((n - 1.0).abs() > 1e-3, "unnormalized vector served");
     let short = p
         .embed(
@@ -176,8 +181,8 @@ async fn options_are_part_of_the_key() {
         )
         .await
         .expect("c");
-    assert_eq!(short.vectors[0].len(), 64);
-    assert_eq!(normalized.vectors[0].len(), 384);
+    assert_eq!(short.entries[0].vector.len(), 64);
+    assert_eq!(normalized.entries[0].vector.len(), 384);
 }
 
 #[tokio::test]

@@ -35,7 +35,16 @@ pub async fn tei(
     };
     let (out, stages) = super::run(&state, &req.inputs.0, opts, started).await?;
     let t = Instant::now();
-    let vectors: Vec<&[f32]> = out.vectors.iter().map(|v| &v[..]).collect();
-    let body = serde_json::to_vec(&vectors).map_err(|e| ApiError::Invalid(e.to_string()))?;
+    // Each entry carries its vector already rendered as JSON: join them.
+    let size: usize = out.entries.iter().map(|e| e.json().len() + 1).sum();
+    let mut body = Vec::with_capacity(size + 2);
+    body.push(b'[');
+    for (i, e) in out.entries.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(e.json());
+    }
+    body.push(b']');
     Ok(super::json_response(body, stages, t, out.cache))
 }

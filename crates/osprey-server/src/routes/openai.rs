@@ -8,6 +8,7 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use base64::Engine as _;
 use osprey_engine::EmbedOptions;
+use osprey_engine::cache::Entry;
 use serde::{Deserialize, Serialize};
 
 use crate::input::{Inputs, read_json};
@@ -36,17 +37,10 @@ pub struct EmbeddingsRequest {
 }
 
 #[derive(Serialize)]
-#[serde(untagged)]
-enum Vector<'a> {
-    Float(&'a [f32]),
-    Base64(String),
-}
-
-#[derive(Serialize)]
-struct Item<'a> {
+struct Item {
     object: &'static str,
     index: usize,
-    embedding: Vector<'a>,
+    embedding: String,
 }
 
 #[derive(Serialize)]
@@ -58,7 +52,7 @@ struct Usage {
 #[derive(Serialize)]
 struct EmbeddingsResponse<'a> {
     object: &'static str,
-    data: Vec<Item<'a>>,
+    data: Vec<Item>,
     model: &'a str,
     usage: Usage,
 }
@@ -89,30 +83,56 @@ pub async fn embeddings(
     let (out, stages) = super::run(&state, &req.input.0, opts, started).await?;
     let t = Instant::now();
     let model = req.model.as_deref().unwrap_or(engine.info().id.as_str());
-    let data = out
-        .vectors
-        .iter()
-        .enumerate()
-        .map(|(index, v)| Item {
-            object: "embedding",
-            index,
-            embedding: match req.encoding_format {
-                EncodingFormat::Float => Vector::Float(&v[..]),
-                EncodingFormat::Base64 => Vector::Base64(base64_f32(v)),
-            },
-        })
-        .collect();
-    let resp = EmbeddingsResponse {
-        object: "list",
-        data,
-        model,
-        usage: Usage {
-            prompt_tokens: out.tokens,
-            total_tokens: out.tokens,
-        },
+    let body = match req.encoding_format {
+        EncodingFormat::Float => float_body(&out.entries, model, out.tokens),
+        EncodingFormat::Base64 => {
+            let resp = EmbeddingsResponse {
+                object: "list",
+                data: out
+                    .entries
+                    .iter()
+                    .enumerate()
+                    .map(|(index, e)| Item {
+                        object: "embedding",
+                        index,
+                        embedding: base64_f32(&e.vector),
+                    })
+                    .collect(),
+                model,
+                usage: Usage {
+                    prompt_tokens: out.tokens,
+                    total_tokens: out.tokens,
+                },
+            };
+            serde_json::to_vec(&resp).map_err(|e| ApiError::Invalid(e.to_string()))?
+        }
     };
-    let body = serde_json::to_vec(&resp).map_err(|e| ApiError::Invalid(e.to_string()))?;
     Ok(super::json_response(body, stages, t, out.cache))
+}
+
+/// The float response written around each entry's pre-rendered JSON array (the
+/// same bytes serde_json would write, without formatting every float again).
+fn float_body(entries: &[Entry], model: &str, tokens: usize) -> Vec<u8> {
+    let size: usize = entries.iter().map(|e| e.json().len() + 48).sum();
+    let mut b = Vec::with_capacity(size + 128 + model.len());
+    b.extend_from_slice(br#"{"object":"list","data":["#);
+    for (index, e) in entries.iter().enumerate() {
+        if index > 0 {
+            b.push(b',');
+        }
+        b.extend_from_slice(br#"{"object":"embedding","index":"#);
+        b.extend_from_slice(index.to_string().as_bytes());
+        b.extend_from_slice(br#","embedding":"#);
+        b.extend_from_slice(e.json());
+        b.push(b'}');
+    }
+    b.extend_from_slice(br#"],"model":"#);
+    // A string always serializes; escaping is serde_json's.
+    let _ = serde_json::to_writer(&mut b, model);
+    b.extend_from_slice(
+        format!(r#","usage":{{"prompt_tokens":{tokens},"total_tokens":{tokens}}}}}"#).as_bytes(),
+    );
+    b
 }
 
 /// Little-endian f32 bytes, base64: what OpenAI clients decode.
