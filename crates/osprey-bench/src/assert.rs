@@ -87,13 +87,28 @@ impl Assertion {
             _ => return Err(err(HELP)),
         };
         let (metric, threshold) = match metric {
-            Metric::Latency(stat) => (Metric::Latency(stat), parse_latency_ms(value).ok_or_else(|| err(HELP))?),
+            Metric::Latency(stat) => (
+                Metric::Latency(stat),
+                parse_latency_ms(value).ok_or_else(|| err(HELP))?,
+            ),
             Metric::ErrorCount => match value.strip_suffix('%') {
-                Some(pct) => (Metric::ErrorRate, parse_num(pct).ok_or_else(|| err(HELP))? / 100.0),
-                None if name == "error_rate" => (Metric::ErrorRate, parse_num(value).ok_or_else(|| err(HELP))?),
-                None => (Metric::ErrorCount, parse_num(value).ok_or_else(|| err(HELP))?),
+                Some(pct) => (
+                    Metric::ErrorRate,
+                    parse_num(pct).ok_or_else(|| err(HELP))? / 100.0,
+                ),
+                None if name == "error_rate" => (
+                    Metric::ErrorRate,
+                    parse_num(value).ok_or_else(|| err(HELP))?,
+                ),
+                None => (
+                    Metric::ErrorCount,
+                    parse_num(value).ok_or_else(|| err(HELP))?,
+                ),
             },
-            m => (m, parse_num(value.trim_end_matches("/s")).ok_or_else(|| err(HELP))?),
+            m => (
+                m,
+                parse_num(value.trim_end_matches("/s")).ok_or_else(|| err(HELP))?,
+            ),
         };
         if equality && threshold != 0.0 {
             return Err(err("'=' is only for zero, as in errors=0; use < or <="));
@@ -157,7 +172,9 @@ fn parse_num(s: &str) -> Option<f64> {
 }
 
 fn parse_latency_ms(s: &str) -> Option<f64> {
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
     let v = parse_num(num)?;
     match unit {

@@ -87,7 +87,15 @@ fn latency_fails_when_nothing_succeeded() {
 
 #[test]
 fn bad_assertions_are_refused_with_help() {
-    for bad in ["p99", "p98<5ms", "p99<fast", "p99<5parsecs", "errors<-1", "p99=5ms", "<5"] {
+    for bad in [
+        "p99",
+        "p98<5ms",
+        "p99<fast",
+        "p99<5parsecs",
+        "errors<-1",
+        "p99=5ms",
+        "<5",
+    ] {
         let e = Assertion::parse(bad).expect_err(bad).to_string();
         assert!(e.contains("--assert"), "{e}");
     }

@@ -33,7 +33,13 @@ pub struct BenchArgs {
     pub api: Option<ApiChoice>,
     /// Closed loop: this many connections, each sending its next request when the
     /// last one answers [default: 8].
-    #[arg(long, short = 'c', env = "OSPREY_BENCH__CONCURRENCY", value_name = "N", conflicts_with = "rate")]
+    #[arg(
+        long,
+        short = 'c',
+        env = "OSPREY_BENCH__CONCURRENCY",
+        value_name = "N",
+        conflicts_with = "rate"
+    )]
     pub concurrency: Option<usize>,
     /// Open loop: this many requests per second whatever the server does; latency
     /// counts from each request's due time.
@@ -62,10 +68,20 @@ pub struct BenchArgs {
     #[arg(long, env = "OSPREY_BENCH__CORPUS", value_name = "FILE")]
     pub corpus: Option<PathBuf>,
     /// Extra request header, 'Name: value' (repeatable).
-    #[arg(long = "header", short = 'H', env = "OSPREY_BENCH__HEADER", value_name = "HEADER")]
+    #[arg(
+        long = "header",
+        short = 'H',
+        env = "OSPREY_BENCH__HEADER",
+        value_name = "HEADER"
+    )]
     pub headers: Vec<String>,
     /// Sent as 'Authorization: Bearer KEY'.
-    #[arg(long, env = "OSPREY_BENCH__API_KEY", hide_env_values = true, value_name = "KEY")]
+    #[arg(
+        long,
+        env = "OSPREY_BENCH__API_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
     pub api_key: Option<String>,
     /// Model name for the OpenAI API's "model" field.
     #[arg(long, env = "OSPREY_BENCH__MODEL", value_name = "NAME")]

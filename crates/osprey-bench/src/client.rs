@@ -42,8 +42,9 @@ impl Endpoint {
             (CONTENT_TYPE, HeaderValue::from_static("application/json")),
         ];
         for (name, value) in user_headers {
-            let n = HeaderName::from_bytes(name.trim().as_bytes())
-                .map_err(|_| BenchError::invalid(format!("header {name:?}"), "invalid header name"))?;
+            let n = HeaderName::from_bytes(name.trim().as_bytes()).map_err(|_| {
+                BenchError::invalid(format!("header {name:?}"), "invalid header name")
+            })?;
             let v = HeaderValue::from_str(value.trim()).map_err(|_| {
                 BenchError::invalid(format!("header {name:?}"), "invalid header value")
             })?;
@@ -245,5 +246,7 @@ pub async fn probe(endpoint: &Endpoint, body: Bytes) -> Result<(StatusCode, Byte
     };
     tokio::time::timeout(endpoint.timeout, work)
         .await
-        .map_err(|_| BenchError::Target(format!("{target}: no answer within {:?}", endpoint.timeout)))?
+        .map_err(|_| {
+            BenchError::Target(format!("{target}: no answer within {:?}", endpoint.timeout))
+        })?
 }

@@ -11,7 +11,12 @@ pub fn pair<'a>(a: &'a BenchReport, b: &'a BenchReport) -> Vec<(&'a RunReport, &
     let by_name: Vec<_> = a
         .runs
         .iter()
-        .filter_map(|ra| b.runs.iter().find(|rb| rb.name == ra.name).map(|rb| (ra, rb)))
+        .filter_map(|ra| {
+            b.runs
+                .iter()
+                .find(|rb| rb.name == ra.name)
+                .map(|rb| (ra, rb))
+        })
         .collect();
     if !by_name.is_empty() {
         return by_name;
@@ -48,7 +53,12 @@ pub fn render(a: &BenchReport, b: &BenchReport) -> String {
             ("p99 ms", ra.latency_ms.p99, rb.latency_ms.p99, true),
             ("p99.9 ms", ra.latency_ms.p999, rb.latency_ms.p999, true),
             ("max ms", ra.latency_ms.max, rb.latency_ms.max, true),
-            ("error %", ra.error_rate * 100.0, rb.error_rate * 100.0, false),
+            (
+                "error %",
+                ra.error_rate * 100.0,
+                rb.error_rate * 100.0,
+                false,
+            ),
         ];
         let name = if ra.name == rb.name {
             ra.name.clone()
@@ -92,7 +102,10 @@ mod tests {
         let mut slow = run_with(40.0, 0, 1000);
         slow.name = "unique c=1".into();
         let out = render(&report("slow", vec![slow]), &report("fast", vec![fast]));
-        assert!(out.contains("| unique c=1 | req/s | 1,000 | 2,000 | 2.00× |"), "{out}");
+        assert!(
+            out.contains("| unique c=1 | req/s | 1,000 | 2,000 | 2.00× |"),
+            "{out}"
+        );
         assert!(out.contains("| p99 ms | 40.0 | 10.0 | 0.25× |"), "{out}");
     }
 

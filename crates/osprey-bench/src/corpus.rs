@@ -10,15 +10,85 @@ use crate::error::{BenchError, Result};
 
 /// Words the built-in corpus and generated texts draw from.
 pub const WORDS: &[&str] = &[
-    "the", "a", "an", "model", "server", "request", "latency", "vector", "embedding", "search",
-    "query", "user", "data", "fast", "slow", "cache", "memory", "network", "token", "batch",
-    "input", "output", "service", "rust", "system", "engineer", "team", "deploy", "scale",
-    "cloud", "machine", "learning", "semantic", "similar", "document", "text", "sentence",
-    "meaning", "quick", "brown", "fox", "jumps", "over", "lazy", "dog", "river", "mountain",
-    "city", "music", "guitar", "play", "read", "write", "book", "paper", "result", "measure",
-    "throughput", "customer", "product", "order", "price", "support", "ticket", "email",
-    "weather", "morning", "evening", "coffee", "garden", "window", "street", "train", "station",
-    "market", "bridge", "winter", "summer", "light",
+    "the",
+    "a",
+    "an",
+    "model",
+    "server",
+    "request",
+    "latency",
+    "vector",
+    "embedding",
+    "search",
+    "query",
+    "user",
+    "data",
+    "fast",
+    "slow",
+    "cache",
+    "memory",
+    "network",
+    "token",
+    "batch",
+    "input",
+    "output",
+    "service",
+    "rust",
+    "system",
+    "engineer",
+    "team",
+    "deploy",
+    "scale",
+    "cloud",
+    "machine",
+    "learning",
+    "semantic",
+    "similar",
+    "document",
+    "text",
+    "sentence",
+    "meaning",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dog",
+    "river",
+    "mountain",
+    "city",
+    "music",
+    "guitar",
+    "play",
+    "read",
+    "write",
+    "book",
+    "paper",
+    "result",
+    "measure",
+    "throughput",
+    "customer",
+    "product",
+    "order",
+    "price",
+    "support",
+    "ticket",
+    "email",
+    "weather",
+    "morning",
+    "evening",
+    "coffee",
+    "garden",
+    "window",
+    "street",
+    "train",
+    "station",
+    "market",
+    "bridge",
+    "winter",
+    "summer",
+    "light",
 ];
 
 /// One sentence of `n` random words, capitalised, with a full stop.
@@ -82,7 +152,10 @@ pub fn load(path: &Path) -> Result<Vec<String>> {
         }
     }
     if texts.is_empty() {
-        return Err(BenchError::invalid(path.display().to_string(), "no texts in the file"));
+        return Err(BenchError::invalid(
+            path.display().to_string(),
+            "no texts in the file",
+        ));
     }
     Ok(texts)
 }
@@ -122,7 +195,10 @@ mod tests {
         assert_eq!(a, builtin());
         let words: Vec<usize> = a.iter().map(|s| s.split(' ').count()).collect();
         assert!(words.iter().all(|&n| (6..=40).contains(&n)));
-        assert!(a.iter().all(|s| s.ends_with('.') && s.chars().next().is_some_and(char::is_uppercase)));
+        assert!(
+            a.iter()
+                .all(|s| s.ends_with('.') && s.chars().next().is_some_and(char::is_uppercase))
+        );
     }
 
     #[test]
@@ -133,7 +209,11 @@ mod tests {
         assert_eq!(load(&txt).expect("loads"), vec!["one", "two \"quoted\""]);
 
         let jl = dir.path().join("t.jsonl");
-        std::fs::write(&jl, "\"a\"\n[\"b\",\"c\"]\n{\"text\":\"d\"}\n{\"inputs\":[\"e\"]}\n").expect("write");
+        std::fs::write(
+            &jl,
+            "\"a\"\n[\"b\",\"c\"]\n{\"text\":\"d\"}\n{\"inputs\":[\"e\"]}\n",
+        )
+        .expect("write");
         assert_eq!(load(&jl).expect("loads"), vec!["a", "b", "c", "d", "e"]);
 
         std::fs::write(&jl, "{\"other\":1}\n").expect("write");

@@ -106,7 +106,22 @@ pub fn measure(args: &BenchArgs) -> Result<BenchReport> {
         .build()
         .map_err(BenchError::Runtime)?;
     let local = tokio::task::LocalSet::new();
-    local.block_on(&rt, execute(specs, label, args.quiet))
+    local.block_on(&rt, async {
+        // Ctrl-C stops the load and still reports what was measured; a second
+        // one quits at once.
+        let watcher = tokio::task::spawn_local(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("interrupted: finishing the requests in flight (Ctrl-C again to quit)");
+                load::interrupt();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        let report = execute(specs, label, args.quiet).await;
+        watcher.abort();
+        report
+    })
 }
 
 async fn execute(specs: Vec<RunSpec>, label: String, quiet: bool) -> Result<BenchReport> {
@@ -118,6 +133,9 @@ async fn execute(specs: Vec<RunSpec>, label: String, quiet: bool) -> Result<Benc
     let mut runs = Vec::new();
     let mut sweeps = Vec::new();
     for spec in specs {
+        if load::interrupted() {
+            break;
+        }
         let corpus = match corpora.get(&spec.corpus) {
             Some(c) => c.clone(),
             None => {
@@ -149,7 +167,7 @@ async fn execute(specs: Vec<RunSpec>, label: String, quiet: bool) -> Result<Benc
                     print!("{}", report::table::run_block(&r));
                     println!();
                     steps.push((level, r));
-                    if !met {
+                    if !met || load::interrupted() {
                         break;
                     }
                 }
@@ -159,12 +177,21 @@ async fn execute(specs: Vec<RunSpec>, label: String, quiet: bool) -> Result<Benc
                 println!();
                 // --assert applies to the best level; with none, it fails.
                 if !spec.asserts.is_empty() {
-                    match steps.iter_mut().take_while(|(_, r)| r.objective.iter().all(|a| a.passed)).last() {
-                        Some((_, best)) => best.assertions = assert::check_all(best, &spec.asserts)?,
+                    match steps
+                        .iter_mut()
+                        .take_while(|(_, r)| r.objective.iter().all(|a| a.passed))
+                        .last()
+                    {
+                        Some((_, best)) => {
+                            best.assertions = assert::check_all(best, &spec.asserts)?
+                        }
                         None => {
                             if let Some((_, first)) = steps.first_mut() {
                                 first.assertions = vec![report::AssertionResult {
-                                    expr: format!("a level of {} meeting the objective", plan.axis_name()),
+                                    expr: format!(
+                                        "a level of {} meeting the objective",
+                                        plan.axis_name()
+                                    ),
                                     actual: "none".into(),
                                     passed: false,
                                 }];
@@ -186,8 +213,19 @@ async fn execute(specs: Vec<RunSpec>, label: String, quiet: bool) -> Result<Benc
     })
 }
 
-async fn one_run(spec: &RunSpec, target: &target::Target, corpus: &[String], quiet: bool) -> Result<RunReport> {
-    let workload = workload::Workload::new(&spec.workload, corpus, target.api, spec.model.as_deref(), spec.seed)?;
+async fn one_run(
+    spec: &RunSpec,
+    target: &target::Target,
+    corpus: &[String],
+    quiet: bool,
+) -> Result<RunReport> {
+    let workload = workload::Workload::new(
+        &spec.workload,
+        corpus,
+        target.api,
+        spec.model.as_deref(),
+        spec.seed,
+    )?;
     let progress = progress::Progress::new(!quiet, &spec.name);
     Ok(load::run(spec, target, workload, &progress).await)
 }

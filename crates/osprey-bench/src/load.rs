@@ -9,6 +9,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use rand::SeedableRng;
@@ -24,15 +25,27 @@ use crate::spec::{Arrival, Load, RunSpec};
 use crate::target::Target;
 use crate::workload::Workload;
 
-/// Interval of the latency-over-time timeline: at most about 120 points.
+/// Set at Ctrl-C: workers stop sending, and the runs so far are reported.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+pub fn interrupt() {
+    INTERRUPTED.store(true, Ordering::Relaxed);
+}
+
+pub fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::Relaxed)
+}
+
+/// Interval of the latency-over-time timeline: at most about 60 points, so each
+/// holds enough requests for its percentiles to mean something.
 fn interval_for(duration: Duration) -> Duration {
-    const STEPS_MS: [u64; 7] = [50, 100, 200, 250, 500, 1000, 5000];
+    const STEPS_MS: [u64; 9] = [50, 100, 200, 250, 500, 1000, 2000, 5000, 10_000];
     let ms = duration.as_millis() as u64;
     let step = STEPS_MS
         .iter()
         .copied()
-        .find(|s| ms / s <= 120)
-        .unwrap_or(10_000);
+        .find(|s| ms / s <= 60)
+        .unwrap_or(60_000);
     Duration::from_millis(step)
 }
 
@@ -52,7 +65,7 @@ struct Schedule {
 
 impl Schedule {
     fn claim(&mut self) -> Option<Instant> {
-        if self.limit.is_some_and(|l| self.measured >= l) {
+        if interrupted() || self.limit.is_some_and(|l| self.measured >= l) {
             return None;
         }
         let due = self.start + Duration::from_secs_f64(self.next_s);
@@ -80,7 +93,12 @@ struct Shared {
 }
 
 /// Runs one load level and returns its report (assertions not yet checked).
-pub async fn run(spec: &RunSpec, target: &Target, workload: Workload, progress: &Progress) -> RunReport {
+pub async fn run(
+    spec: &RunSpec,
+    target: &Target,
+    workload: Workload,
+    progress: &Progress,
+) -> RunReport {
     let begin = Instant::now();
     let measure_from = begin + spec.warmup;
     let deadline = measure_from + spec.duration;
@@ -120,7 +138,13 @@ pub async fn run(spec: &RunSpec, target: &Target, workload: Workload, progress: 
                 let dt = now.duration_since(last.0).as_secs_f64().max(1e-3);
                 let rate = snap.completed.saturating_sub(last.1) as f64 / dt;
                 last = (now, snap.completed);
-                progress.update(now.duration_since(begin), total, now < measure_from, rate, &snap);
+                progress.update(
+                    now.duration_since(begin),
+                    total,
+                    now < measure_from,
+                    rate,
+                    &snap,
+                );
             }
         }
     };
@@ -135,7 +159,7 @@ pub async fn run(spec: &RunSpec, target: &Target, workload: Workload, progress: 
                 workers.push(tokio::task::spawn_local(async move {
                     loop {
                         let now = Instant::now();
-                        if now >= deadline {
+                        if now >= deadline || interrupted() {
                             break;
                         }
                         if now >= measure_from {
@@ -168,7 +192,9 @@ pub async fn run(spec: &RunSpec, target: &Target, workload: Workload, progress: 
             connections,
         } => {
             let poisson = match arrival {
-                Arrival::Poisson => Exp::new(rate).ok().map(|e| (e, SmallRng::seed_from_u64(spec.seed ^ 0x9e37))),
+                Arrival::Poisson => Exp::new(rate)
+                    .ok()
+                    .map(|e| (e, SmallRng::seed_from_u64(spec.seed ^ 0x9e37))),
                 Arrival::Constant => None,
             };
             let schedule = Rc::new(RefCell::new(Schedule {
@@ -245,8 +271,17 @@ pub async fn run(spec: &RunSpec, target: &Target, workload: Workload, progress: 
         Err(rc) => {
             // A task still holds a handle (cannot happen once all are joined);
             // report from a snapshot instead of failing.
-            let r = rc.recorder.replace(Recorder::new(measure_from, interval, open));
-            return finish(spec, target, r, rc.started.get(), cpu_at_start.get(), deadline);
+            let r = rc
+                .recorder
+                .replace(Recorder::new(measure_from, interval, open));
+            return finish(
+                spec,
+                target,
+                r,
+                rc.started.get(),
+                cpu_at_start.get(),
+                deadline,
+            );
         }
     };
     finish(
@@ -267,7 +302,7 @@ fn finish(
     cpu_at_start: Option<(f64, Instant)>,
     deadline: Instant,
 ) -> RunReport {
-    let min = if spec.requests.is_some() {
+    let min = if spec.requests.is_some() || interrupted() {
         Duration::from_millis(1)
     } else {
         spec.duration
@@ -291,7 +326,13 @@ fn finish(
             rate,
             arrival,
             connections,
-        } => ("open", None, Some(rate), Some(arrival.name().to_string()), connections),
+        } => (
+            "open",
+            None,
+            Some(rate),
+            Some(arrival.name().to_string()),
+            connections,
+        ),
     };
     RunReport {
         name: spec.name.clone(),
@@ -345,7 +386,12 @@ mod tests {
             end: start + Duration::from_secs_f64(secs),
             measure_from: start,
             rate,
-            poisson: poisson.then(|| (Exp::new(rate).expect("rate > 0"), SmallRng::seed_from_u64(1))),
+            poisson: poisson.then(|| {
+                (
+                    Exp::new(rate).expect("rate > 0"),
+                    SmallRng::seed_from_u64(1),
+                )
+            }),
             index: 0,
             next_s: 0.0,
             measured: 0,
@@ -376,7 +422,11 @@ mod tests {
         let mean = gaps.iter().sum::<f64>() / gaps.len() as f64;
         let var = gaps.iter().map(|g| (g - mean).powi(2)).sum::<f64>() / gaps.len() as f64;
         // Exponential gaps: standard deviation equals the mean.
-        assert!((var.sqrt() / mean - 1.0).abs() < 0.1, "cv {}", var.sqrt() / mean);
+        assert!(
+            (var.sqrt() / mean - 1.0).abs() < 0.1,
+            "cv {}",
+            var.sqrt() / mean
+        );
         assert!(times[0] >= start);
     }
 
@@ -388,10 +438,26 @@ mod tests {
     }
 
     #[test]
-    fn timeline_intervals_stay_under_about_120_points() {
-        assert_eq!(interval_for(Duration::from_secs(2)), Duration::from_millis(50));
-        assert_eq!(interval_for(Duration::from_secs(20)), Duration::from_millis(200));
-        assert_eq!(interval_for(Duration::from_secs(60)), Duration::from_millis(500));
-        assert_eq!(interval_for(Duration::from_secs(600)), Duration::from_secs(5));
+    fn timeline_intervals_stay_under_about_60_points() {
+        assert_eq!(
+            interval_for(Duration::from_secs(2)),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            interval_for(Duration::from_secs(5)),
+            Duration::from_millis(100)
+        );
+        assert_eq!(
+            interval_for(Duration::from_secs(20)),
+            Duration::from_millis(500)
+        );
+        assert_eq!(
+            interval_for(Duration::from_secs(60)),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            interval_for(Duration::from_secs(600)),
+            Duration::from_secs(10)
+        );
     }
 }

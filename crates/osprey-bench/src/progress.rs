@@ -27,7 +27,14 @@ impl Progress {
         Self { bar }
     }
 
-    pub fn update(&self, elapsed: Duration, total: Duration, warmup: bool, rate: f64, s: &Snapshot) {
+    pub fn update(
+        &self,
+        elapsed: Duration,
+        total: Duration,
+        warmup: bool,
+        rate: f64,
+        s: &Snapshot,
+    ) {
         if self.bar.is_hidden() {
             return;
         }

@@ -162,7 +162,11 @@ impl Recorder {
         let (p50, p99, max) = if h.is_empty() {
             (0.0, 0.0, 0.0)
         } else {
-            (ms(h.value_at_quantile(0.5)), ms(h.value_at_quantile(0.99)), ms(h.max()))
+            (
+                ms(h.value_at_quantile(0.5)),
+                ms(h.value_at_quantile(0.99)),
+                ms(h.max()),
+            )
         };
         self.interval_index += 1;
         self.timeline.push(TimelinePoint {
@@ -183,8 +187,16 @@ impl Recorder {
         Snapshot {
             completed: self.requests,
             errors: self.error_count,
-            p50_ms: if self.latency.is_empty() { 0.0 } else { ms(self.latency.value_at_quantile(0.5)) },
-            p99_ms: if self.latency.is_empty() { 0.0 } else { ms(self.latency.value_at_quantile(0.99)) },
+            p50_ms: if self.latency.is_empty() {
+                0.0
+            } else {
+                ms(self.latency.value_at_quantile(0.5))
+            },
+            p99_ms: if self.latency.is_empty() {
+                0.0
+            } else {
+                ms(self.latency.value_at_quantile(0.99))
+            },
         }
     }
 
@@ -204,7 +216,9 @@ impl Recorder {
             self.close_interval();
             // The last interval is partial: stamp it with the real end.
             if let Some(p) = self.timeline.last_mut() {
-                let real = end.saturating_duration_since(self.measure_from).as_secs_f64();
+                let real = end
+                    .saturating_duration_since(self.measure_from)
+                    .as_secs_f64();
                 p.t_s = real.max(idx as f64 * self.interval.as_secs_f64());
             }
         }
@@ -242,7 +256,9 @@ impl Recorder {
         let mut counts = vec![0u64; edges.len()];
         let last = edges.len() - 1;
         for v in h.iter_recorded() {
-            let i = edges.partition_point(|&e| e < v.value_iterated_to()).min(last);
+            let i = edges
+                .partition_point(|&e| e < v.value_iterated_to())
+                .min(last);
             counts[i] += v.count_at_value();
         }
         edges
@@ -306,7 +322,10 @@ mod tests {
         assert!(near(p.p99, 990.0), "{p:?}");
         assert!(near(p.max, 1000.0), "{p:?}");
         assert!(near(p.min, 1.0), "{p:?}");
-        assert_eq!((r.items, r.bytes_sent, r.bytes_received), (2000, 10_000, 20_000));
+        assert_eq!(
+            (r.items, r.bytes_sent, r.bytes_received),
+            (2000, 10_000, 20_000)
+        );
         let b = r.buckets();
         assert_eq!(b.iter().map(|b| b.count).sum::<u64>(), 1000);
         assert!(b.windows(2).all(|w| w[0].le_ms < w[1].le_ms));
@@ -352,7 +371,10 @@ mod tests {
         rec_ok(&mut r, t0 + Duration::from_millis(450), 10);
         let tl = r.finish_timeline(t0 + Duration::from_millis(470));
         assert_eq!(tl.len(), 5, "{tl:?}");
-        assert_eq!(tl.iter().map(|p| p.requests).collect::<Vec<_>>(), vec![1, 0, 0, 0, 1]);
+        assert_eq!(
+            tl.iter().map(|p| p.requests).collect::<Vec<_>>(),
+            vec![1, 0, 0, 0, 1]
+        );
         assert!(tl[1].p99_ms == 0.0);
     }
 }

@@ -48,7 +48,10 @@ impl Scenario {
             source: Box::new(e),
         })?;
         if scenario.run.is_empty() {
-            return Err(BenchError::invalid(path.display().to_string(), "no [[run]] tables"));
+            return Err(BenchError::invalid(
+                path.display().to_string(),
+                "no [[run]] tables",
+            ));
         }
         let dir = path.parent().unwrap_or(Path::new("."));
         scenario.defaults.rebase(dir);
@@ -124,7 +127,10 @@ assert = ["p99<5s"]
         assert_eq!(runs[0].url.as_deref(), Some("http://127.0.0.1:9"));
         assert_eq!(runs[0].duration.as_deref(), Some("20s"));
         assert_eq!(runs[0].workload, Some(vec!["unique".to_string()]));
-        assert_eq!(runs[0].corpus.as_deref(), Some(Path::new("bench/scenarios/sentences.txt")));
+        assert_eq!(
+            runs[0].corpus.as_deref(),
+            Some(Path::new("bench/scenarios/sentences.txt"))
+        );
         assert_eq!(runs[1].asserts, vec!["errors<1%", "p99<5s"]);
         assert_eq!((runs[1].concurrency, runs[1].rate), (None, Some(5.0)));
         assert_eq!(

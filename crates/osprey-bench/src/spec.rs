@@ -34,8 +34,14 @@ impl Arrival {
 /// or open loop (requests are due on a schedule whatever the server does).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Load {
-    Closed { concurrency: usize },
-    Open { rate: f64, arrival: Arrival, connections: usize },
+    Closed {
+        concurrency: usize,
+    },
+    Open {
+        rate: f64,
+        arrival: Arrival,
+        connections: usize,
+    },
 }
 
 /// Every setting of a run, each optional: a scenario's `[defaults]` and
@@ -173,10 +179,12 @@ pub const DEFAULT_CONCURRENCY: usize = 8;
 impl RunSpec {
     /// Checks the fields and fills in the defaults.
     pub fn resolve(f: &RunFields, index: usize) -> Result<Self> {
-        let url = f
-            .url
-            .clone()
-            .ok_or_else(|| BenchError::invalid("--url", "no server given (e.g. --url http://127.0.0.1:8080)"))?;
+        let url = f.url.clone().ok_or_else(|| {
+            BenchError::invalid(
+                "--url",
+                "no server given (e.g. --url http://127.0.0.1:8080)",
+            )
+        })?;
         crate::target::parse_url(&url)?;
         let dur = |v: &Option<String>, default: Duration| match v {
             Some(s) => parse_duration(s),
@@ -184,15 +192,23 @@ impl RunSpec {
         };
         let load = match (f.concurrency, f.rate) {
             (Some(_), Some(_)) => {
-                return Err(BenchError::invalid("load", "give --concurrency or --rate, not both"));
+                return Err(BenchError::invalid(
+                    "load",
+                    "give --concurrency or --rate, not both",
+                ));
             }
             (_, Some(rate)) => {
                 if !(rate.is_finite() && rate > 0.0) {
-                    return Err(BenchError::invalid("--rate", "must be a positive number of requests per second"));
+                    return Err(BenchError::invalid(
+                        "--rate",
+                        "must be a positive number of requests per second",
+                    ));
                 }
                 // Enough connections to absorb normal jitter, not so many that
                 // a slow server gets a flood of connects.
-                let connections = f.connections.unwrap_or(((rate / 50.0).ceil() as usize).clamp(16, 256));
+                let connections = f
+                    .connections
+                    .unwrap_or(((rate / 50.0).ceil() as usize).clamp(16, 256));
                 if connections == 0 {
                     return Err(BenchError::invalid("--connections", "must be at least 1"));
                 }
@@ -214,9 +230,9 @@ impl RunSpec {
         let workload = WorkloadSpec::parse_all(&workload_specs)?;
         let mut headers = Vec::new();
         for h in &f.headers {
-            let (n, v) = h
-                .split_once(':')
-                .ok_or_else(|| BenchError::invalid(format!("--header {h:?}"), "expected 'Name: value'"))?;
+            let (n, v) = h.split_once(':').ok_or_else(|| {
+                BenchError::invalid(format!("--header {h:?}"), "expected 'Name: value'")
+            })?;
             headers.push((n.trim().to_string(), v.trim().to_string()));
         }
         if let Some(key) = &f.api_key {
@@ -317,19 +333,55 @@ mod tests {
             ..Default::default()
         };
         let spec = RunSpec::resolve(&ok, 0).expect("resolves");
-        assert_eq!(spec.load, Load::Closed { concurrency: DEFAULT_CONCURRENCY });
+        assert_eq!(
+            spec.load,
+            Load::Closed {
+                concurrency: DEFAULT_CONCURRENCY
+            }
+        );
         assert_eq!(spec.name, "unique c=8");
         let bad = [
-            RunFields { url: None, ..ok.clone() },
-            RunFields { rate: Some(-1.0), ..ok.clone() },
-            RunFields { concurrency: Some(0), ..ok.clone() },
-            RunFields { duration: Some("soon".into()), ..ok.clone() },
-            RunFields { headers: vec!["no colon".into()], ..ok.clone() },
-            RunFields { asserts: vec!["p99 50ms".into()], ..ok.clone() },
-            RunFields { workload: Some(vec!["batch:0".into()]), ..ok.clone() },
-            RunFields { sweep: Some("speed=1,2".into()), objective: vec!["p99<1s".into()], ..ok.clone() },
-            RunFields { sweep: Some("rate=1,2".into()), ..ok.clone() },
-            RunFields { requests: Some(0), ..ok.clone() },
+            RunFields {
+                url: None,
+                ..ok.clone()
+            },
+            RunFields {
+                rate: Some(-1.0),
+                ..ok.clone()
+            },
+            RunFields {
+                concurrency: Some(0),
+                ..ok.clone()
+            },
+            RunFields {
+                duration: Some("soon".into()),
+                ..ok.clone()
+            },
+            RunFields {
+                headers: vec!["no colon".into()],
+                ..ok.clone()
+            },
+            RunFields {
+                asserts: vec!["p99 50ms".into()],
+                ..ok.clone()
+            },
+            RunFields {
+                workload: Some(vec!["batch:0".into()]),
+                ..ok.clone()
+            },
+            RunFields {
+                sweep: Some("speed=1,2".into()),
+                objective: vec!["p99<1s".into()],
+                ..ok.clone()
+            },
+            RunFields {
+                sweep: Some("rate=1,2".into()),
+                ..ok.clone()
+            },
+            RunFields {
+                requests: Some(0),
+                ..ok.clone()
+            },
         ];
         for f in bad {
             assert!(RunSpec::resolve(&f, 0).is_err(), "{f:?} should be refused");

@@ -80,7 +80,9 @@ impl SweepPlan {
                         connections,
                         ..
                     } => (arrival, connections),
-                    Load::Closed { concurrency } => (Arrival::Constant, concurrency.max(DEFAULT_CONCURRENCY)),
+                    Load::Closed { concurrency } => {
+                        (Arrival::Constant, concurrency.max(DEFAULT_CONCURRENCY))
+                    }
                 };
                 // Enough connections for the rate, as for a plain open-loop run.
                 let connections = connections.max(((level / 50.0).ceil() as usize).clamp(16, 256));
@@ -105,7 +107,12 @@ impl SweepPlan {
 
 /// Builds the summary once the steps have run (each with its objective checked
 /// into `assertions`).
-pub fn summarize(name: &str, plan: &SweepPlan, objective: &[String], runs: &[(f64, &RunReport)]) -> SweepSummary {
+pub fn summarize(
+    name: &str,
+    plan: &SweepPlan,
+    objective: &[String],
+    runs: &[(f64, &RunReport)],
+) -> SweepSummary {
     let steps: Vec<SweepStep> = runs
         .iter()
         .map(|(level, r)| SweepStep {
@@ -116,11 +123,7 @@ pub fn summarize(name: &str, plan: &SweepPlan, objective: &[String], runs: &[(f6
             p99_ms: r.latency_ms.p99,
         })
         .collect();
-    let best = steps
-        .iter()
-        .take_while(|s| s.passed)
-        .last()
-        .map(|s| s.load);
+    let best = steps.iter().take_while(|s| s.passed).last().map(|s| s.load);
     SweepSummary {
         name: name.to_string(),
         axis: plan.axis_name().into(),
@@ -142,7 +145,16 @@ mod tests {
         assert_eq!(p.levels, vec![100.0, 200.0, 400.0, 500.0]);
         let p = SweepPlan::parse("rate=5,10,20").expect("parses");
         assert_eq!((p.axis, p.levels.len()), (Axis::Rate, 3));
-        for bad in ["", "c", "speed=1,2", "c=4,2", "c=1.5", "rate=0..10", "rate=9..3", "c=a,b"] {
+        for bad in [
+            "",
+            "c",
+            "speed=1,2",
+            "c=4,2",
+            "c=1.5",
+            "rate=0..10",
+            "rate=9..3",
+            "c=a,b",
+        ] {
             assert!(SweepPlan::parse(bad).is_err(), "{bad}");
         }
     }

@@ -9,7 +9,9 @@ use crate::error::{BenchError, Result};
 use crate::spec::RunSpec;
 
 /// Which request shape the server speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum ApiChoice {
     /// Try `/embed`, then `/v1/embeddings`.
@@ -60,11 +62,19 @@ pub fn parse_url(url: &str) -> Result<ParsedUrl> {
     let uri: hyper::Uri = url.trim().parse().map_err(|_| bad("not a URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some("https") => return Err(bad("https is not supported; benchmark the server over plain http")),
+        Some("https") => {
+            return Err(bad(
+                "https is not supported; benchmark the server over plain http",
+            ));
+        }
         _ => return Err(bad("expected http://HOST:PORT")),
     }
     let authority = uri.authority().ok_or_else(|| bad("no host"))?;
-    let host = authority.host().trim_start_matches('[').trim_end_matches(']').to_string();
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
     let port = authority.port_u16().unwrap_or(80);
     let mut base = uri.path().trim_end_matches('/').to_string();
     let mut api_from_path = None;
@@ -163,8 +173,13 @@ fn looks_like(api: Api, body: &[u8]) -> bool {
         return false;
     };
     match api {
-        Api::Tei => v.as_array().is_some_and(|a| a.len() == 1 && a[0].is_array()),
-        Api::OpenAi => v.get("data").and_then(|d| d.as_array()).is_some_and(|a| a.len() == 1),
+        Api::Tei => v
+            .as_array()
+            .is_some_and(|a| a.len() == 1 && a[0].is_array()),
+        Api::OpenAi => v
+            .get("data")
+            .and_then(|d| d.as_array())
+            .is_some_and(|a| a.len() == 1),
     }
 }
 
@@ -175,13 +190,19 @@ mod tests {
     #[test]
     fn urls_split_into_base_and_api() {
         let p = parse_url("http://127.0.0.1:8080").expect("parses");
-        assert_eq!((p.host.as_str(), p.port, p.base.as_str()), ("127.0.0.1", 8080, ""));
+        assert_eq!(
+            (p.host.as_str(), p.port, p.base.as_str()),
+            ("127.0.0.1", 8080, "")
+        );
         assert_eq!(p.api_from_path, None);
         let p = parse_url("http://localhost:9000/prefix/v1/embeddings").expect("parses");
         assert_eq!(p.base, "/prefix");
         assert_eq!(p.api_from_path, Some(Api::OpenAi));
         let p = parse_url("http://h/embed/").expect("parses");
-        assert_eq!((p.port, p.base.as_str(), p.api_from_path), (80, "", Some(Api::Tei)));
+        assert_eq!(
+            (p.port, p.base.as_str(), p.api_from_path),
+            (80, "", Some(Api::Tei))
+        );
         assert!(parse_url("https://h:1").is_err());
         assert!(parse_url("127.0.0.1:8080").is_err());
         assert!(parse_url("not a url").is_err());

@@ -11,9 +11,9 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
         .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num
-        .parse()
-        .map_err(|_| BenchError::invalid(format!("duration {s:?}"), "expected e.g. 500ms, 30s, 2m"))?;
+    let value: f64 = num.parse().map_err(|_| {
+        BenchError::invalid(format!("duration {s:?}"), "expected e.g. 500ms, 30s, 2m")
+    })?;
     let secs = match unit.trim() {
         "" | "s" | "sec" => value,
         "ms" => value / 1e3,
@@ -28,7 +28,10 @@ pub fn parse_duration(s: &str) -> Result<Duration> {
         }
     };
     if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(BenchError::invalid(format!("duration {s:?}"), "out of range"));
+        return Err(BenchError::invalid(
+            format!("duration {s:?}"),
+            "out of range",
+        ));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -93,11 +96,20 @@ mod tests {
 
     #[test]
     fn durations_parse_with_units() {
-        assert_eq!(parse_duration("500ms").ok(), Some(Duration::from_millis(500)));
+        assert_eq!(
+            parse_duration("500ms").ok(),
+            Some(Duration::from_millis(500))
+        );
         assert_eq!(parse_duration("30s").ok(), Some(Duration::from_secs(30)));
         assert_eq!(parse_duration("2m").ok(), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5").ok(), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("250us").ok(), Some(Duration::from_micros(250)));
+        assert_eq!(
+            parse_duration("1.5").ok(),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_duration("250us").ok(),
+            Some(Duration::from_micros(250))
+        );
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("10 parsecs").is_err());
         assert!(parse_duration("").is_err());

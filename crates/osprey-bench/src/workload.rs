@@ -104,7 +104,10 @@ fn parse_component(text: &str) -> Result<ComponentSpec> {
         };
         let set = |s: SourceSpec, source: &mut Option<SourceSpec>| {
             if source.is_some() {
-                return Err(err("one text source per component (unique, zipf, file or gen); mix with ','".into()));
+                return Err(err(
+                    "one text source per component (unique, zipf, file or gen); mix with ','"
+                        .into(),
+                ));
             }
             *source = Some(s);
             Ok(())
@@ -132,7 +135,9 @@ fn parse_component(text: &str) -> Result<ComponentSpec> {
                     return Err(err("batch size must be 1 to 100000".into()));
                 }
             }
-            ("file", Some(p)) if !p.is_empty() => set(SourceSpec::File(PathBuf::from(p)), &mut source)?,
+            ("file", Some(p)) if !p.is_empty() => {
+                set(SourceSpec::File(PathBuf::from(p)), &mut source)?
+            }
             ("gen", Some(a)) => {
                 let spec = if let Some((lo, hi)) = a.split_once('-') {
                     let min: usize = lo.parse().map_err(|_| err(format!("gen length {lo:?}")))?;
@@ -144,7 +149,9 @@ fn parse_component(text: &str) -> Result<ComponentSpec> {
                 } else {
                     let (m, sd) = a.split_once(':').unwrap_or((a, "0"));
                     let mean: f64 = m.parse().map_err(|_| err(format!("gen mean {m:?}")))?;
-                    let sd: f64 = sd.parse().map_err(|_| err(format!("gen deviation {sd:?}")))?;
+                    let sd: f64 = sd
+                        .parse()
+                        .map_err(|_| err(format!("gen deviation {sd:?}")))?;
                     if !(mean >= 1.0 && sd >= 0.0 && mean.is_finite() && sd.is_finite()) {
                         return Err(err("gen:MEAN[:SD] needs MEAN ≥ 1 word and SD ≥ 0".into()));
                     }
@@ -232,7 +239,10 @@ impl Workload {
         model: Option<&str>,
         seed: u64,
     ) -> Result<Self> {
-        let escaped: Rc<[String]> = corpus_texts.iter().map(|t| corpus::json_escape(t)).collect();
+        let escaped: Rc<[String]> = corpus_texts
+            .iter()
+            .map(|t| corpus::json_escape(t))
+            .collect();
         if escaped.is_empty() {
             return Err(BenchError::invalid("corpus", "no texts"));
         }
@@ -244,17 +254,22 @@ impl Workload {
                     texts: (0..*n)
                         .map(|i| format!("{} z{i}", escaped[i % escaped.len()]))
                         .collect(),
-                    dist: Zipf::new(*n as f64, *s)
-                        .map_err(|e| BenchError::invalid(format!("workload {:?}", c.name), e.to_string()))?,
+                    dist: Zipf::new(*n as f64, *s).map_err(|e| {
+                        BenchError::invalid(format!("workload {:?}", c.name), e.to_string())
+                    })?,
                 },
                 SourceSpec::File(path) => Source::File {
-                    texts: corpus::load(path)?.iter().map(|t| corpus::json_escape(t)).collect(),
+                    texts: corpus::load(path)?
+                        .iter()
+                        .map(|t| corpus::json_escape(t))
+                        .collect(),
                     pos: 0,
                 },
-                SourceSpec::GenNormal { mean, sd } => Source::GenNormal(
-                    Normal::new(*mean, *sd)
-                        .map_err(|e| BenchError::invalid(format!("workload {:?}", c.name), e.to_string()))?,
-                ),
+                SourceSpec::GenNormal { mean, sd } => {
+                    Source::GenNormal(Normal::new(*mean, *sd).map_err(|e| {
+                        BenchError::invalid(format!("workload {:?}", c.name), e.to_string())
+                    })?)
+                }
                 SourceSpec::GenUniform { min, max } => Source::GenUniform(*min, *max),
             };
             components.push(Component {
@@ -264,7 +279,10 @@ impl Workload {
         }
         let chooser = if components.len() > 1 {
             let weights: Vec<f64> = spec.components.iter().map(|c| c.weight).collect();
-            Some(WeightedIndex::new(weights).map_err(|e| BenchError::invalid("workload weights", e.to_string()))?)
+            Some(
+                WeightedIndex::new(weights)
+                    .map_err(|e| BenchError::invalid("workload weights", e.to_string()))?,
+            )
         } else {
             None
         };
@@ -300,7 +318,8 @@ impl Workload {
                 items: 0,
             };
         };
-        let mut out = String::with_capacity(format.prefix.len() + format.suffix.len() + comp.batch * 200);
+        let mut out =
+            String::with_capacity(format.prefix.len() + format.suffix.len() + comp.batch * 200);
         out.push_str(&format.prefix);
         for i in 0..comp.batch {
             if i > 0 {

@@ -17,7 +17,11 @@ fn texts_of(body: &Bytes, api: Api) -> Vec<String> {
 }
 
 fn corpus() -> Vec<String> {
-    vec!["Alpha \"quoted\" text.".into(), "Beta text.".into(), "Gamma.".into()]
+    vec![
+        "Alpha \"quoted\" text.".into(),
+        "Beta text.".into(),
+        "Gamma.".into(),
+    ]
 }
 
 #[test]
@@ -36,9 +40,21 @@ fn specs_parse() {
     );
     assert_eq!(
         WorkloadSpec::parse("gen:20:4").expect("parses").components[0].source,
-        SourceSpec::GenNormal { mean: 20.0, sd: 4.0 }
+        SourceSpec::GenNormal {
+            mean: 20.0,
+            sd: 4.0
+        }
     );
-    for bad in ["batch:0", "zipf:0", "uniq", "unique+zipf", "gen:9-2", "unique@-1", "batch:x", "file:"] {
+    for bad in [
+        "batch:0",
+        "zipf:0",
+        "uniq",
+        "unique+zipf",
+        "gen:9-2",
+        "unique@-1",
+        "batch:x",
+        "file:",
+    ] {
         assert!(WorkloadSpec::parse(bad).is_err(), "{bad} should not parse");
     }
 }
@@ -96,7 +112,10 @@ fn mixes_follow_their_weights() {
     let spec = WorkloadSpec::parse("unique@9,batch:10@1").expect("parses");
     let mut w = Workload::new(&spec, &corpus(), Api::Tei, None, 4).expect("builds");
     let batches = (0..2000).filter(|_| w.next_body().items == 10).count();
-    assert!((100..320).contains(&batches), "batch-10 share {batches}/2000");
+    assert!(
+        (100..320).contains(&batches),
+        "batch-10 share {batches}/2000"
+    );
 }
 
 #[test]
@@ -118,6 +137,8 @@ fn files_cycle_in_order() {
     std::fs::write(&path, "a\nb\nc\n").expect("write");
     let spec = WorkloadSpec::parse(&format!("file:{}+batch:2", path.display())).expect("parses");
     let mut w = Workload::new(&spec, &corpus(), Api::Tei, None, 6).expect("builds");
-    let all: Vec<String> = (0..3).flat_map(|_| texts_of(&w.next_body().body, Api::Tei)).collect();
+    let all: Vec<String> = (0..3)
+        .flat_map(|_| texts_of(&w.next_body().body, Api::Tei))
+        .collect();
     assert_eq!(all, vec!["a", "b", "c", "a", "b", "c"]);
 }

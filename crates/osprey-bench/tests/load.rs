@@ -35,16 +35,27 @@ fn percentiles_match_the_servers_known_delays() {
     assert!(l.max >= 60.0);
 
     // One request in ten is slow, so the histogram puts a tenth at 60 ms or more.
-    let slow: u64 = r.histogram.iter().filter(|b| b.le_ms > 59.0).map(|b| b.count).sum();
+    let slow: u64 = r
+        .histogram
+        .iter()
+        .filter(|b| b.le_ms > 59.0)
+        .map(|b| b.count)
+        .sum();
     let share = slow as f64 / r.successes as f64;
     assert!((0.07..0.13).contains(&share), "slow share {share}");
-    assert_eq!(r.histogram.iter().map(|b| b.count).sum::<u64>(), r.successes);
+    assert_eq!(
+        r.histogram.iter().map(|b| b.count).sum::<u64>(),
+        r.successes
+    );
 
     // Closed loop of 4 with about 10.5 ms per request on average: Little's law
     // bounds the rate from above.
     assert!(r.requests_per_s < 4.0 / 0.005, "{}", r.requests_per_s);
     assert!(!r.timeline.is_empty());
-    assert_eq!(r.timeline.iter().map(|p| p.requests).sum::<u64>(), r.requests);
+    assert_eq!(
+        r.timeline.iter().map(|p| p.requests).sum::<u64>(),
+        r.requests
+    );
 }
 
 #[test]
@@ -66,7 +77,11 @@ fn open_loop_records_the_stall_that_closed_loop_hides() {
     let open = &report.runs[0];
     assert_eq!(open.mode, "open");
     assert_eq!(open.error_count, 0, "{:?}", open.errors);
-    assert!(open.latency_ms.p90 >= 250.0, "open loop p90 {:?}", open.latency_ms);
+    assert!(
+        open.latency_ms.p90 >= 250.0,
+        "open loop p90 {:?}",
+        open.latency_ms
+    );
     assert!(open.latency_ms.max >= 500.0, "{:?}", open.latency_ms);
     // Measured from the actual send, as a closed-loop tool would, most requests
     // look fast: only the 8 caught in flight saw the stall.
@@ -81,7 +96,11 @@ fn open_loop_records_the_stall_that_closed_loop_hides() {
     let closed = &report.runs[0];
     assert!(closed.requests > 200, "{}", closed.requests);
     assert!(closed.latency_ms.max >= 500.0, "{:?}", closed.latency_ms);
-    assert!(closed.latency_ms.p90 < 100.0, "closed loop p90 {:?}", closed.latency_ms);
+    assert!(
+        closed.latency_ms.p90 < 100.0,
+        "closed loop p90 {:?}",
+        closed.latency_ms
+    );
 }
 
 #[test]
@@ -108,7 +127,14 @@ fn sweep_finds_the_highest_concurrency_meeting_the_objective() {
     });
     let report = measure(&quiet(
         &server.url(),
-        &["--sweep", "concurrency=1..16", "--objective", "p50<30ms", "-d", "600ms"],
+        &[
+            "--sweep",
+            "concurrency=1..16",
+            "--objective",
+            "p50<30ms",
+            "-d",
+            "600ms",
+        ],
     ))
     .expect("runs");
     let sweep = &report.sweeps[0];
@@ -124,19 +150,34 @@ fn sweep_finds_the_highest_concurrency_meeting_the_objective() {
 #[test]
 fn workloads_reach_the_server_as_specified() {
     let server = start(Behaviour::tei(Duration::ZERO));
-    let report = measure(&quiet(&server.url(), &["-w", "batch:8", "-n", "50", "-c", "2"])).expect("runs");
+    let report = measure(&quiet(
+        &server.url(),
+        &["-w", "batch:8", "-n", "50", "-c", "2"],
+    ))
+    .expect("runs");
     let r = &report.runs[0];
     assert_eq!((r.requests, r.items), (50, 400));
     let texts = server.texts();
     assert_eq!(texts.len(), 400);
-    assert_eq!(texts.iter().collect::<HashSet<_>>().len(), 400, "unique texts repeated");
+    assert_eq!(
+        texts.iter().collect::<HashSet<_>>().len(),
+        400,
+        "unique texts repeated"
+    );
 
     let server = start(Behaviour::tei(Duration::ZERO));
-    measure(&quiet(&server.url(), &["-w", "zipf:50:1.2", "-n", "300", "-c", "2"])).expect("runs");
+    measure(&quiet(
+        &server.url(),
+        &["-w", "zipf:50:1.2", "-n", "300", "-c", "2"],
+    ))
+    .expect("runs");
     let texts = server.texts();
     assert_eq!(texts.len(), 300);
     let distinct = texts.iter().collect::<HashSet<_>>().len();
-    assert!(distinct <= 50 && distinct < 150, "zipf sent {distinct} distinct texts");
+    assert!(
+        (5..=50).contains(&distinct),
+        "zipf sent {distinct} distinct texts"
+    );
 
     let dir = tempfile::tempdir().expect("tempdir");
     let file = dir.path().join("texts.jsonl");
@@ -150,7 +191,11 @@ fn workloads_reach_the_server_as_specified() {
 #[test]
 fn timeouts_and_server_errors_are_counted_by_kind() {
     let server = start(Behaviour::tei(Duration::from_millis(400)));
-    let report = measure(&quiet(&server.url(), &["--timeout", "100ms", "-n", "3", "-c", "1"])).expect("runs");
+    let report = measure(&quiet(
+        &server.url(),
+        &["--timeout", "100ms", "-n", "3", "-c", "1"],
+    ))
+    .expect("runs");
     let r = &report.runs[0];
     assert_eq!(r.errors.get("timeout"), Some(&3), "{:?}", r.errors);
     assert_eq!(r.successes, 0);
@@ -175,21 +220,40 @@ fn the_api_is_detected_and_credentials_are_sent() {
         ..Default::default()
     });
     // Without the key the probe explains what is wrong.
-    let err = measure(&quiet(&server.url(), &["-n", "1"])).expect_err("needs a key").to_string();
+    let err = measure(&quiet(&server.url(), &["-n", "1"]))
+        .expect_err("needs a key")
+        .to_string();
     assert!(err.contains("401"), "{err}");
     assert!(err.contains("--api-key"), "{err}");
 
-    let report = measure(&quiet(&server.url(), &["-n", "5", "--api-key", "sekret", "--model", "m"])).expect("runs");
+    let report = measure(&quiet(
+        &server.url(),
+        &["-n", "5", "--api-key", "sekret", "--model", "m"],
+    ))
+    .expect("runs");
     let r = &report.runs[0];
     assert_eq!(r.api, "openai");
     assert!(r.url.ends_with("/v1/embeddings"), "{}", r.url);
     assert_eq!(r.error_count, 0);
-    assert_eq!(server.seen.bodies_openai.load(std::sync::atomic::Ordering::SeqCst), 5);
+    assert_eq!(
+        server
+            .seen
+            .bodies_openai
+            .load(std::sync::atomic::Ordering::SeqCst),
+        5
+    );
 
     // A header given by hand works as well.
     let report = measure(&quiet(
         &server.url(),
-        &["-n", "2", "--api", "openai", "-H", "Authorization: Bearer sekret"],
+        &[
+            "-n",
+            "2",
+            "--api",
+            "openai",
+            "-H",
+            "Authorization: Bearer sekret",
+        ],
     ))
     .expect("runs");
     assert_eq!(report.runs[0].successes, 2);
@@ -207,7 +271,9 @@ fn unreachable_servers_and_bad_flags_are_errors_not_panics() {
         .expect("port")
         .port();
     let url = format!("http://127.0.0.1:{port}");
-    let err = measure(&quiet(&url, &["-n", "1"])).expect_err("nothing listens").to_string();
+    let err = measure(&quiet(&url, &["-n", "1"]))
+        .expect_err("nothing listens")
+        .to_string();
     assert!(err.contains("connect"), "{err}");
 
     for flags in [
@@ -217,7 +283,10 @@ fn unreachable_servers_and_bad_flags_are_errors_not_panics() {
         vec!["--sweep", "concurrency=1,2"],
         vec!["-w", "file:/nonexistent/texts.txt", "-n", "1"],
     ] {
-        assert!(measure(&quiet(&url, &flags)).is_err(), "{flags:?} should fail");
+        assert!(
+            measure(&quiet(&url, &flags)).is_err(),
+            "{flags:?} should fail"
+        );
     }
     assert!(measure(&support::args(&["--url", "https://127.0.0.1:1"])).is_err());
     assert!(measure(&support::args(&["-c", "2"])).is_err(), "no url");

@@ -89,7 +89,13 @@ pub fn timeline_svg(r: &RunReport) -> String {
     let pw = W - LEFT - RIGHT;
     let ph = H - TOP - BOTTOM;
     let t_max = r.timeline.last().map_or(r.duration_s, |p| p.t_s).max(1e-3);
-    let y_max = nice_max(r.timeline.iter().map(|p| p.max_ms).fold(0.0, f64::max).max(0.001));
+    let y_max = nice_max(
+        r.timeline
+            .iter()
+            .map(|p| p.max_ms)
+            .fold(0.0, f64::max)
+            .max(0.001),
+    );
     let rps: Vec<f64> = r
         .timeline
         .iter()
@@ -179,14 +185,22 @@ pub fn timeline_svg(r: &RunReport) -> String {
     }
     // Latency lines, broken where an interval completed nothing.
     for (class, get) in [
-        ("max", (|p: &crate::report::TimelinePoint| p.max_ms) as fn(&crate::report::TimelinePoint) -> f64),
+        (
+            "max",
+            (|p: &crate::report::TimelinePoint| p.max_ms)
+                as fn(&crate::report::TimelinePoint) -> f64,
+        ),
         ("p99", |p| p.p99_ms),
         ("p50", |p| p.p50_ms),
     ] {
         let mut run: Vec<String> = Vec::new();
         let flush = |run: &mut Vec<String>, s: &mut String| {
             if !run.is_empty() {
-                let _ = write!(s, r#"<polyline class="{class}" points="{}"/>"#, run.join(" "));
+                let _ = write!(
+                    s,
+                    r#"<polyline class="{class}" points="{}"/>"#,
+                    run.join(" ")
+                );
                 run.clear();
             }
         };
@@ -230,7 +244,12 @@ pub fn histogram_svg(r: &RunReport) -> String {
     );
     let buckets = &r.histogram;
     let (Some(first), Some(last)) = (buckets.first(), buckets.last()) else {
-        let _ = write!(s, r#"<text x="{}" y="{}" text-anchor="middle">no successful requests</text></svg>"#, W / 2.0, H / 2.0);
+        let _ = write!(
+            s,
+            r#"<text x="{}" y="{}" text-anchor="middle">no successful requests</text></svg>"#,
+            W / 2.0,
+            H / 2.0
+        );
         return s;
     };
     // The first bucket's lower edge is a tenth of a decade below its upper one.
@@ -286,7 +305,10 @@ pub fn histogram_svg(r: &RunReport) -> String {
         }
         d += 1.0;
     }
-    for (label, ms, color) in [("p50", r.latency_ms.p50, "#2563eb"), ("p99", r.latency_ms.p99, "#ea7a10")] {
+    for (label, ms, color) in [
+        ("p50", r.latency_ms.p50, "#2563eb"),
+        ("p99", r.latency_ms.p99, "#ea7a10"),
+    ] {
         let xx = x(ms).clamp(LEFT, LEFT + pw);
         let _ = write!(
             s,
@@ -314,7 +336,10 @@ fn stats_table(r: &RunReport) -> String {
     let mut row = |k: &str, v: String| {
         let _ = write!(s, "<tr><td>{}</td><td>{}</td></tr>", esc(k), esc(&v));
     };
-    row("requests", format!("{} in {:.1} s", fmt_count(r.requests as f64), r.duration_s));
+    row(
+        "requests",
+        format!("{} in {:.1} s", fmt_count(r.requests as f64), r.duration_s),
+    );
     row("requests/s", fmt_rate(r.requests_per_s));
     row("items/s", fmt_rate(r.items_per_s));
     if let Some(sent) = r.sent_per_s {
@@ -341,13 +366,25 @@ fn stats_table(r: &RunReport) -> String {
     for (k, v) in &r.errors {
         row(&format!("  {k}"), v.to_string());
     }
-    row("bytes sent / received", format!("{} / {}", fmt_bytes(r.bytes_sent), fmt_bytes(r.bytes_received)));
+    row(
+        "bytes sent / received",
+        format!(
+            "{} / {}",
+            fmt_bytes(r.bytes_sent),
+            fmt_bytes(r.bytes_received)
+        ),
+    );
     if let Some(sv) = &r.server {
-        row("server CPU / RSS", format!("{:.0}% / {:.0} MB", sv.cpu_percent, sv.rss_mb));
+        row(
+            "server CPU / RSS",
+            format!("{:.0}% / {:.0} MB", sv.cpu_percent, sv.rss_mb),
+        );
     }
     s.push_str("</table>");
     if !r.assertions.is_empty() {
-        s.push_str("<table class=\"assertions\"><tr><th>assertion</th><th>actual</th><th>result</th></tr>");
+        s.push_str(
+            "<table class=\"assertions\"><tr><th>assertion</th><th>actual</th><th>result</th></tr>",
+        );
         for a in &r.assertions {
             let _ = write!(
                 s,
@@ -451,7 +488,10 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(esc("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 
     #[test]

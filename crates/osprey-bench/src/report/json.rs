@@ -15,10 +15,11 @@ pub fn write(path: &Path, report: &BenchReport) -> Result<()> {
 
 pub fn read(path: &Path) -> Result<BenchReport> {
     let text = std::fs::read_to_string(path).map_err(|e| BenchError::io(path, e))?;
-    let report: BenchReport = serde_json::from_str(&text).map_err(|e| BenchError::ReportFormat {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let report: BenchReport =
+        serde_json::from_str(&text).map_err(|e| BenchError::ReportFormat {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
     if report.format != FORMAT {
         return Err(BenchError::invalid(
             path.display().to_string(),

@@ -13,7 +13,11 @@ pub fn run_block(r: &RunReport) -> String {
     let _ = writeln!(
         s,
         "  target       {} ({}), {} loop, {}, workload {}",
-        r.url, r.api, r.mode, r.load_label(), r.workload
+        r.url,
+        r.api,
+        r.mode,
+        r.load_label(),
+        r.workload
     );
     let _ = writeln!(
         s,
@@ -67,7 +71,11 @@ pub fn run_block(r: &RunReport) -> String {
         fmt_bytes(r.bytes_received)
     );
     if let Some(sv) = &r.server {
-        let _ = writeln!(s, "  server       CPU {:.0}%, RSS {:.0} MB", sv.cpu_percent, sv.rss_mb);
+        let _ = writeln!(
+            s,
+            "  server       CPU {:.0}%, RSS {:.0} MB",
+            sv.cpu_percent, sv.rss_mb
+        );
     }
     for a in &r.objective {
         let _ = writeln!(
@@ -93,7 +101,13 @@ pub fn run_block(r: &RunReport) -> String {
 /// A sweep's steps and its answer.
 pub fn sweep_block(sw: &SweepSummary) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "sweep {} over {} (objective: {})", sw.name, sw.axis, sw.objective.join(", "));
+    let _ = writeln!(
+        s,
+        "sweep {} over {} (objective: {})",
+        sw.name,
+        sw.axis,
+        sw.objective.join(", ")
+    );
     for st in &sw.steps {
         let _ = writeln!(
             s,
@@ -105,7 +119,12 @@ pub fn sweep_block(sw: &SweepSummary) -> String {
         );
     }
     let _ = match sw.best {
-        Some(b) => writeln!(s, "  highest {} meeting the objective: {}", sw.axis, fmt_rate(b)),
+        Some(b) => writeln!(
+            s,
+            "  highest {} meeting the objective: {}",
+            sw.axis,
+            fmt_rate(b)
+        ),
         None => writeln!(s, "  no {} level met the objective", sw.axis),
     };
     s

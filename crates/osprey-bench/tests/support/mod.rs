@@ -105,7 +105,10 @@ pub fn start(b: Behaviour) -> TestServer {
         app = app.route("/embed", post(|s, h, body| handle(s, h, body, false)));
     }
     if b.openai {
-        app = app.route("/v1/embeddings", post(|s, h, body| handle(s, h, body, true)));
+        app = app.route(
+            "/v1/embeddings",
+            post(|s, h, body| handle(s, h, body, true)),
+        );
     }
     let app = app.with_state(inner);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -117,8 +120,12 @@ pub fn start(b: Behaviour) -> TestServer {
             .build()
             .expect("server runtime");
         rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-            addr_tx.send(listener.local_addr().expect("addr")).expect("send addr");
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            addr_tx
+                .send(listener.local_addr().expect("addr"))
+                .expect("send addr");
             let _ = axum::serve(listener, app)
                 .with_graceful_shutdown(async {
                     let _ = rx.await;
@@ -126,7 +133,9 @@ pub fn start(b: Behaviour) -> TestServer {
                 .await;
         });
     });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("server started");
+    let addr = addr_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("server started");
     TestServer {
         addr,
         seen,
@@ -152,12 +161,18 @@ fn error(status: StatusCode, message: &str) -> Response {
     let body = format!(r#"{{"error":{{"type":"test","message":"{message}"}}}}"#);
     let mut r = (status, [("content-type", "application/json")], body).into_response();
     if status == StatusCode::TOO_MANY_REQUESTS {
-        r.headers_mut().insert("retry-after", axum::http::HeaderValue::from_static("1"));
+        r.headers_mut()
+            .insert("retry-after", axum::http::HeaderValue::from_static("1"));
     }
     r
 }
 
-async fn handle(State(s): State<Arc<Inner>>, headers: HeaderMap, body: Bytes, openai: bool) -> Response {
+async fn handle(
+    State(s): State<Arc<Inner>>,
+    headers: HeaderMap,
+    body: Bytes,
+    openai: bool,
+) -> Response {
     if let Some(key) = &s.b.api_key {
         let want = format!("Bearer {key}");
         if headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(want.as_str()) {
@@ -171,8 +186,15 @@ async fn handle(State(s): State<Arc<Inner>>, headers: HeaderMap, body: Bytes, op
     let Some(texts) = v[field].as_array() else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "no inputs");
     };
-    let texts: Vec<String> = texts.iter().filter_map(|t| t.as_str().map(String::from)).collect();
-    let ok = (StatusCode::OK, [("content-type", "application/json")], vectors(texts.len(), openai));
+    let texts: Vec<String> = texts
+        .iter()
+        .filter_map(|t| t.as_str().map(String::from))
+        .collect();
+    let ok = (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        vectors(texts.len(), openai),
+    );
     if texts == ["osprey bench probe"] {
         return ok.into_response();
     }
