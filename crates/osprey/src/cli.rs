@@ -21,7 +21,7 @@ pub enum Command {
     Embed(EmbedArgs),
     /// Load-test an embedding server (Osprey or any other speaking /embed or
     /// /v1/embeddings): latency percentiles, throughput, errors, reports.
-    Bench(osprey_bench::cli::BenchArgs),
+    Bench(Box<osprey_bench::cli::BenchArgs>),
     /// Inspect or empty the result cache: the disk and Redis tiers of the
     /// configuration, or a running server's tiers with --url.
     Cache {

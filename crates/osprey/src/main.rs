@@ -25,7 +25,7 @@ fn run(cli: cli::Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         cli::Command::Serve(args) => serve::run(args),
         cli::Command::Embed(args) => embed::run(args),
-        cli::Command::Bench(args) => Ok(osprey_bench::run(args)?.exit_code()),
+        cli::Command::Bench(args) => Ok(osprey_bench::run(*args)?.exit_code()),
         cli::Command::Cache { command } => match command {
             cli::CacheCommand::Stats(args) => cache::stats(&args),
             cli::CacheCommand::Clear(args) => cache::clear(&args),
