@@ -51,7 +51,15 @@ mod tests {
 
     #[test]
     fn json_matches_serde_json() {
-        let v = vec![0.1f32, -2.5e-8, 3.0, f32::MIN_POSITIVE, -0.0, 1e30, f32::NAN];
+        let v = vec![
+            0.1f32,
+            -2.5e-8,
+            3.0,
+            f32::MIN_POSITIVE,
+            -0.0,
+            1e30,
+            f32::NAN,
+        ];
         let e = Entry::new(v.clone(), 1);
         let expected = serde_json::to_vec(&v).expect("serialize");
         assert_eq!(e.json(), expected.as_slice());

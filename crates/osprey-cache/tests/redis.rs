@@ -154,6 +154,9 @@ impl PrivateRedis {
                 "",
                 "--appendonly",
                 "no",
+                // For DEBUG SLEEP, which plays a slow Redis.
+                "--enable-debug-command",
+                "yes",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -242,4 +245,37 @@ async fn starts_while_redis_is_down() {
     let got = cache.get_many(&[key(1), key(2)]).await;
     assert_eq!(got[0].as_ref().map(|f| f.tier), Some(Tier::Memory));
     assert!(got[1].is_none());
+}
+
+#[tokio::test]
+async fn a_slow_redis_costs_at_most_the_timeout() {
+    let port = free_port();
+    let redis = PrivateRedis::start(port);
+    let url = redis.url();
+    let tier = RedisTier::connect(&config(&url, "osprey:"), &url).expect("connect");
+    tier.put(key(1), entry(1));
+    tier.flush().await;
+    // Block the Redis server for two seconds: our calls must give up after 200 ms.
+    let client = redis::Client::open(url.as_str()).expect("client");
+    let mut conn = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let sleeper = tokio::spawn(async move {
+        let r: redis::RedisResult<()> = redis::cmd("DEBUG")
+            .arg("SLEEP")
+            .arg(2)
+            .query_async(&mut conn)
+            .await;
+        assert!(r.is_ok(), "DEBUG SLEEP: {r:?}");
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = std::time::Instant::now();
+    let got = tier.get_many(&[key(1)]).await;
+    let waited = started.elapsed();
+    assert!(got[0].is_none(), "a timed-out lookup is a miss");
+    // Generous bound: the timeout is 200 ms; the point is not waiting for the 2 s sleep.
+    assert!(waited < Duration::from_millis(1500), "waited {waited:?}");
+    assert!(tier.snapshot().errors >= 1);
+    let _ = sleeper.await;
 }
