@@ -201,9 +201,11 @@ impl PrivateRedis {
             .stderr(Stdio::null())
             .spawn()
             .expect("redis-server must be installed (scripts/ensure-redis.sh installs it)");
+        // Owned at once, so a failed start below still kills and reaps it.
+        let redis = Self { child };
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return Self { child };
+                return redis;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
