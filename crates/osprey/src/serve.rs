@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use osprey_engine::Engine;
-use osprey_server::{AppState, install_metrics};
+use osprey_server::{AppState, Protection, install_metrics};
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
@@ -45,12 +45,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<std::process::ExitCode> {
-    let state = AppState::new(config.server.clone(), install_metrics());
+    let protection =
+        Protection::new(&config.auth, &config.limits).context("setting up auth and limits")?;
+    let state = AppState::new(config.server.clone(), install_metrics()).with_protection(protection);
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        tls = config.server.tls.enabled(),
+        auth = config.auth.enabled,
+        "listening"
+    );
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));

@@ -29,6 +29,7 @@ pub(crate) async fn run(
     validate_started: Instant,
 ) -> Result<(Embeddings, Vec<(&'static str, f64)>), ApiError> {
     crate::input::check_inputs(&state.config, inputs)?;
+    state.protection.charge_items(inputs.len())?;
     let engine = state.engine()?;
     let validate = validate_started.elapsed();
     let out = engine.embed(inputs, opts).await?;
