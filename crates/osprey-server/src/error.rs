@@ -38,6 +38,10 @@ pub enum ApiError {
     Busy(usize),
     #[error("the request's deadline of {0} ms passed before it finished")]
     DeadlineExceeded(u64),
+    #[error(
+        "the queue holds about {wait_ms} ms of work, more than this request's deadline of {deadline_ms} ms; retry shortly"
+    )]
+    DeadlineUnreachable { wait_ms: u64, deadline_ms: u64 },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -64,7 +68,9 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotReady | Self::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::Busy(_) | Self::DeadlineUnreachable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
@@ -113,6 +119,7 @@ impl ApiError {
             Self::RateLimited { .. } => Some("rate_limited"),
             Self::Busy(_) => Some("too_many_in_flight"),
             Self::DeadlineExceeded(_) => Some("deadline_exceeded"),
+            Self::DeadlineUnreachable { .. } => Some("deadline_unreachable"),
             _ => None,
         }
     }

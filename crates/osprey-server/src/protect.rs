@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
@@ -11,15 +12,21 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::ApiError;
-use crate::admission::Admission;
+use crate::admission::{Admission, Throughput};
 use crate::auth::{AuthConfig, AuthSetupError, Authenticator, Scope};
 use crate::limits::LimitsConfig;
 use crate::rate_limit::{ClientKey, RateLimits};
 
 tokio::task_local! {
-    /// The client of the request being handled, for the per-input rate limit that
-    /// only a handler can apply (it needs the parsed body).
-    static CLIENT: ClientKey;
+    /// The request being handled, for the checks only a handler can make once the
+    /// body is parsed: the per-input rate limit and whether the queue can be
+    /// through before the deadline.
+    static REQUEST: RequestContext;
+}
+
+struct RequestContext {
+    client: ClientKey,
+    deadline: Option<(tokio::time::Instant, Duration)>,
 }
 
 /// Authentication, rate limits and admission control, as configured.
@@ -28,6 +35,7 @@ pub struct Protection {
     metrics_public: bool,
     rate: RateLimits,
     admission: Admission,
+    throughput: Throughput,
     limits: LimitsConfig,
 }
 
@@ -48,6 +56,7 @@ impl Default for Protection {
             metrics_public: true,
             rate: RateLimits::new(&limits),
             admission: Admission::new(&limits),
+            throughput: Throughput::default(),
             limits,
         }
     }
@@ -66,6 +75,7 @@ impl Protection {
             metrics_public: auth.metrics_public,
             rate: RateLimits::new(limits),
             admission: Admission::new(limits),
+            throughput: Throughput::default(),
             limits: limits.clone(),
         })
     }
@@ -89,9 +99,52 @@ impl Protection {
         if self.rate.is_off() {
             return Ok(());
         }
-        CLIENT
-            .try_with(|client| self.rate.check_items(client, n))
+        REQUEST
+            .try_with(|r| self.rate.check_items(&r.client, n))
             .unwrap_or(Ok(()))
+    }
+
+    /// Refuses at once work the queue cannot take: 429 when its estimated tokens do
+    /// not fit the queue's capacity (checked here, before tokenizing, so a refusal
+    /// costs no tokenizer time), 503 when it would wait past the request's deadline
+    /// at the measured throughput (admitted while throughput is unknown).
+    pub(crate) fn check_queue(
+        &self,
+        queued: usize,
+        capacity: usize,
+        inputs: &[String],
+    ) -> Result<(), ApiError> {
+        // About four bytes of English per token, at most a model's maximum per input.
+        let own: usize = inputs.iter().map(|t| (t.len() / 4 + 2).min(512)).sum();
+        if queued > 0 && queued + own > capacity {
+            metrics::counter!("osprey_rejected_total", "reason" => "queue_full").increment(1);
+            return Err(ApiError::Engine(osprey_engine::EngineError::Overloaded {
+                queued,
+                capacity,
+            }));
+        }
+        let Some(Some((deadline, budget))) = REQUEST.try_with(|r| r.deadline).ok() else {
+            return Ok(());
+        };
+        let Some(wait) = self.throughput.wait_for(queued, own) else {
+            return Ok(());
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if wait > left {
+            metrics::counter!("osprey_rejected_total", "reason" => "deadline_unreachable")
+                .increment(1);
+            return Err(ApiError::DeadlineUnreachable {
+                wait_ms: wait.as_millis() as u64,
+                deadline_ms: budget.as_millis() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts tokens the model finished, for the throughput estimate; `queue_busy`:
+    /// whether work was still queued when they finished.
+    pub(crate) fn record_tokens(&self, tokens: usize, queue_busy: bool) {
+        self.throughput.record(tokens, queue_busy);
     }
 }
 
@@ -177,7 +230,11 @@ pub async fn guard(State(p): State<Arc<Protection>>, mut req: Request, next: Nex
     let mut resp = if class == RouteClass::Inference {
         admit(&p, client, req, next).await
     } else {
-        CLIENT.scope(client, next.run(req)).await
+        let ctx = RequestContext {
+            client,
+            deadline: None,
+        };
+        REQUEST.scope(ctx, next.run(req)).await
     };
     if let Some(b) = budget {
         b.write(resp.headers_mut());
@@ -197,7 +254,11 @@ async fn admit(p: &Protection, client: ClientKey, req: Request, next: Next) -> R
         Ok(d) => d,
         Err(e) => return e.into_response(),
     };
-    let work = CLIENT.scope(client, next.run(req));
+    let ctx = RequestContext {
+        client,
+        deadline: deadline.map(|d| (tokio::time::Instant::now() + d, d)),
+    };
+    let work = REQUEST.scope(ctx, next.run(req));
     match deadline {
         None => work.await,
         Some(d) => match tokio::time::timeout(d, work).await {

@@ -239,3 +239,57 @@ async fn in_flight_cap_and_deadline_header() {
         assert_eq!(r.status(), 400, "deadline {bad:?}");
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn throughput_is_measured_and_unreachable_deadlines_refused() {
+    use tokio::time::advance;
+    let p = Protection::default();
+    assert!(p.throughput.tokens_per_second().is_none());
+    // 900 tokens finished over one second with work queued (the first completion
+    // opens the window). Completions with nothing queued say nothing of capacity.
+    p.record_tokens(100, true);
+    advance(Duration::from_millis(500)).await;
+    p.record_tokens(400, true);
+    advance(Duration::from_millis(500)).await;
+    p.record_tokens(500, true);
+    let rate = p.throughput.tokens_per_second().expect("a window closed");
+    assert!((rate - 900.0).abs() < 1.0, "{rate}");
+    // An idle gap starts a new window instead of lowering the rate.
+    advance(Duration::from_secs(30)).await;
+    p.record_tokens(10, true);
+    assert_eq!(p.throughput.tokens_per_second(), Some(rate));
+    for _ in 0..5 {
+        advance(Duration::from_secs(1)).await;
+        p.record_tokens(1, false);
+    }
+    assert_eq!(p.throughput.tokens_per_second(), Some(rate), "light load");
+
+    let ctx = |ms: u64| RequestContext {
+        client: ClientKey::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        deadline: Some((
+            tokio::time::Instant::now() + Duration::from_millis(ms),
+            Duration::from_millis(ms),
+        )),
+    };
+    let one = vec!["a short input".to_owned()];
+    // 450 queued tokens are half a second of work: fits 1 s, not 400 ms.
+    REQUEST
+        .scope(ctx(1000), async { p.check_queue(450, 10_000, &one) })
+        .await
+        .expect("fits");
+    let e = REQUEST
+        .scope(ctx(400), async { p.check_queue(450, 10_000, &one) })
+        .await
+        .expect_err("does not fit");
+    assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(e.to_string().contains("400 ms"), "{e}");
+    // Without a deadline, or outside a request, only the capacity counts.
+    p.check_queue(1_000_000, 2_000_000, &one)
+        .expect("outside a request");
+    // Over the queue's capacity: 429 before any tokenizing. An empty queue takes
+    // any request (the engine then judges its real size).
+    let big = vec!["x".repeat(4000); 8];
+    let e = p.check_queue(100, 4096, &big).expect_err("over capacity");
+    assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
+    p.check_queue(0, 4096, &big).expect("empty queue");
+}
