@@ -6,7 +6,7 @@ CARGO ?= cargo
 MODEL_DIR := models/all-MiniLM-L6-v2
 ARGS ?=
 
-.PHONY: run run-onnx build build-onnx model onnx test lint unit bench baseline clean
+.PHONY: run run-onnx build build-onnx model onnx test lint unit fuzz fuzz-tools bench baseline clean
 
 ## Serve the default model on 127.0.0.1:8080 (candle backend, release build).
 run: model
@@ -31,8 +31,9 @@ onnx: runtime/libonnxruntime.so $(MODEL_DIR)/onnx/model.onnx
 runtime/libonnxruntime.so $(MODEL_DIR)/onnx/model.onnx &:
 	scripts/fetch-onnxruntime.sh
 
-## Every check: formatting, lints, and all tests against the real model and services.
-test: model onnx lint unit
+## Every check: formatting, lints, all tests against the real model and services,
+## and a bounded fuzzing run of the request parsers.
+test: model onnx lint unit fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -41,6 +42,21 @@ lint:
 unit:
 	scripts/ensure-redis.sh
 	$(CARGO) test -j $(JOBS) --workspace --all-features
+
+## cargo-fuzz, once per machine. Fuzzing needs nightly compiler flags; the stable
+## toolchain allows them with RUSTC_BOOTSTRAP=1.
+FUZZ_TARGETS := request_body json_depth gzip_body
+FUZZ_SECONDS ?= 30
+fuzz-tools:
+	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked -j $(JOBS)
+
+## Each fuzz target for FUZZ_SECONDS (30 s), seeded from fuzz/seeds/.
+fuzz: fuzz-tools
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p corpus/$$t && \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run --sanitizer none --debug-assertions $$t corpus/$$t seeds/$$t \
+			-- -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -rss_limit_mb=2048 -print_final_stats=1 || exit 1; \
+	done
 
 ## Benchmarks recorded in BENCHMARKS.md.
 bench: build

@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use crate::TlsConfig;
+
 /// The `[server]` section.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -14,6 +16,8 @@ pub struct ServerConfig {
     pub max_input_chars: usize,
     /// How long shutdown waits for in-flight requests (seconds).
     pub shutdown_grace_secs: u64,
+    /// HTTPS: `[server.tls]` with `cert_file` and `key_file`.
+    pub tls: TlsConfig,
 }
 
 impl Default for ServerConfig {
@@ -25,6 +29,7 @@ impl Default for ServerConfig {
             max_inputs: 256,
             max_input_chars: 32_768,
             shutdown_grace_secs: 30,
+            tls: TlsConfig::default(),
         }
     }
 }

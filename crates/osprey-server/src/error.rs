@@ -21,6 +21,27 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the model is still loading")]
     NotReady,
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unsupported content encoding `{0}`: send `gzip` or none")]
+    UnsupportedEncoding(String),
+    #[error("{message}")]
+    Unauthorized { message: String, missing: bool },
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{message}")]
+    RateLimited {
+        message: String,
+        retry_after_secs: u64,
+    },
+    #[error("{0} requests are in flight, the most this server admits; retry shortly")]
+    Busy(usize),
+    #[error("the request's deadline of {0} ms passed before it finished")]
+    DeadlineExceeded(u64),
+    #[error(
+        "the queue holds about {wait_ms} ms of work, more than this request's deadline of {deadline_ms} ms; retry shortly"
+    )]
+    DeadlineUnreachable { wait_ms: u64, deadline_ms: u64 },
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("cache: {0}")]
@@ -49,7 +70,15 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
+            Self::NotReady | Self::Busy(_) | Self::DeadlineUnreachable { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             // A tier the operator asked for (clear, stats) is unreachable.
             Self::Cache(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Engine(e) => match e {
@@ -67,6 +96,10 @@ impl ApiError {
     /// The OpenAI-style error type.
     fn kind(&self) -> &'static str {
         match self.status() {
+            _ if matches!(self, Self::RateLimited { .. }) => "rate_limit_error",
+            StatusCode::UNAUTHORIZED => "authentication_error",
+            StatusCode::FORBIDDEN => "permission_error",
+            StatusCode::GATEWAY_TIMEOUT => "timeout",
             StatusCode::TOO_MANY_REQUESTS => "overloaded",
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             StatusCode::NOT_FOUND => "not_found",
@@ -82,7 +115,43 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => Some("unsupported_media_type"),
             Self::Engine(EngineError::Overloaded { .. }) => Some("queue_full"),
             Self::NotReady => Some("not_ready"),
+            Self::BadRequest(_) => Some("bad_encoding"),
+            Self::UnsupportedEncoding(_) => Some("unsupported_encoding"),
+            Self::Unauthorized { missing: true, .. } => Some("missing_credentials"),
+            Self::Unauthorized { missing: false, .. } => Some("invalid_credentials"),
+            Self::Forbidden(_) => Some("insufficient_scope"),
+            Self::RateLimited { .. } => Some("rate_limited"),
+            Self::Busy(_) => Some("too_many_in_flight"),
+            Self::DeadlineExceeded(_) => Some("deadline_exceeded"),
+            Self::DeadlineUnreachable { .. } => Some("deadline_unreachable"),
             _ => None,
+        }
+    }
+}
+
+impl ApiError {
+    /// RFC 6750's `WWW-Authenticate` challenge for authentication failures.
+    fn challenge(&self) -> Option<&'static str> {
+        match self {
+            Self::Unauthorized { missing: true, .. } => Some(r#"Bearer realm="osprey""#),
+            Self::Unauthorized { missing: false, .. } => {
+                Some(r#"Bearer realm="osprey", error="invalid_token""#)
+            }
+            Self::Forbidden(_) => Some(r#"Bearer realm="osprey", error="insufficient_scope""#),
+            _ => None,
+        }
+    }
+}
+
+impl From<osprey_wire::WireError> for ApiError {
+    fn from(e: osprey_wire::WireError) -> Self {
+        use osprey_wire::WireError as W;
+        match e {
+            W::MalformedJson(m) => Self::MalformedJson(m),
+            W::Invalid(m) => Self::Invalid(m),
+            W::TooLarge(m) => Self::TooLarge(m),
+            W::UnsupportedEncoding(m) => Self::UnsupportedEncoding(m),
+            e @ W::BadEncoding(_) => Self::BadRequest(e.to_string()),
         }
     }
 }
@@ -90,7 +159,13 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() && status != StatusCode::SERVICE_UNAVAILABLE {
+        // 503 and 504 are the server protecting itself, not failures.
+        if status.is_server_error()
+            && !matches!(
+                status,
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+            )
+        {
             tracing::error!(error = %self, "request failed");
         }
         let body = Body {
@@ -101,12 +176,23 @@ impl IntoResponse for ApiError {
             },
         };
         let mut resp = (status, axum::Json(body)).into_response();
-        if matches!(
+        let h = resp.headers_mut();
+        if let Self::RateLimited {
+            retry_after_secs, ..
+        } = &self
+        {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        } else if matches!(
             status,
             StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE
         ) {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            h.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        if let Some(challenge) = self.challenge() {
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         resp
     }

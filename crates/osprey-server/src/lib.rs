@@ -1,26 +1,41 @@
 //! Osprey's HTTP API: the embedding routes (text-embeddings-inference and OpenAI
 //! shapes), model info, health, and Prometheus metrics.
 
+mod admission;
+pub mod auth;
+mod compression;
 mod config;
 mod error;
 mod input;
+mod limits;
 mod observe;
+mod protect;
+mod rate_limit;
 mod routes;
 mod state;
+mod tls;
 
+pub use admission::DEADLINE_HEADER;
+pub use auth::AuthConfig;
 pub use config::ServerConfig;
 pub use error::ApiError;
+pub use limits::LimitsConfig;
 pub use observe::install_metrics;
+pub use protect::{Protection, ProtectionError};
 pub use state::{AppState, EngineSlot};
+pub use tls::{TlsConfig, TlsError};
 
 use std::future::Future;
+use std::net::SocketAddr;
 
 use axum::Router;
 use axum::routing::{get, post};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
-/// Every route, with request ids and request metrics.
+/// Every route, with request ids, request metrics, compression, and protection
+/// (auth, rate limits, admission control).
 pub fn router(state: AppState) -> Router {
+    let protection = state.protection.clone();
     Router::new()
         .route("/embed", post(routes::embed::tei))
         .route("/v1/embeddings", post(routes::openai::embeddings))
@@ -34,19 +49,38 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            protection.clone(),
+            protect::guard,
+        ))
+        .layer(compression::layer(protection.limits()))
         .layer(axum::middleware::from_fn(observe::record_request))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then lets in-flight requests finish.
+/// Serves until `shutdown` resolves, then lets in-flight requests finish. With
+/// `server.tls` set, serves HTTPS (HTTP/2 and HTTP/1.1); unreadable certificate or
+/// key files are an error before the first connection.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let app = router(state.clone());
+    if state.config.tls.enabled() {
+        let acceptor = state
+            .config
+            .tls
+            .acceptor()
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+        return tls::serve_tls(listener, acceptor, app, shutdown).await;
+    }
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }

@@ -4,7 +4,7 @@ use std::time::Instant;
 use metrics_exporter_prometheus::PrometheusHandle;
 use osprey_engine::Pipeline;
 
-use crate::{ApiError, ServerConfig};
+use crate::{ApiError, Protection, ServerConfig};
 
 /// The engine (behind its cache pipeline) once loaded, or why it is not (yet).
 #[derive(Default)]
@@ -37,6 +37,8 @@ pub struct AppState {
     pub engine: Arc<EngineSlot>,
     pub metrics: PrometheusHandle,
     pub started: Instant,
+    /// Auth, rate limits and admission control (off with `AppState::new`).
+    pub protection: Arc<Protection>,
 }
 
 impl AppState {
@@ -46,7 +48,14 @@ impl AppState {
             engine: Arc::new(EngineSlot::default()),
             metrics,
             started: Instant::now(),
+            protection: Arc::new(Protection::default()),
         }
+    }
+
+    /// The same state with auth, rate limits and admission control as configured.
+    pub fn with_protection(mut self, protection: Protection) -> Self {
+        self.protection = Arc::new(protection);
+        self
     }
 
     /// The engine, or 503 while it loads.

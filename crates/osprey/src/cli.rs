@@ -33,6 +33,27 @@ pub enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Make API keys for `auth.keys_file`.
+    Key {
+        #[command(subcommand)]
+        command: KeyCommand,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum KeyCommand {
+    /// Generate a random key: prints the key once (give it to the client) and the
+    /// entry for the keys file, which holds only its SHA-256.
+    New {
+        /// Name of the key's holder (shown in logs and used for rate limits).
+        #[arg(long)]
+        name: String,
+        /// `infer` (embedding routes) or `admin` (also /admin/*).
+        #[arg(long, default_value = "infer")]
+        scope: String,
+    },
+    /// Print the SHA-256 of a key read from standard input.
+    Hash,
 }
 
 #[derive(Subcommand)]

@@ -8,7 +8,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use osprey_engine::cache::CacheConfig;
 use osprey_engine::{BackendKind, BatchingConfig, EngineConfig};
-use osprey_server::ServerConfig;
+use osprey_server::{AuthConfig, LimitsConfig, ServerConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{ConfigArgs, ModelArgs};
@@ -59,6 +59,8 @@ pub struct Config {
     pub model: ModelConfig,
     pub batching: BatchingConfig,
     pub cache: CacheConfig,
+    pub auth: AuthConfig,
+    pub limits: LimitsConfig,
     pub telemetry: TelemetryConfig,
 }
 
@@ -119,6 +121,10 @@ impl Config {
             ("server.max_body_bytes", self.server.max_body_bytes),
             ("server.max_inputs", self.server.max_inputs),
             ("server.max_input_chars", self.server.max_input_chars),
+            (
+                "limits.max_decompressed_bytes",
+                self.limits.max_decompressed_bytes,
+            ),
         ] {
             if v == 0 {
                 bail!("{name} must be at least 1");
@@ -134,6 +140,18 @@ impl Config {
         Ok(())
     }
 
+    /// A copy safe to print: secrets replaced.
+    /// The configuration with secrets hidden, for printing.
+    pub fn redacted(&self) -> Self {
+        let mut cache = self.cache.clone();
+        cache.redis.url = cache.redis.url.as_deref().map(redact_url);
+        Self {
+            auth: self.auth.redacted(),
+            cache,
+            ..self.clone()
+        }
+    }
+
     pub fn engine(&self) -> EngineConfig {
         EngineConfig {
             model_path: self.model.path.clone(),
@@ -146,10 +164,16 @@ impl Config {
 
 /// `osprey config check`: validates and prints the effective configuration.
 pub fn check(args: &ConfigArgs) -> anyhow::Result<std::process::ExitCode> {
-    let mut config = Config::load(args, &ModelArgs::default(), Vec::new())?;
-    config.cache.redis.url = config.cache.redis.url.as_deref().map(redact_url);
-    let text = toml::to_string_pretty(&config).context("rendering the configuration")?;
+    let config = Config::load(args, &ModelArgs::default(), Vec::new())?;
+    let text = toml::to_string_pretty(&config.redacted()).context("rendering the configuration")?;
     println!("{text}");
+    // Key files, JWT keys and certificates are read here too, so a bad one shows
+    // now rather than at start-up.
+    osprey_server::Protection::new(&config.auth, &config.limits)
+        .context("invalid auth or limits")?;
+    if config.server.tls.enabled() {
+        config.server.tls.acceptor().context("invalid server.tls")?;
+    }
     if !config.model.path.is_dir() {
         eprintln!(
             "warning: model directory {} does not exist (fetch the default model with `make model`)",

@@ -4,6 +4,7 @@ mod cache;
 mod cli;
 mod config;
 mod embed;
+mod keys;
 mod logging;
 mod serve;
 mod threads;
@@ -33,5 +34,6 @@ fn run(cli: cli::Cli) -> anyhow::Result<std::process::ExitCode> {
         cli::Command::Config { command } => match command {
             cli::ConfigCommand::Check(args) => config::check(&args),
         },
+        cli::Command::Key { command } => keys::run(command),
     }
 }

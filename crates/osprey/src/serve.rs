@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use osprey_engine::cache::TieredCache;
 use osprey_engine::{Engine, Pipeline};
-use osprey_server::{AppState, install_metrics};
+use osprey_server::{AppState, Protection, install_metrics};
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
@@ -46,12 +46,19 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<std::process::ExitCode> {
-    let state = AppState::new(config.server.clone(), install_metrics());
+    let protection =
+        Protection::new(&config.auth, &config.limits).context("setting up auth and limits")?;
+    let state = AppState::new(config.server.clone(), install_metrics()).with_protection(protection);
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        tls = config.server.tls.enabled(),
+        auth = config.auth.enabled,
+        "listening"
+    );
 
     // Tiers open before the model loads (Redis connects lazily, so a Redis that is
     // down does not stop the server; a disk tier in use by another process does).

@@ -7,19 +7,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
 use osprey_engine::EmbedOptions;
-use serde::Deserialize;
+use osprey_wire::EmbedRequest;
 
-use crate::input::{Inputs, read_json};
+use crate::input::read_json;
 use crate::{ApiError, AppState};
-
-#[derive(Deserialize)]
-pub struct EmbedRequest {
-    inputs: Inputs,
-    #[serde(default = "crate::input::yes")]
-    normalize: bool,
-    #[serde(default = "crate::input::yes")]
-    truncate: bool,
-}
 
 pub async fn tei(
     State(state): State<AppState>,
@@ -27,7 +18,7 @@ pub async fn tei(
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let req: EmbedRequest = read_json(&state.config, &headers, body).await?;
+    let req: EmbedRequest = read_json(&state, &headers, body).await?;
     let opts = EmbedOptions {
         normalize: req.normalize,
         truncate: req.truncate,

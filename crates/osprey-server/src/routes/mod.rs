@@ -30,9 +30,18 @@ pub(crate) async fn run(
     validate_started: Instant,
 ) -> Result<(Embedded, Vec<(&'static str, f64)>), ApiError> {
     crate::input::check_inputs(&state.config, inputs)?;
+    state.protection.charge_items(inputs.len())?;
     let engine = state.engine()?;
+    state.protection.check_queue(
+        engine.engine().queued_tokens(),
+        engine.info().max_queue_tokens,
+        inputs,
+    )?;
     let validate = validate_started.elapsed();
     let out = engine.embed(inputs, opts).await?;
+    state
+        .protection
+        .record_tokens(out.tokens, engine.engine().queued_tokens() > 0);
     ::metrics::counter!("osprey_embedded_items_total").increment(inputs.len() as u64);
     let t = out.timings;
     let stages = vec![

@@ -9,32 +9,11 @@ use axum::response::Response;
 use base64::Engine as _;
 use osprey_engine::EmbedOptions;
 use osprey_engine::cache::Entry;
-use serde::{Deserialize, Serialize};
+use osprey_wire::{EmbeddingsRequest, EncodingFormat};
+use serde::Serialize;
 
-use crate::input::{Inputs, read_json};
+use crate::input::read_json;
 use crate::{ApiError, AppState};
-
-#[derive(Deserialize, Default, Clone, Copy, PartialEq)]
-#[serde(rename_all = "lowercase")]
-enum EncodingFormat {
-    #[default]
-    Float,
-    Base64,
-}
-
-#[derive(Deserialize)]
-pub struct EmbeddingsRequest {
-    input: Inputs,
-    #[serde(default)]
-    model: Option<String>,
-    #[serde(default)]
-    encoding_format: EncodingFormat,
-    #[serde(default)]
-    dimensions: Option<i64>,
-    /// Not in OpenAI's API: refuse over-long inputs instead of cutting them.
-    #[serde(default = "crate::input::yes")]
-    truncate: bool,
-}
 
 #[derive(Serialize)]
 struct Item {
@@ -63,7 +42,7 @@ pub async fn embeddings(
     body: Body,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let req: EmbeddingsRequest = read_json(&state.config, &headers, body).await?;
+    let req: EmbeddingsRequest = read_json(&state, &headers, body).await?;
     let engine = state.engine()?;
     let dims = engine.info().dims;
     let dimensions = match req.dimensions {

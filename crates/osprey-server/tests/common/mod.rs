@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use osprey_engine::cache::{CacheConfig, TieredCache};
 use osprey_engine::{BackendKind, BatchingConfig, Engine, EngineConfig, Pipeline};
-use osprey_server::{AppState, ServerConfig};
+use osprey_server::{AppState, Protection, ServerConfig};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -27,6 +27,7 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub engine: Arc<Engine>,
     pub pipeline: Arc<Pipeline>,
+    pub protection: Arc<Protection>,
     /// What the server answered while the model was still loading.
     pub while_loading: LoadingProbe,
 }
@@ -80,7 +81,16 @@ pub fn small_queue_server() -> &'static TestServer {
 }
 
 fn start(server: ServerConfig, batching: BatchingConfig) -> TestServer {
-    start_with_cache(server, batching, None)
+    start_full(server, batching, Protection::default(), None)
+}
+
+/// A server with auth, limits or TLS as given; `https://` when TLS is on.
+pub fn start_with(
+    server: ServerConfig,
+    batching: BatchingConfig,
+    protection: Protection,
+) -> TestServer {
+    start_full(server, batching, protection, None)
 }
 
 /// A server of its own (it lives until the test binary exits), with a cache when
@@ -88,6 +98,15 @@ fn start(server: ServerConfig, batching: BatchingConfig) -> TestServer {
 pub fn start_with_cache(
     server: ServerConfig,
     batching: BatchingConfig,
+    cache: Option<CacheConfig>,
+) -> TestServer {
+    start_full(server, batching, Protection::default(), cache)
+}
+
+fn start_full(
+    server: ServerConfig,
+    batching: BatchingConfig,
+    protection: Protection,
     cache: Option<CacheConfig>,
 ) -> TestServer {
     let (tx, rx) = std::sync::mpsc::channel();
@@ -108,7 +127,10 @@ pub fn start_with_cache(
                     Some(c) => Some(Arc::new(TieredCache::open(&c).await.expect("open the cache"))),
                     None => None,
                 };
-                let state = AppState::new(server, osprey_server::install_metrics());
+                let scheme = if server.tls.enabled() { "https://127.0.0.1" } else { "http://127.0.0.1" };
+                let state = AppState::new(server, osprey_server::install_metrics())
+                    .with_protection(protection);
+                let protection = state.protection.clone();
                 // Serve at once, like `osprey serve`: the engine arrives later.
                 tokio::spawn(osprey_server::serve(
                     listener,
@@ -124,7 +146,7 @@ pub fn start_with_cache(
                 let loading = tokio::task::spawn_blocking(move || Engine::start(&config));
 
                 // The engine slot is only filled below, so these see the loading state.
-                let base = format!("http://{addr}");
+                let base = format!("{scheme}:{}", addr.port());
                 let probe = probe_loading(&base).await;
 
                 let engine = loading
@@ -139,25 +161,31 @@ pub fn start_with_cache(
                 let engine = Arc::new(engine);
                 let pipeline = Arc::new(Pipeline::new(engine.clone(), cache));
                 state.engine.set(pipeline.clone());
-                tx.send((addr, engine, pipeline, probe)).expect("report the server");
+                tx.send((base, addr, engine, pipeline, protection, probe))
+                    .expect("report the server");
                 std::future::pending::<()>().await;
             });
         })
         .expect("spawn the server thread");
-    let (addr, engine, pipeline, while_loading) = rx
+    let (base, addr, engine, pipeline, protection, while_loading) = rx
         .recv()
         .expect("the server thread failed to start (see its panic above)");
     TestServer {
-        base: format!("http://{addr}"),
+        base,
         addr,
         engine,
         pipeline,
+        protection,
         while_loading,
     }
 }
 
 async fn probe_loading(base: &str) -> LoadingProbe {
-    let client = client();
+    let client = if base.starts_with("https") {
+        tls_client()
+    } else {
+        client()
+    };
     let ready = client
         .get(format!("{base}/health/ready"))
         .send()
@@ -192,6 +220,25 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(300))
         .build()
         .expect("HTTP client")
+}
+
+/// A client that trusts the test CA (`tests/data/tls-ca.pem`), and only it.
+pub fn tls_client() -> reqwest::Client {
+    let pem = std::fs::read(test_data("tls-ca.pem")).expect("test CA");
+    let ca = reqwest::Certificate::from_pem(&pem).expect("test CA is PEM");
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .timeout(Duration::from_secs(300))
+        .build()
+        .expect("HTTPS client")
+}
+
+pub fn test_data(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(name)
 }
 
 /// A response read whole: status, headers and the body parsed as JSON (or `Null`).

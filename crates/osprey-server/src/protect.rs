@@ -1,0 +1,275 @@
+//! The protection middleware: who is calling (auth), how often (rate limits), and
+//! whether the server takes the work now (admission control and deadlines), in that
+//! order, before any route runs.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::Method;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::ApiError;
+use crate::admission::{Admission, Throughput};
+use crate::auth::{AuthConfig, AuthSetupError, Authenticator, Scope};
+use crate::limits::LimitsConfig;
+use crate::rate_limit::{ClientKey, RateLimits};
+
+tokio::task_local! {
+    /// The request being handled, for the checks only a handler can make once the
+    /// body is parsed: the per-input rate limit and whether the queue can be
+    /// through before the deadline.
+    static REQUEST: RequestContext;
+}
+
+struct RequestContext {
+    client: ClientKey,
+    deadline: Option<(tokio::time::Instant, Duration)>,
+}
+
+/// Authentication, rate limits and admission control, as configured.
+pub struct Protection {
+    auth: Option<Authenticator>,
+    metrics_public: bool,
+    rate: RateLimits,
+    admission: Admission,
+    throughput: Throughput,
+    limits: LimitsConfig,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProtectionError {
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
+    #[error("limits: {0}")]
+    Limits(String),
+}
+
+impl Default for Protection {
+    /// Auth off, the default limits: what local use needs.
+    fn default() -> Self {
+        let limits = LimitsConfig::default();
+        Self {
+            auth: None,
+            metrics_public: true,
+            rate: RateLimits::new(&limits),
+            admission: Admission::new(&limits),
+            throughput: Throughput::default(),
+            limits,
+        }
+    }
+}
+
+impl Protection {
+    /// Reads keys and JWT key files; refuses configuration that cannot serve.
+    pub fn new(auth: &AuthConfig, limits: &LimitsConfig) -> Result<Self, ProtectionError> {
+        if limits.max_decompressed_bytes == 0 {
+            return Err(ProtectionError::Limits(
+                "max_decompressed_bytes must be at least 1".into(),
+            ));
+        }
+        Ok(Self {
+            auth: Authenticator::from_config(auth)?,
+            metrics_public: auth.metrics_public,
+            rate: RateLimits::new(limits),
+            admission: Admission::new(limits),
+            throughput: Throughput::default(),
+            limits: limits.clone(),
+        })
+    }
+
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.limits
+    }
+
+    pub fn auth_enabled(&self) -> bool {
+        self.auth.is_some()
+    }
+
+    /// Inference requests being served now.
+    pub fn in_flight(&self) -> usize {
+        self.admission.in_flight()
+    }
+
+    /// Counts a request's inputs against its client's per-input rate limit. Called by
+    /// the handlers once the body is parsed; outside the middleware it does nothing.
+    pub(crate) fn charge_items(&self, n: usize) -> Result<(), ApiError> {
+        if self.rate.is_off() {
+            return Ok(());
+        }
+        REQUEST
+            .try_with(|r| self.rate.check_items(&r.client, n))
+            .unwrap_or(Ok(()))
+    }
+
+    /// Refuses at once work the queue cannot take: 429 when its estimated tokens do
+    /// not fit the queue's capacity (checked here, before tokenizing, so a refusal
+    /// costs no tokenizer time), 503 when it would wait past the request's deadline
+    /// at the measured throughput (admitted while throughput is unknown).
+    pub(crate) fn check_queue(
+        &self,
+        queued: usize,
+        capacity: usize,
+        inputs: &[String],
+    ) -> Result<(), ApiError> {
+        // About four bytes of English per token, at most a model's maximum per input.
+        let own: usize = inputs.iter().map(|t| (t.len() / 4 + 2).min(512)).sum();
+        if queued > 0 && queued + own > capacity {
+            metrics::counter!("osprey_rejected_total", "reason" => "queue_full").increment(1);
+            return Err(ApiError::Engine(osprey_engine::EngineError::Overloaded {
+                queued,
+                capacity,
+            }));
+        }
+        let Some(Some((deadline, budget))) = REQUEST.try_with(|r| r.deadline).ok() else {
+            return Ok(());
+        };
+        let Some(wait) = self.throughput.wait_for(queued, own) else {
+            return Ok(());
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if wait > left {
+            metrics::counter!("osprey_rejected_total", "reason" => "deadline_unreachable")
+                .increment(1);
+            return Err(ApiError::DeadlineUnreachable {
+                wait_ms: wait.as_millis() as u64,
+                deadline_ms: budget.as_millis() as u64,
+            });
+        }
+        Ok(())
+    }
+
+    /// Counts tokens the model finished, for the throughput estimate; `queue_busy`:
+    /// whether work was still queued when they finished.
+    pub(crate) fn record_tokens(&self, tokens: usize, queue_busy: bool) {
+        self.throughput.record(tokens, queue_busy);
+    }
+}
+
+/// What a path needs. Everything under `/admin/` is admin; `/health/live` is open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RouteClass {
+    Live,
+    Probe,
+    Metrics,
+    Admin,
+    /// Work for the model: admission control and deadlines apply.
+    Inference,
+    Other,
+}
+
+impl RouteClass {
+    fn of(method: &Method, path: &str) -> Self {
+        match path {
+            "/health/live" => Self::Live,
+            "/health/ready" => Self::Probe,
+            "/metrics" => Self::Metrics,
+            _ if path == "/admin" || path.starts_with("/admin/") => Self::Admin,
+            _ if method == Method::POST => Self::Inference,
+            _ => Self::Other,
+        }
+    }
+
+    fn scope(self) -> Scope {
+        match self {
+            Self::Admin => Scope::Admin,
+            _ => Scope::Infer,
+        }
+    }
+}
+
+fn peer(req: &Request) -> ClientKey {
+    ClientKey::Ip(
+        req.extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
+    )
+}
+
+pub async fn guard(State(p): State<Arc<Protection>>, mut req: Request, next: Next) -> Response {
+    let class = RouteClass::of(req.method(), req.uri().path());
+    if class == RouteClass::Live {
+        return next.run(req).await;
+    }
+    let client = match &p.auth {
+        Some(_) if class == RouteClass::Metrics && p.metrics_public => peer(&req),
+        Some(auth) => match auth.authorize(req.headers(), class.scope()) {
+            Ok(principal) => {
+                let key = ClientKey::Key(principal.name.clone());
+                req.extensions_mut().insert(principal);
+                key
+            }
+            Err(e) => {
+                let reason = if e.status() == 401 {
+                    "unauthorized"
+                } else {
+                    "forbidden"
+                };
+                metrics::counter!("osprey_auth_failures_total", "reason" => reason).increment(1);
+                tracing::debug!(path = req.uri().path(), error = %e, "refused credentials");
+                return e.into_response();
+            }
+        },
+        None => peer(&req),
+    };
+    // Probes and scrapers are not counted against a client's rate.
+    if matches!(class, RouteClass::Probe | RouteClass::Metrics) {
+        return next.run(req).await;
+    }
+    let budget = match p.rate.check_request(&client) {
+        Ok(b) => b,
+        Err((e, budget)) => {
+            metrics::counter!("osprey_rejected_total", "reason" => "rate_limit").increment(1);
+            let mut resp = e.into_response();
+            budget.write(resp.headers_mut());
+            return resp;
+        }
+    };
+    let mut resp = if class == RouteClass::Inference {
+        admit(&p, client, req, next).await
+    } else {
+        let ctx = RequestContext {
+            client,
+            deadline: None,
+        };
+        REQUEST.scope(ctx, next.run(req)).await
+    };
+    if let Some(b) = budget {
+        b.write(resp.headers_mut());
+    }
+    resp
+}
+
+/// Runs an inference request within the in-flight cap and its deadline. When the
+/// deadline passes, the handler's future is dropped, which takes its inputs out of
+/// the batch queue.
+async fn admit(p: &Protection, client: ClientKey, req: Request, next: Next) -> Response {
+    let _slot = match p.admission.admit() {
+        Ok(slot) => slot,
+        Err(e) => return e.into_response(),
+    };
+    let deadline = match p.admission.deadline(req.headers()) {
+        Ok(d) => d,
+        Err(e) => return e.into_response(),
+    };
+    let ctx = RequestContext {
+        client,
+        deadline: deadline.map(|d| (tokio::time::Instant::now() + d, d)),
+    };
+    let work = REQUEST.scope(ctx, next.run(req));
+    match deadline {
+        None => work.await,
+        Some(d) => match tokio::time::timeout(d, work).await {
+            Ok(resp) => resp,
+            Err(_) => {
+                metrics::counter!("osprey_rejected_total", "reason" => "deadline").increment(1);
+                ApiError::DeadlineExceeded(d.as_millis() as u64).into_response()
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,222 @@
+//! Per-client rate limits with GCRA (governor): requests per second and inputs
+//! per second, each with a burst. Clients are API key names, or IP addresses when
+//! authentication is off.
+//!
+//! Time comes from tokio's clock so tests can pause and advance it.
+
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use governor::clock::Clock;
+use governor::middleware::{StateInformationMiddleware, StateSnapshot};
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+use crate::ApiError;
+use crate::limits::LimitsConfig;
+
+/// Who a limit is counted against.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ClientKey {
+    Key(Arc<str>),
+    Ip(IpAddr),
+}
+
+/// Tokio's monotonic clock as time since the limiter was made.
+#[derive(Debug, Clone)]
+pub struct TokioClock {
+    origin: tokio::time::Instant,
+}
+
+impl Default for TokioClock {
+    fn default() -> Self {
+        Self {
+            origin: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Clock for TokioClock {
+    type Instant = Duration;
+    fn now(&self) -> Duration {
+        self.origin.elapsed()
+    }
+}
+
+type Keyed = RateLimiter<
+    ClientKey,
+    DefaultKeyedStateStore<ClientKey>,
+    TokioClock,
+    StateInformationMiddleware,
+>;
+
+/// One quota (requests or inputs) for every client.
+struct Limiter {
+    what: &'static str,
+    per_second: u32,
+    burst: u32,
+    limiter: Keyed,
+    clock: TokioClock,
+}
+
+impl Limiter {
+    fn new(what: &'static str, per_second: u32, burst: u32) -> Option<Self> {
+        let rate = NonZeroU32::new(per_second)?;
+        let burst = NonZeroU32::new(burst).unwrap_or(rate);
+        let clock = TokioClock::default();
+        let quota = Quota::per_second(rate).allow_burst(burst);
+        let limiter = Keyed::new(quota, DefaultKeyedStateStore::default(), clock.clone());
+        Some(Self {
+            what,
+            per_second,
+            burst: burst.get(),
+            limiter,
+            clock,
+        })
+    }
+
+    /// Takes `n` cells from the client's bucket, or says how long to wait.
+    /// Returns the cells left in the bucket.
+    fn take(&self, client: &ClientKey, n: u32) -> Result<u32, ApiError> {
+        let Some(n) = NonZeroU32::new(n) else {
+            return Ok(self.burst);
+        };
+        match self.limiter.check_key_n(client, n) {
+            Ok(Ok(snapshot)) => Ok(remaining(&snapshot)),
+            Ok(Err(not_until)) => Err(self.refusal(not_until.wait_time_from(self.clock.now()))),
+            Err(_) => Err(ApiError::TooLarge(format!(
+                "{n} {} in one request, more than this client's burst of {}",
+                self.what, self.burst
+            ))),
+        }
+    }
+
+    fn refusal(&self, wait: Duration) -> ApiError {
+        // Whole seconds, rounded up: a client that waits that long gets through.
+        let secs = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        ApiError::RateLimited {
+            message: format!(
+                "rate limit of {} {} per second (burst {}) reached; retry in {secs} s",
+                self.per_second, self.what, self.burst
+            ),
+            retry_after_secs: secs.max(1),
+        }
+    }
+}
+
+fn remaining(s: &StateSnapshot) -> u32 {
+    s.remaining_burst_capacity()
+}
+
+/// The configured limits; each is off when its rate is 0.
+pub struct RateLimits {
+    requests: Option<Limiter>,
+    items: Option<Limiter>,
+    checks: AtomicU64,
+}
+
+/// What the `RateLimit-*` response headers report.
+#[derive(Debug, Clone, Copy)]
+pub struct Budget {
+    limit: u32,
+    remaining: u32,
+    reset_secs: u64,
+}
+
+pub static RATELIMIT_LIMIT: HeaderName = HeaderName::from_static("ratelimit-limit");
+pub static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-remaining");
+pub static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
+
+impl Budget {
+    pub fn write(&self, h: &mut HeaderMap) {
+        h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(self.limit));
+        h.insert(
+            RATELIMIT_REMAINING.clone(),
+            HeaderValue::from(self.remaining),
+        );
+        h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(self.reset_secs));
+    }
+}
+
+impl RateLimits {
+    pub fn new(config: &LimitsConfig) -> Self {
+        Self {
+            requests: Limiter::new(
+                "requests",
+                config.requests_per_second,
+                config.requests_burst,
+            ),
+            items: Limiter::new("inputs", config.items_per_second, config.items_burst),
+            checks: AtomicU64::new(0),
+        }
+    }
+
+    pub fn is_off(&self) -> bool {
+        self.requests.is_none() && self.items.is_none()
+    }
+
+    /// Counts one request against the client. On refusal the error carries
+    /// `Retry-After`; the budget is for the `RateLimit-*` headers.
+    pub fn check_request(&self, client: &ClientKey) -> Result<Option<Budget>, (ApiError, Budget)> {
+        self.forget_idle_clients();
+        let Some(l) = &self.requests else {
+            return Ok(None);
+        };
+        match l.take(client, 1) {
+            Ok(remaining) => {
+                // Time until the bucket is full again.
+                let reset =
+                    u64::from(l.burst - remaining.min(l.burst)).div_ceil(u64::from(l.per_second));
+                Ok(Some(Budget {
+                    limit: l.burst,
+                    remaining,
+                    reset_secs: reset,
+                }))
+            }
+            Err(e) => {
+                let reset_secs = match &e {
+                    ApiError::RateLimited {
+                        retry_after_secs, ..
+                    } => *retry_after_secs,
+                    _ => 1,
+                };
+                Err((
+                    e,
+                    Budget {
+                        limit: l.burst,
+                        remaining: 0,
+                        reset_secs,
+                    },
+                ))
+            }
+        }
+    }
+
+    /// Counts `n` inputs against the client.
+    pub fn check_items(&self, client: &ClientKey, n: usize) -> Result<(), ApiError> {
+        match &self.items {
+            None => Ok(()),
+            Some(l) => l
+                .take(client, u32::try_from(n).unwrap_or(u32::MAX))
+                .map(|_| ()),
+        }
+    }
+
+    /// Drops the state of clients whose buckets are full again, now and then, so a
+    /// stream of new IP addresses cannot grow the tables without bound.
+    fn forget_idle_clients(&self) {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+            for l in [&self.requests, &self.items].into_iter().flatten() {
+                l.limiter.retain_recent();
+                l.limiter.shrink_to_fit();
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

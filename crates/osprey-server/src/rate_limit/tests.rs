@@ -1,0 +1,124 @@
+//! GCRA timing on tokio's paused clock: time moves only when the test says so.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tokio::time::advance;
+
+use super::*;
+
+fn limits(rps: u32, burst: u32, ips: u32, ib: u32) -> RateLimits {
+    RateLimits::new(&LimitsConfig {
+        requests_per_second: rps,
+        requests_burst: burst,
+        items_per_second: ips,
+        items_burst: ib,
+        ..LimitsConfig::default()
+    })
+}
+
+fn key(name: &str) -> ClientKey {
+    ClientKey::Key(Arc::from(name))
+}
+
+fn retry_after(e: &ApiError) -> u64 {
+    match e {
+        ApiError::RateLimited {
+            retry_after_secs, ..
+        } => *retry_after_secs,
+        other => panic!("not a rate limit: {other}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn burst_then_one_request_per_interval() {
+    // 2 per second, burst 4: four at once, then one every 500 ms.
+    let rl = limits(2, 4, 0, 0);
+    let a = key("a");
+    for i in 0..4 {
+        let b = rl
+            .check_request(&a)
+            .expect("within the burst")
+            .expect("budget");
+        assert_eq!(b.remaining, 3 - i);
+        assert_eq!(b.limit, 4);
+    }
+    let (e, b) = rl.check_request(&a).expect_err("burst spent");
+    assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(retry_after(&e), 1, "500 ms rounds up to 1 s");
+    assert_eq!(b.remaining, 0);
+
+    advance(Duration::from_millis(499)).await;
+    assert!(rl.check_request(&a).is_err(), "1 ms early");
+    advance(Duration::from_millis(1)).await;
+    rl.check_request(&a).expect("one cell back after 500 ms");
+    assert!(rl.check_request(&a).is_err(), "and only one");
+
+    // Another client has its own bucket.
+    rl.check_request(&key("b")).expect("b is untouched");
+    rl.check_request(&ClientKey::Ip([10, 0, 0, 1].into()))
+        .expect("an IP is a client too");
+
+    // Two seconds idle refill the whole burst, and no more.
+    advance(Duration::from_secs(10)).await;
+    for _ in 0..4 {
+        rl.check_request(&a).expect("refilled");
+    }
+    assert!(rl.check_request(&a).is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_the_wait_rounded_up() {
+    // One per 4 seconds: Retry-After must say 4, then less as time passes.
+    let rl = RateLimits {
+        requests: Some({
+            let clock = TokioClock::default();
+            let quota = Quota::with_period(Duration::from_secs(4)).expect("period");
+            Limiter {
+                what: "requests",
+                per_second: 1,
+                burst: 1,
+                limiter: Keyed::new(quota, DefaultKeyedStateStore::default(), clock.clone()),
+                clock,
+            }
+        }),
+        items: None,
+        checks: AtomicU64::new(0),
+    };
+    let a = key("a");
+    rl.check_request(&a).expect("first");
+    let (e, _) = rl.check_request(&a).expect_err("second");
+    assert_eq!(retry_after(&e), 4);
+    advance(Duration::from_millis(2500)).await;
+    let (e, _) = rl.check_request(&a).expect_err("still early");
+    assert_eq!(retry_after(&e), 2, "1.5 s left rounds up to 2");
+    advance(Duration::from_millis(1500)).await;
+    rl.check_request(&a).expect("on time");
+}
+
+#[tokio::test(start_paused = true)]
+async fn items_are_counted_per_input() {
+    // 10 inputs per second, burst 10.
+    let rl = limits(0, 0, 10, 0);
+    let a = key("a");
+    assert!(rl.check_request(&a).expect("no request limit").is_none());
+    rl.check_items(&a, 8).expect("8 of 10");
+    let e = rl.check_items(&a, 3).expect_err("only 2 left");
+    assert_eq!(retry_after(&e), 1);
+    rl.check_items(&a, 2).expect("exactly the rest");
+    advance(Duration::from_millis(300)).await;
+    rl.check_items(&a, 3).expect("3 back after 300 ms");
+    // More than the burst can never pass: 413, not a 429 to retry forever.
+    let e = rl.check_items(&a, 11).expect_err("over the burst");
+    assert_eq!(e.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test(start_paused = true)]
+async fn off_by_default() {
+    let rl = RateLimits::new(&LimitsConfig::default());
+    assert!(rl.is_off());
+    for _ in 0..10_000 {
+        assert!(rl.check_request(&key("a")).expect("unlimited").is_none());
+    }
+    rl.check_items(&key("a"), 1_000_000).expect("unlimited");
+}

@@ -1,0 +1,23 @@
+//! Request bodies as they arrive, before any server type sees them: content
+//! decoding with a cap on the decoded size, JSON parsing with a depth limit, the
+//! request shapes of the embedding routes, and the limits on their inputs.
+//!
+//! Pure functions over bytes with no I/O, so the fuzz targets build this crate
+//! alone instead of the server and its model backends.
+
+#![forbid(unsafe_code)]
+
+mod decode;
+mod error;
+mod inputs;
+mod json;
+mod requests;
+
+pub use decode::decode_body;
+pub use error::WireError;
+pub use inputs::{InputLimits, Inputs, check_inputs};
+pub use json::{MAX_JSON_DEPTH, json_depth, parse_json};
+pub use requests::{EmbedRequest, EmbeddingsRequest, EncodingFormat, yes};
+
+#[cfg(test)]
+mod tests;
