@@ -110,10 +110,14 @@ def bench(binary, url, workload, conc, duration, pid, warmup="0s"):
     cmd = [binary, "bench", "--url", url + "/embed", "-c", str(conc), "-d", f"{duration}s",
            "-w", workload, "--corpus", CORPUS, "--warmup", warmup, "-q", "--json", out]
     s0, t0 = tree_ticks(pid), time.time()
-    g = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    _, _, usage = os.wait4(g.pid, 0)
+    err = tempfile.TemporaryFile()
+    g = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err)
+    _, status, usage = os.wait4(g.pid, 0)
     wall = time.time() - t0
     s1 = tree_ticks(pid)
+    if not os.path.exists(out):
+        err.seek(0)
+        sys.exit(f"osprey bench failed ({status}): {err.read().decode(errors='replace')}")
     run = json.load(open(out))
     os.unlink(out)
     run = run["runs"][0] if "runs" in run else run
@@ -181,6 +185,7 @@ def main():
         try:
             warm(url)
             results["hits"] = summary(bench(a.binary, url, ZIPF, 64, a.duration, p.pid, "2s"))
+            note("hits", results["hits"])
         finally:
             stop(p)
 
@@ -189,6 +194,7 @@ def main():
             results["l2"] = tier_run(a.binary, {
                 "OSPREY_CACHE__MEMORY__MAX_BYTES": "0",
                 "OSPREY_CACHE__DISK__PATH": os.path.join(d, "cache.redb")}, "disk", a.duration // 2)
+            note("l2", results["l2"])
 
     if "l3" in only:
         prefix = f"osprey-bench:{time.time_ns()}:"
@@ -196,6 +202,7 @@ def main():
             "OSPREY_CACHE__MEMORY__MAX_BYTES": "0",
             "OSPREY_CACHE__REDIS__URL": a.redis_url,
             "OSPREY_CACHE__REDIS__KEY_PREFIX": prefix}, "redis", a.duration // 2)
+        note("l3", results["l3"])
         subprocess.run(["redis-cli", "-u", a.redis_url, "--scan", "--pattern", prefix + "*"],
                        capture_output=True)
 
@@ -207,6 +214,7 @@ def main():
             finally:
                 stop(p)
             results.setdefault(label, []).append(s)
+            note(label, s)
 
     if "baseline" in only and a.pybase:
         env = dict(os.environ, REDIS_URL=a.redis_url + "/0", ORT_THREADS="1", PYBASE=a.pybase,
@@ -223,10 +231,19 @@ def main():
             time.sleep(1.0)
             warm(url)
             results["baseline hits"] = summary(bench(a.binary, url, ZIPF, 64, a.duration, p.pid, "5s"))
+            note("baseline hits", results["baseline hits"])
         finally:
             stop(p)
 
     print(json.dumps(results, indent=1))
+    table(results)
+
+
+def note(name, r):
+    print(f"{name}: {json.dumps(r)}", file=sys.stderr, flush=True)
+
+
+def table(results):
     print("\n| run | req/s | p50 ms | p99 ms | errors | server CPU | generator CPU | lookup p50 / p99 (≤ bucket) |")
     print("|---|---|---|---|---|---|---|---|")
     for name, rs in results.items():

@@ -167,7 +167,8 @@ fn probe_body(api: Api, model: Option<&str>) -> Bytes {
     Bytes::from(value.to_string())
 }
 
-/// A cheap shape check: TEI answers an array of vectors, OpenAI an object with `data`.
+/// A cheap shape check: TEI answers an array of vectors (many Python services wrap
+/// it as `{"embeddings": [...]}`, accepted too), OpenAI an object with `data`.
 fn looks_like(api: Api, body: &[u8]) -> bool {
     let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) else {
         return false;
@@ -175,6 +176,7 @@ fn looks_like(api: Api, body: &[u8]) -> bool {
     match api {
         Api::Tei => v
             .as_array()
+            .or_else(|| v.get("embeddings").and_then(|e| e.as_array()))
             .is_some_and(|a| a.len() == 1 && a[0].is_array()),
         Api::OpenAi => v
             .get("data")
@@ -211,6 +213,7 @@ mod tests {
     #[test]
     fn shapes_are_recognised() {
         assert!(looks_like(Api::Tei, b"[[0.1,0.2]]"));
+        assert!(looks_like(Api::Tei, br#"{"model":"m","embeddings":[[0.1]]}"#));
         assert!(!looks_like(Api::Tei, br#"{"data":[{}]}"#));
         assert!(looks_like(Api::OpenAi, br#"{"data":[{"embedding":[1]}]}"#));
         assert!(!looks_like(Api::OpenAi, b"not json"));

@@ -7,7 +7,7 @@
 //! registry holds only weak references, so it never keeps a flight alive.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use osprey_cache::{CacheKey, Entry};
@@ -34,6 +34,8 @@ pub(crate) struct Flight {
     keys: Vec<CacheKey>,
     result: watch::Receiver<Option<Shared>>,
     task: JoinHandle<()>,
+    /// Set by the task when it runs: until then nothing of it is queued.
+    started: Arc<AtomicBool>,
     registry: Arc<Registry>,
 }
 
@@ -62,6 +64,11 @@ fn gone() -> Shared {
 impl Drop for Flight {
     fn drop(&mut self) {
         self.task.abort();
+        // A task that ran has queued its inputs, and the engine counts them when
+        // dropping them from the queue; one that never ran is counted here.
+        if !self.started.load(Ordering::Acquire) && !self.task.is_finished() {
+            metrics::counter!("osprey_cancelled_items_total").increment(self.keys.len() as u64);
+        }
         self.registry.forget(self.id, &self.keys);
     }
 }
@@ -106,9 +113,11 @@ impl Registry {
         }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = watch::channel(None);
+        let started = Arc::new(AtomicBool::new(false));
         let done = Completion {
             id,
             tx,
+            started: started.clone(),
             registry: self.clone(),
         };
         let task = start(mine.clone(), done);
@@ -117,6 +126,7 @@ impl Registry {
             keys: mine,
             result: rx,
             task,
+            started,
             registry: self.clone(),
         });
         for key in &flight.keys {
@@ -147,10 +157,16 @@ impl Registry {
 pub(crate) struct Completion {
     id: u64,
     tx: watch::Sender<Option<Shared>>,
+    started: Arc<AtomicBool>,
     registry: Arc<Registry>,
 }
 
 impl Completion {
+    /// Marks the flight's task as running (call first thing in the task).
+    pub fn begin(&self) {
+        self.started.store(true, Ordering::Release);
+    }
+
     /// Publishes the outcome. Call after caching the results, so a request arriving
     /// once the flight is gone finds them in the cache.
     pub fn finish(self, outcome: Outcome, keys: &[CacheKey]) {

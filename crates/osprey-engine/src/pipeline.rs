@@ -44,6 +44,8 @@ pub struct Embedded {
     pub cache: CacheStatus,
     /// Inputs the model ran for this request (not counting ones it joined).
     pub computed: usize,
+    /// Tokens of those inputs: the model work this request caused.
+    pub computed_tokens: usize,
 }
 
 pub struct Pipeline {
@@ -124,6 +126,7 @@ impl Pipeline {
             }
         }
         let mut computed = 0;
+        let mut computed_tokens = 0;
         if !missing.is_empty() {
             // Tokenize here, not in the flight: an input error belongs to this
             // request alone and must not fail others that joined its flight.
@@ -149,6 +152,7 @@ impl Pipeline {
                 let engine = self.engine.clone();
                 let cache = self.cache.clone();
                 tokio::spawn(async move {
+                    done.begin();
                     let outcome = match engine.embed_tokens(ids, opts).await {
                         Ok(out) => {
                             let tokens = out.token_counts;
@@ -187,12 +191,15 @@ impl Pipeline {
             let flights: Vec<&Arc<Flight>> = claim.own.iter().chain(claim.joined.iter()).collect();
             let outcomes = futures::future::join_all(flights.iter().map(|f| f.wait())).await;
             let mut by_key: HashMap<CacheKey, Entry> = HashMap::with_capacity(missing.len());
-            for (flight, outcome) in flights.iter().zip(outcomes) {
+            for (i, (flight, outcome)) in flights.iter().zip(outcomes).enumerate() {
                 match outcome.as_ref() {
                     Outcome::Done {
                         entries,
                         timings: t,
                     } => {
+                        if i == 0 && claim.own.is_some() {
+                            computed_tokens = entries.iter().map(|e| e.tokens as usize).sum();
+                        }
                         timings.queue = timings.queue.max(t.queue);
                         timings.inference = timings.inference.max(t.inference);
                         timings.postprocess = timings.postprocess.max(t.postprocess);
@@ -232,6 +239,7 @@ impl Pipeline {
             timings,
             cache,
             computed,
+            computed_tokens,
         })
     }
 }
