@@ -10,7 +10,10 @@ mod state;
 
 pub use config::ServerConfig;
 pub use error::ApiError;
-pub use observe::install_metrics;
+pub use observe::{
+    AlertEvent, AlertStatus, AlertsConfig, ObserveConfig, Severity, SloConfig, detached_metrics,
+    install_metrics,
+};
 pub use state::{AppState, EngineSlot};
 
 use std::future::Future;
@@ -32,9 +35,18 @@ pub fn router(state: AppState) -> Router {
             "/admin/cache",
             get(routes::admin::cache_stats).delete(routes::admin::cache_clear),
         )
+        .route("/dashboard", get(routes::dashboard::page))
+        .route("/dashboard/data", get(routes::dashboard::data))
+        .route("/admin/stats", get(routes::stats::json))
+        .route("/admin/stats.csv", get(routes::stats::csv))
+        .route("/admin/alerts", get(routes::alerts::list))
+        .route("/admin/profile", get(routes::profile::flamegraph))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
-        .layer(axum::middleware::from_fn(observe::record_request))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::record_request,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
@@ -46,6 +58,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    state.observe.start(state.engine.clone());
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown)
         .await

@@ -4,6 +4,7 @@ use std::time::Instant;
 use metrics_exporter_prometheus::PrometheusHandle;
 use osprey_engine::Pipeline;
 
+use crate::observe::{ObserveConfig, Observer};
 use crate::{ApiError, ServerConfig};
 
 /// The engine (behind its cache pipeline) once loaded, or why it is not (yet).
@@ -37,6 +38,8 @@ pub struct AppState {
     pub engine: Arc<EngineSlot>,
     pub metrics: PrometheusHandle,
     pub started: Instant,
+    /// Rolling statistics, SLOs, alerts and the profiler.
+    pub observe: Arc<Observer>,
 }
 
 impl AppState {
@@ -46,7 +49,14 @@ impl AppState {
             engine: Arc::new(EngineSlot::default()),
             metrics,
             started: Instant::now(),
+            observe: Arc::new(Observer::new(ObserveConfig::default())),
         }
+    }
+
+    /// The same state observed as `config` says (metrics, logs, SLOs, alerts).
+    pub fn with_observe(mut self, config: ObserveConfig) -> Self {
+        self.observe = Arc::new(Observer::new(config));
+        self
     }
 
     /// The engine, or 503 while it loads.

@@ -8,7 +8,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use osprey_engine::cache::CacheConfig;
 use osprey_engine::{BackendKind, BatchingConfig, EngineConfig};
-use osprey_server::ServerConfig;
+use osprey_server::{AlertsConfig, ObserveConfig, ServerConfig, SloConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{ConfigArgs, ModelArgs};
@@ -41,6 +41,13 @@ pub struct TelemetryConfig {
     pub log_format: String,
     /// Default log filter when `RUST_LOG` is unset.
     pub log_level: String,
+    /// Request metrics, Server-Timing, statistics, SLOs and alerts (off only to
+    /// measure what they cost).
+    pub metrics: bool,
+    /// One log line per request: status, duration, inputs.
+    pub access_log: bool,
+    /// Debug only: log request texts (at debug level).
+    pub log_request_text: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -48,6 +55,9 @@ impl Default for TelemetryConfig {
         Self {
             log_format: "pretty".into(),
             log_level: "info".into(),
+            metrics: true,
+            access_log: true,
+            log_request_text: false,
         }
     }
 }
@@ -60,6 +70,8 @@ pub struct Config {
     pub batching: BatchingConfig,
     pub cache: CacheConfig,
     pub telemetry: TelemetryConfig,
+    pub slo: SloConfig,
+    pub alerts: AlertsConfig,
 }
 
 impl Config {
@@ -125,6 +137,8 @@ impl Config {
             }
         }
         self.cache.validate().map_err(anyhow::Error::msg)?;
+        self.slo.validate().map_err(anyhow::Error::msg)?;
+        self.alerts.validate().map_err(anyhow::Error::msg)?;
         if !matches!(self.telemetry.log_format.as_str(), "pretty" | "json") {
             bail!(
                 "telemetry.log_format must be `pretty` or `json`, not `{}`",
@@ -132,6 +146,16 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    pub fn observe(&self) -> ObserveConfig {
+        ObserveConfig {
+            metrics: self.telemetry.metrics,
+            access_log: self.telemetry.access_log,
+            log_request_text: self.telemetry.log_request_text,
+            slo: self.slo.clone(),
+            alerts: self.alerts.clone(),
+        }
     }
 
     pub fn engine(&self) -> EngineConfig {
@@ -148,6 +172,7 @@ impl Config {
 pub fn check(args: &ConfigArgs) -> anyhow::Result<std::process::ExitCode> {
     let mut config = Config::load(args, &ModelArgs::default(), Vec::new())?;
     config.cache.redis.url = config.cache.redis.url.as_deref().map(redact_url);
+    config.alerts.webhook_url = config.alerts.webhook_url.as_deref().map(redact_url);
     let text = toml::to_string_pretty(&config).context("rendering the configuration")?;
     println!("{text}");
     if !config.model.path.is_dir() {
