@@ -6,7 +6,7 @@ CARGO ?= cargo
 MODEL_DIR := models/all-MiniLM-L6-v2
 ARGS ?=
 
-.PHONY: run run-onnx build build-onnx model onnx test lint unit fuzz fuzz-tools bench baseline clean
+.PHONY: run run-onnx build build-onnx model onnx chromium test lint unit fuzz fuzz-tools bench baseline clean
 
 ## Serve the default model on 127.0.0.1:8080 (candle backend, release build).
 run: model
@@ -39,7 +39,11 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy -j $(JOBS) --workspace --all-targets --all-features -- -D warnings
 
-unit:
+## Headless Chromium for the dashboard's browser test (Debian's package).
+chromium:
+	scripts/ensure-chromium.sh
+
+unit: chromium
 	scripts/ensure-redis.sh
 	$(CARGO) test -j $(JOBS) --workspace --all-features
 

@@ -77,6 +77,8 @@ pub struct Engine {
     queue: Arc<BatchQueue>,
     workers: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     next_request: AtomicU64,
+    /// Extra time every batch takes (µs), for tests of latency alerts; 0 in service.
+    slowdown_us: Arc<AtomicU64>,
 }
 
 /// Removes a request's queued inputs if its future is dropped before it finished
@@ -146,12 +148,14 @@ impl Engine {
             max_padding_ratio: batching.max_padding_ratio.max(1.0),
         }));
         let warm = warmup_inputs(&tokenizer);
+        let slowdown_us = Arc::new(AtomicU64::new(0));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut workers = Vec::with_capacity(backends.len());
         for (i, mut backend) in backends.into_iter().enumerate() {
             let queue = queue.clone();
             let warm = warm.clone();
             let ready = ready_tx.clone();
+            let slowdown = slowdown_us.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("osprey-replica-{i}"))
                 .spawn(move || {
@@ -166,7 +170,7 @@ impl Engine {
                     let ok = result.is_ok();
                     let _ = ready.send(result);
                     if ok {
-                        worker::run(backend, queue);
+                        worker::run(backend, queue, slowdown);
                     }
                 })?;
             workers.push(handle);
@@ -210,7 +214,15 @@ impl Engine {
             queue,
             workers: std::sync::Mutex::new(workers),
             next_request: AtomicU64::new(1),
+            slowdown_us,
         })
+    }
+
+    /// Test-only: makes every batch take `extra` longer, as a slow model would.
+    #[doc(hidden)]
+    pub fn set_test_slowdown(&self, extra: Duration) {
+        self.slowdown_us
+            .store(extra.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub fn info(&self) -> &ModelInfo {

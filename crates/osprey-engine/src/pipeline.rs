@@ -97,6 +97,21 @@ impl Pipeline {
         texts: &[String],
         opts: EmbedOptions,
     ) -> Result<Embedded, EngineError> {
+        self.embed_admitted(texts, opts, |_| Ok::<(), EngineError>(()))
+            .await
+            .map(|(out, _)| out)
+    }
+
+    /// Like [`Pipeline::embed`], with `admit` asked about the texts the cache does
+    /// not hold before any model work starts, and not at all when every text is
+    /// cached: a request served from the cache is never refused for a full queue.
+    /// What `admit` returns is held until the request is done.
+    pub async fn embed_admitted<G, E: From<EngineError>>(
+        &self,
+        texts: &[String],
+        opts: EmbedOptions,
+        admit: impl FnOnce(&[&str]) -> Result<G, E>,
+    ) -> Result<(Embedded, Option<G>), E> {
         let t0 = Instant::now();
         let space = self.key_space(opts);
         let keys: Vec<CacheKey> = texts.iter().map(|t| space.key(t)).collect();
@@ -127,14 +142,16 @@ impl Pipeline {
         }
         let mut computed = 0;
         let mut computed_tokens = 0;
+        let mut ticket = None;
         if !missing.is_empty() {
-            // Tokenize here, not in the flight: an input error belongs to this
-            // request alone and must not fail others that joined its flight.
-            let t = Instant::now();
             let missing_texts: Vec<&str> = missing
                 .iter()
                 .map(|k| texts[first_at[k]].as_str())
                 .collect();
+            ticket = Some(admit(&missing_texts)?);
+            // Tokenize here, not in the flight: an input error belongs to this
+            // request alone and must not fail others that joined its flight.
+            let t = Instant::now();
             let mut encoded: HashMap<CacheKey, Vec<u32>> = self
                 .engine
                 .tokenize(&missing_texts, opts.truncate)
@@ -209,7 +226,7 @@ impl Pipeline {
                             }
                         }
                     }
-                    Outcome::Failed(e) => return Err(shared_error(e)),
+                    Outcome::Failed(e) => return Err(shared_error(e).into()),
                 }
             }
             for (slot, key) in found.iter_mut().zip(&keys) {
@@ -233,14 +250,17 @@ impl Pipeline {
             (Some(_), Some(t)) if cached == texts.len() => CacheStatus::Hit(t),
             (Some(_), Some(_)) => CacheStatus::Partial,
         };
-        Ok(Embedded {
-            entries,
-            tokens,
-            timings,
-            cache,
-            computed,
-            computed_tokens,
-        })
+        Ok((
+            Embedded {
+                entries,
+                tokens,
+                timings,
+                cache,
+                computed,
+                computed_tokens,
+            },
+            ticket,
+        ))
     }
 }
 

@@ -3,13 +3,18 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use osprey_models::Backend;
 
 use crate::queue::{BatchQueue, ItemResult};
 
-pub(crate) fn run(mut backend: Box<dyn Backend>, queue: Arc<BatchQueue>) {
+pub(crate) fn run(
+    mut backend: Box<dyn Backend>,
+    queue: Arc<BatchQueue>,
+    slowdown_us: Arc<AtomicU64>,
+) {
     let pads = queue.limits().pads;
     while let Some(batch) = queue.next_batch() {
         // Inputs whose client left while queued are not worth computing.
@@ -26,6 +31,10 @@ pub(crate) fn run(mut backend: Box<dyn Backend>, queue: Arc<BatchQueue>) {
                     "backend panicked".into(),
                 ))
             });
+        let extra = slowdown_us.load(Ordering::Relaxed);
+        if extra > 0 {
+            std::thread::sleep(Duration::from_micros(extra));
+        }
         let inference = started.elapsed();
 
         let real: usize = seqs.iter().map(|s| s.len()).sum();

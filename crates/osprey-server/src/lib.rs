@@ -20,7 +20,10 @@ pub use auth::AuthConfig;
 pub use config::ServerConfig;
 pub use error::ApiError;
 pub use limits::LimitsConfig;
-pub use observe::install_metrics;
+pub use observe::{
+    AlertEvent, AlertStatus, AlertsConfig, ObserveConfig, Severity, SloConfig, detached_metrics,
+    install_metrics,
+};
 pub use protect::{Protection, ProtectionError};
 pub use state::{AppState, EngineSlot};
 pub use tls::{TlsConfig, TlsError};
@@ -47,6 +50,12 @@ pub fn router(state: AppState) -> Router {
             "/admin/cache",
             get(routes::admin::cache_stats).delete(routes::admin::cache_clear),
         )
+        .route("/dashboard", get(routes::dashboard::page))
+        .route("/dashboard/data", get(routes::dashboard::data))
+        .route("/admin/stats", get(routes::stats::json))
+        .route("/admin/stats.csv", get(routes::stats::csv))
+        .route("/admin/alerts", get(routes::alerts::list))
+        .route("/admin/profile", get(routes::profile::flamegraph))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -54,7 +63,10 @@ pub fn router(state: AppState) -> Router {
             protect::guard,
         ))
         .layer(compression::layer(protection.limits()))
-        .layer(axum::middleware::from_fn(observe::record_request))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            observe::record_request,
+        ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
         .with_state(state)
@@ -68,6 +80,7 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    state.observe.start(state.engine.clone());
     let app = router(state.clone());
     if state.config.tls.enabled() {
         let acceptor = state

@@ -108,14 +108,17 @@ impl Protection {
     /// not fit the queue's capacity (checked here, before tokenizing, so a refusal
     /// costs no tokenizer time), 503 when it would wait past the request's deadline
     /// at the measured throughput (admitted while throughput is unknown).
-    pub(crate) fn check_queue(
+    pub(crate) fn check_queue<S: AsRef<str>>(
         &self,
         queued: usize,
         capacity: usize,
-        inputs: &[String],
+        inputs: &[S],
     ) -> Result<(), ApiError> {
         // About four bytes of English per token, at most a model's maximum per input.
-        let own: usize = inputs.iter().map(|t| (t.len() / 4 + 2).min(512)).sum();
+        let own: usize = inputs
+            .iter()
+            .map(|t| (t.as_ref().len() / 4 + 2).min(512))
+            .sum();
         if queued > 0 && queued + own > capacity {
             metrics::counter!("osprey_rejected_total", "reason" => "queue_full").increment(1);
             return Err(ApiError::Engine(osprey_engine::EngineError::Overloaded {

@@ -4,6 +4,7 @@ use std::time::Instant;
 use metrics_exporter_prometheus::PrometheusHandle;
 use osprey_engine::Pipeline;
 
+use crate::observe::{ObserveConfig, Observer};
 use crate::{ApiError, Protection, ServerConfig};
 
 /// The engine (behind its cache pipeline) once loaded, or why it is not (yet).
@@ -39,6 +40,8 @@ pub struct AppState {
     pub started: Instant,
     /// Auth, rate limits and admission control (off with `AppState::new`).
     pub protection: Arc<Protection>,
+    /// Rolling statistics, SLOs, alerts and the profiler.
+    pub observe: Arc<Observer>,
 }
 
 impl AppState {
@@ -49,12 +52,19 @@ impl AppState {
             metrics,
             started: Instant::now(),
             protection: Arc::new(Protection::default()),
+            observe: Arc::new(Observer::new(ObserveConfig::default())),
         }
     }
 
     /// The same state with auth, rate limits and admission control as configured.
     pub fn with_protection(mut self, protection: Protection) -> Self {
         self.protection = Arc::new(protection);
+        self
+    }
+
+    /// The same state observed as `config` says (metrics, logs, SLOs, alerts).
+    pub fn with_observe(mut self, config: ObserveConfig) -> Self {
+        self.observe = Arc::new(Observer::new(config));
         self
     }
 

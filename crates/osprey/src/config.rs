@@ -8,7 +8,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use osprey_engine::cache::CacheConfig;
 use osprey_engine::{BackendKind, BatchingConfig, EngineConfig};
-use osprey_server::{AuthConfig, LimitsConfig, ServerConfig};
+use osprey_server::{AlertsConfig, AuthConfig, LimitsConfig, ObserveConfig, ServerConfig, SloConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{ConfigArgs, ModelArgs};
@@ -41,6 +41,13 @@ pub struct TelemetryConfig {
     pub log_format: String,
     /// Default log filter when `RUST_LOG` is unset.
     pub log_level: String,
+    /// Request metrics, Server-Timing, statistics, SLOs and alerts (off only to
+    /// measure what they cost).
+    pub metrics: bool,
+    /// One log line per request: status, duration, inputs.
+    pub access_log: bool,
+    /// Debug only: log request texts (at debug level).
+    pub log_request_text: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -48,6 +55,9 @@ impl Default for TelemetryConfig {
         Self {
             log_format: "pretty".into(),
             log_level: "info".into(),
+            metrics: true,
+            access_log: true,
+            log_request_text: false,
         }
     }
 }
@@ -62,6 +72,8 @@ pub struct Config {
     pub auth: AuthConfig,
     pub limits: LimitsConfig,
     pub telemetry: TelemetryConfig,
+    pub slo: SloConfig,
+    pub alerts: AlertsConfig,
 }
 
 impl Config {
@@ -131,6 +143,8 @@ impl Config {
             }
         }
         self.cache.validate().map_err(anyhow::Error::msg)?;
+        self.slo.validate().map_err(anyhow::Error::msg)?;
+        self.alerts.validate().map_err(anyhow::Error::msg)?;
         if !matches!(self.telemetry.log_format.as_str(), "pretty" | "json") {
             bail!(
                 "telemetry.log_format must be `pretty` or `json`, not `{}`",
@@ -140,15 +154,27 @@ impl Config {
         Ok(())
     }
 
-    /// A copy safe to print: secrets replaced.
     /// The configuration with secrets hidden, for printing.
     pub fn redacted(&self) -> Self {
         let mut cache = self.cache.clone();
         cache.redis.url = cache.redis.url.as_deref().map(redact_url);
+        let mut alerts = self.alerts.clone();
+        alerts.webhook_url = alerts.webhook_url.as_deref().map(redact_url);
         Self {
             auth: self.auth.redacted(),
             cache,
+            alerts,
             ..self.clone()
+        }
+    }
+
+    pub fn observe(&self) -> ObserveConfig {
+        ObserveConfig {
+            metrics: self.telemetry.metrics,
+            access_log: self.telemetry.access_log,
+            log_request_text: self.telemetry.log_request_text,
+            slo: self.slo.clone(),
+            alerts: self.alerts.clone(),
         }
     }
 

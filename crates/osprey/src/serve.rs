@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use osprey_engine::cache::TieredCache;
 use osprey_engine::{Engine, Pipeline};
-use osprey_server::{AppState, Protection, install_metrics};
+use osprey_server::{AppState, Protection, detached_metrics, install_metrics};
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
@@ -48,7 +48,15 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
 async fn serve(config: Config) -> anyhow::Result<std::process::ExitCode> {
     let protection =
         Protection::new(&config.auth, &config.limits).context("setting up auth and limits")?;
-    let state = AppState::new(config.server.clone(), install_metrics()).with_protection(protection);
+    // With metrics off no recorder is installed, so every metric call is a no-op.
+    let metrics = if config.telemetry.metrics {
+        install_metrics()
+    } else {
+        detached_metrics()
+    };
+    let state = AppState::new(config.server.clone(), metrics)
+        .with_protection(protection)
+        .with_observe(config.observe());
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

@@ -17,20 +17,36 @@ pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<serde_jso
             let info = engine.info();
             let queued = engine.engine().queued_tokens();
             let capacity = info.max_queue_tokens;
-            let saturated = queued >= capacity;
+            let load = queued as f64 / capacity.max(1) as f64;
+            // Busy warns before the queue starts refusing work.
+            let queue_status = match load {
+                l if l >= 1.0 => "saturated",
+                l if l >= 0.8 => "busy",
+                _ => "ok",
+            };
             let mut components = json!({
-                "model": {"status": "ready", "id": info.id, "revision": info.revision, "backend": info.backend},
+                "model": {
+                    "status": "ready",
+                    "reason": format!("{} loaded and warmed up on {}", info.id, info.backend),
+                    "id": info.id, "revision": info.revision, "backend": info.backend,
+                },
                 "queue": {
-                    "status": if saturated { "saturated" } else { "ok" },
+                    "status": queue_status,
+                    "reason": format!("{queued} of {capacity} tokens queued ({:.0}%)", load * 100.0),
                     "queued_tokens": queued,
                     "capacity_tokens": capacity,
+                    "saturation": load,
                 },
             });
             let mut degraded = false;
             if let Some(cache) = engine.cache() {
                 for (tier, health) in cache.health() {
                     degraded |= health.status != "ok";
-                    components[format!("cache_{}", tier.label())] = json!(health);
+                    let mut h = json!(health);
+                    if h.get("reason").is_none() {
+                        h["reason"] = json!("answering");
+                    }
+                    components[format!("cache_{}", tier.label())] = h;
                 }
             }
             // A degraded cache tier slows nothing down and loses nothing: still ready.

@@ -11,6 +11,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(cache) = state.engine.get().and_then(|p| p.cache()) {
         let _ = cache.stats();
     }
+    crate::observe::refresh_gauges(&state);
     let mut resp = state.metrics.render().into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

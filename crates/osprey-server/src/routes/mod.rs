@@ -1,9 +1,13 @@
 pub mod admin;
+pub mod alerts;
+pub mod dashboard;
 pub mod embed;
 pub mod health;
 pub mod info;
 pub mod metrics;
 pub mod openai;
+pub mod profile;
+pub mod stats;
 
 use std::time::Instant;
 
@@ -11,7 +15,7 @@ use axum::http::{HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use osprey_engine::{CacheStatus, EmbedOptions, Embedded};
 
-use crate::observe::{server_timing, stage};
+use crate::observe::{Timing, server_timing};
 use crate::{ApiError, AppState};
 
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
@@ -28,52 +32,62 @@ pub(crate) async fn run(
     inputs: &[String],
     opts: EmbedOptions,
     validate_started: Instant,
-) -> Result<(Embedded, Vec<(&'static str, f64)>), ApiError> {
+) -> Result<(Embedded, Timing), ApiError> {
     crate::input::check_inputs(&state.config, inputs)?;
     state.protection.charge_items(inputs.len())?;
     let engine = state.engine()?;
-    state.protection.check_queue(
-        engine.engine().queued_tokens(),
-        engine.info().max_queue_tokens,
-        inputs,
-    )?;
     let validate = validate_started.elapsed();
-    let out = engine.embed(inputs, opts).await?;
+    if state.observe.config.log_request_text {
+        tracing::debug!(?inputs, "request texts");
+    }
+    // Admission control sees only what the cache lacks: hits are never refused.
+    let (out, _) = engine
+        .embed_admitted(inputs, opts, |missing| {
+            state.protection.check_queue(
+                engine.engine().queued_tokens(),
+                engine.info().max_queue_tokens,
+                missing,
+            )
+        })
+        .await?;
     state
         .protection
-        .record_tokens(out.tokens, engine.engine().queued_tokens() > 0);
+        .record_tokens(out.computed_tokens, engine.engine().queued_tokens() > 0);
     ::metrics::counter!("osprey_embedded_items_total").increment(inputs.len() as u64);
     let t = out.timings;
-    let stages = vec![
-        stage("validate", validate),
-        stage("cache", t.cache),
-        stage("tokenize", t.tokenize),
-        stage("queue", t.queue),
-        stage("inference", t.inference),
-        stage("postprocess", t.postprocess),
-    ];
-    Ok((out, stages))
+    let mut timing = Timing::new(state.observe.config.metrics, inputs.len());
+    timing.push("validate", validate);
+    timing.push("cache", t.cache);
+    timing.push("tokenize", t.tokenize);
+    timing.push("queue", t.queue);
+    timing.push("inference", t.inference);
+    timing.push("postprocess", t.postprocess);
+    Ok((out, timing))
 }
 
 /// A JSON body already serialized, with its Server-Timing and x-cache headers.
 pub(crate) fn json_response(
     body: Vec<u8>,
-    mut stages: Vec<(&'static str, f64)>,
+    mut timing: Timing,
     serialize_started: Instant,
     cache: CacheStatus,
 ) -> Response {
-    stages.push(stage("serialize", serialize_started.elapsed()));
+    timing.push("serialize", serialize_started.elapsed());
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if let Ok(v) = HeaderValue::from_str(&server_timing(&stages)) {
+    if timing.enabled
+        && let Ok(v) = HeaderValue::from_str(&server_timing(&timing.stages))
+    {
         h.insert("server-timing", v);
     }
     if let Some(c) = cache.header() {
         h.insert("x-cache", HeaderValue::from_static(c));
     }
+    // The request middleware reports the stages and item count.
+    resp.extensions_mut().insert(timing);
     resp
 }
