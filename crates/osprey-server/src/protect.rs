@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -36,7 +37,32 @@ pub struct Protection {
     rate: RateLimits,
     admission: Admission,
     throughput: Throughput,
+    /// Estimated tokens of requests admitted to the engine and not finished.
+    outstanding: Arc<AtomicUsize>,
     limits: LimitsConfig,
+}
+
+/// One request's estimated tokens, counted as outstanding while it lives.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    outstanding: Arc<AtomicUsize>,
+    tokens: usize,
+}
+
+impl Ticket {
+    fn new(outstanding: Arc<AtomicUsize>, tokens: usize) -> Self {
+        outstanding.fetch_add(tokens, Ordering::AcqRel);
+        Self {
+            outstanding,
+            tokens,
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.outstanding.fetch_sub(self.tokens, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +83,7 @@ impl Default for Protection {
             rate: RateLimits::new(&limits),
             admission: Admission::new(&limits),
             throughput: Throughput::default(),
+            outstanding: Arc::default(),
             limits,
         }
     }
@@ -76,6 +103,7 @@ impl Protection {
             rate: RateLimits::new(limits),
             admission: Admission::new(limits),
             throughput: Throughput::default(),
+            outstanding: Arc::default(),
             limits: limits.clone(),
         })
     }
@@ -107,13 +135,15 @@ impl Protection {
     /// Refuses at once work the queue cannot take: 429 when its estimated tokens do
     /// not fit the queue's capacity (checked here, before tokenizing, so a refusal
     /// costs no tokenizer time), 503 when it would wait past the request's deadline
-    /// at the measured throughput (admitted while throughput is unknown).
+    /// behind all work admitted and not finished (queued or running), at the
+    /// measured throughput (admitted while throughput is unknown). The ticket
+    /// counts the request as outstanding until it is dropped.
     pub(crate) fn check_queue(
         &self,
         queued: usize,
         capacity: usize,
         inputs: &[String],
-    ) -> Result<(), ApiError> {
+    ) -> Result<Ticket, ApiError> {
         // About four bytes of English per token, at most a model's maximum per input.
         let own: usize = inputs.iter().map(|t| (t.len() / 4 + 2).min(512)).sum();
         if queued > 0 && queued + own > capacity {
@@ -123,11 +153,14 @@ impl Protection {
                 capacity,
             }));
         }
+        let ticket = Ticket::new(self.outstanding.clone(), own);
         let Some(Some((deadline, budget))) = REQUEST.try_with(|r| r.deadline).ok() else {
-            return Ok(());
+            return Ok(ticket);
         };
-        let Some(wait) = self.throughput.wait_for(queued, own) else {
-            return Ok(());
+        // The ticket already counts this request's own tokens.
+        let ahead = self.outstanding.load(Ordering::Acquire).max(queued + own);
+        let Some(wait) = self.throughput.wait_for(ahead, 0) else {
+            return Ok(ticket);
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if wait > left {
@@ -138,7 +171,7 @@ impl Protection {
                 deadline_ms: budget.as_millis() as u64,
             });
         }
-        Ok(())
+        Ok(ticket)
     }
 
     /// Counts tokens the model finished, for the throughput estimate; `queue_busy`:

@@ -31,7 +31,7 @@ pub(crate) async fn run(
     crate::input::check_inputs(&state.config, inputs)?;
     state.protection.charge_items(inputs.len())?;
     let engine = state.engine()?;
-    state.protection.check_queue(
+    let _outstanding = state.protection.check_queue(
         engine.queued_tokens(),
         engine.info().max_queue_tokens,
         inputs,
