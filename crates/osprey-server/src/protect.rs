@@ -12,11 +12,11 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::ApiError;
 use crate::admission::{Admission, Throughput};
 use crate::auth::{AuthConfig, AuthSetupError, Authenticator, Scope};
 use crate::limits::LimitsConfig;
 use crate::rate_limit::{ClientKey, RateLimits};
+use crate::{ApiError, AppState};
 
 tokio::task_local! {
     /// The request being handled, for the checks only a handler can make once the
@@ -221,7 +221,8 @@ fn peer(req: &Request) -> ClientKey {
     )
 }
 
-pub async fn guard(State(p): State<Arc<Protection>>, mut req: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let p = &state.protection;
     let class = RouteClass::of(req.method(), req.uri().path());
     if class == RouteClass::Live {
         return next.run(req).await;
@@ -261,7 +262,7 @@ pub async fn guard(State(p): State<Arc<Protection>>, mut req: Request, next: Nex
         }
     };
     let mut resp = if class == RouteClass::Inference {
-        admit(&p, client, req, next).await
+        admit(&state, client, req, next).await
     } else {
         let ctx = RequestContext {
             client,
@@ -275,14 +276,46 @@ pub async fn guard(State(p): State<Arc<Protection>>, mut req: Request, next: Nex
     resp
 }
 
+/// Refuses a request whose declared body cannot fit the queue's free capacity
+/// before its body is read: under a flood of refused requests, reading and parsing
+/// them would take the CPU the model needs (about four bytes per token).
+fn queue_has_room(state: &AppState, req: &Request) -> Result<(), ApiError> {
+    let Some(engine) = state.engine.get() else {
+        return Ok(());
+    };
+    let queued = engine.queued_tokens();
+    if queued == 0 {
+        return Ok(());
+    }
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let capacity = engine.info().max_queue_tokens;
+    if queued + declared / 4 > capacity {
+        metrics::counter!("osprey_rejected_total", "reason" => "queue_full").increment(1);
+        return Err(ApiError::Engine(osprey_engine::EngineError::Overloaded {
+            queued,
+            capacity,
+        }));
+    }
+    Ok(())
+}
+
 /// Runs an inference request within the in-flight cap and its deadline. When the
 /// deadline passes, the handler's future is dropped, which takes its inputs out of
 /// the batch queue.
-async fn admit(p: &Protection, client: ClientKey, req: Request, next: Next) -> Response {
+async fn admit(state: &AppState, client: ClientKey, req: Request, next: Next) -> Response {
+    let p = &state.protection;
     let _slot = match p.admission.admit() {
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
+    if let Err(e) = queue_has_room(state, &req) {
+        return e.into_response();
+    }
     let deadline = match p.admission.deadline(req.headers()) {
         Ok(d) => d,
         Err(e) => return e.into_response(),
