@@ -213,7 +213,10 @@ mod tests {
     #[test]
     fn shapes_are_recognised() {
         assert!(looks_like(Api::Tei, b"[[0.1,0.2]]"));
-        assert!(looks_like(Api::Tei, br#"{"model":"m","embeddings":[[0.1]]}"#));
+        assert!(looks_like(
+            Api::Tei,
+            br#"{"model":"m","embeddings":[[0.1]]}"#
+        ));
         assert!(!looks_like(Api::Tei, br#"{"data":[{}]}"#));
         assert!(looks_like(Api::OpenAi, br#"{"data":[{"embedding":[1]}]}"#));
         assert!(!looks_like(Api::OpenAi, b"not json"));

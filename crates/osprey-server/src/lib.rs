@@ -38,7 +38,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 /// Every route, with request ids, request metrics, compression, and protection
 /// (auth, rate limits, admission control).
 pub fn router(state: AppState) -> Router {
-    let protection = state.protection.clone();
+    let limits = state.protection.limits().clone();
     Router::new()
         .route("/embed", post(routes::embed::tei))
         .route("/v1/embeddings", post(routes::openai::embeddings))
@@ -59,10 +59,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
-            protection.clone(),
+            state.clone(),
             protect::guard,
         ))
-        .layer(compression::layer(protection.limits()))
+        .layer(compression::layer(&limits))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::record_request,

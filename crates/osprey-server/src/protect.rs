@@ -4,6 +4,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
@@ -11,11 +12,11 @@ use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::ApiError;
 use crate::admission::{Admission, Throughput};
 use crate::auth::{AuthConfig, AuthSetupError, Authenticator, Scope};
 use crate::limits::LimitsConfig;
 use crate::rate_limit::{ClientKey, RateLimits};
+use crate::{ApiError, AppState};
 
 tokio::task_local! {
     /// The request being handled, for the checks only a handler can make once the
@@ -36,7 +37,32 @@ pub struct Protection {
     rate: RateLimits,
     admission: Admission,
     throughput: Throughput,
+    /// Estimated tokens of requests admitted to the engine and not finished.
+    outstanding: Arc<AtomicUsize>,
     limits: LimitsConfig,
+}
+
+/// One request's estimated tokens, counted as outstanding while it lives.
+#[derive(Debug)]
+pub(crate) struct Ticket {
+    outstanding: Arc<AtomicUsize>,
+    tokens: usize,
+}
+
+impl Ticket {
+    fn new(outstanding: Arc<AtomicUsize>, tokens: usize) -> Self {
+        outstanding.fetch_add(tokens, Ordering::AcqRel);
+        Self {
+            outstanding,
+            tokens,
+        }
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.outstanding.fetch_sub(self.tokens, Ordering::AcqRel);
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +83,7 @@ impl Default for Protection {
             rate: RateLimits::new(&limits),
             admission: Admission::new(&limits),
             throughput: Throughput::default(),
+            outstanding: Arc::default(),
             limits,
         }
     }
@@ -76,6 +103,7 @@ impl Protection {
             rate: RateLimits::new(limits),
             admission: Admission::new(limits),
             throughput: Throughput::default(),
+            outstanding: Arc::default(),
             limits: limits.clone(),
         })
     }
@@ -107,13 +135,15 @@ impl Protection {
     /// Refuses at once work the queue cannot take: 429 when its estimated tokens do
     /// not fit the queue's capacity (checked here, before tokenizing, so a refusal
     /// costs no tokenizer time), 503 when it would wait past the request's deadline
-    /// at the measured throughput (admitted while throughput is unknown).
+    /// behind all work admitted and not finished (queued or running), at the
+    /// measured throughput (admitted while throughput is unknown). The ticket
+    /// counts the request as outstanding until it is dropped.
     pub(crate) fn check_queue<S: AsRef<str>>(
         &self,
         queued: usize,
         capacity: usize,
         inputs: &[S],
-    ) -> Result<(), ApiError> {
+    ) -> Result<Ticket, ApiError> {
         // About four bytes of English per token, at most a model's maximum per input.
         let own: usize = inputs
             .iter()
@@ -126,11 +156,14 @@ impl Protection {
                 capacity,
             }));
         }
+        let ticket = Ticket::new(self.outstanding.clone(), own);
         let Some(Some((deadline, budget))) = REQUEST.try_with(|r| r.deadline).ok() else {
-            return Ok(());
+            return Ok(ticket);
         };
-        let Some(wait) = self.throughput.wait_for(queued, own) else {
-            return Ok(());
+        // The ticket already counts this request's own tokens.
+        let ahead = self.outstanding.load(Ordering::Acquire).max(queued + own);
+        let Some(wait) = self.throughput.wait_for(ahead, 0) else {
+            return Ok(ticket);
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if wait > left {
@@ -141,7 +174,7 @@ impl Protection {
                 deadline_ms: budget.as_millis() as u64,
             });
         }
-        Ok(())
+        Ok(ticket)
     }
 
     /// Counts tokens the model finished, for the throughput estimate; `queue_busy`:
@@ -191,7 +224,8 @@ fn peer(req: &Request) -> ClientKey {
     )
 }
 
-pub async fn guard(State(p): State<Arc<Protection>>, mut req: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let p = &state.protection;
     let class = RouteClass::of(req.method(), req.uri().path());
     if class == RouteClass::Live {
         return next.run(req).await;
@@ -231,7 +265,7 @@ pub async fn guard(State(p): State<Arc<Protection>>, mut req: Request, next: Nex
         }
     };
     let mut resp = if class == RouteClass::Inference {
-        admit(&p, client, req, next).await
+        admit(&state, client, req, next).await
     } else {
         let ctx = RequestContext {
             client,
@@ -245,14 +279,46 @@ pub async fn guard(State(p): State<Arc<Protection>>, mut req: Request, next: Nex
     resp
 }
 
+/// Refuses a request whose declared body cannot fit the queue's free capacity
+/// before its body is read: under a flood of refused requests, reading and parsing
+/// them would take the CPU the model needs (about four bytes per token).
+fn queue_has_room(state: &AppState, req: &Request) -> Result<(), ApiError> {
+    let Some(engine) = state.engine.get() else {
+        return Ok(());
+    };
+    let queued = engine.engine().queued_tokens();
+    if queued == 0 {
+        return Ok(());
+    }
+    let declared = req
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    let capacity = engine.info().max_queue_tokens;
+    if queued + declared / 4 > capacity {
+        metrics::counter!("osprey_rejected_total", "reason" => "queue_full").increment(1);
+        return Err(ApiError::Engine(osprey_engine::EngineError::Overloaded {
+            queued,
+            capacity,
+        }));
+    }
+    Ok(())
+}
+
 /// Runs an inference request within the in-flight cap and its deadline. When the
 /// deadline passes, the handler's future is dropped, which takes its inputs out of
 /// the batch queue.
-async fn admit(p: &Protection, client: ClientKey, req: Request, next: Next) -> Response {
+async fn admit(state: &AppState, client: ClientKey, req: Request, next: Next) -> Response {
+    let p = &state.protection;
     let _slot = match p.admission.admit() {
         Ok(slot) => slot,
         Err(e) => return e.into_response(),
     };
+    if let Err(e) = queue_has_room(state, &req) {
+        return e.into_response();
+    }
     let deadline = match p.admission.deadline(req.headers()) {
         Ok(d) => d,
         Err(e) => return e.into_response(),

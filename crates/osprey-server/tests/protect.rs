@@ -5,7 +5,6 @@
 
 #![allow(clippy::expect_used)]
 
-#[allow(dead_code)]
 mod common;
 
 use std::io::{Read, Write};

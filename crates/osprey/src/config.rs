@@ -8,7 +8,9 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use osprey_engine::cache::CacheConfig;
 use osprey_engine::{BackendKind, BatchingConfig, EngineConfig};
-use osprey_server::{AlertsConfig, AuthConfig, LimitsConfig, ObserveConfig, ServerConfig, SloConfig};
+use osprey_server::{
+    AlertsConfig, AuthConfig, LimitsConfig, ObserveConfig, ServerConfig, SloConfig,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::{ConfigArgs, ModelArgs};

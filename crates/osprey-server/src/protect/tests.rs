@@ -283,6 +283,23 @@ async fn throughput_is_measured_and_unreachable_deadlines_refused() {
         .expect_err("does not fit");
     assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(e.to_string().contains("400 ms"), "{e}");
+    // Admitted requests count as outstanding (queued or running) until their ticket
+    // drops: alone, a small request fits 400 ms; behind one holding 450 tokens that
+    // the queue no longer shows (a replica runs them), it does not.
+    REQUEST
+        .scope(ctx(400), async { p.check_queue(0, 10_000, &one) })
+        .await
+        .expect("alone");
+    let held = p
+        .check_queue(0, 10_000, &["x".repeat(1792)])
+        .expect("outside a request");
+    assert_eq!(p.outstanding.load(Ordering::Acquire), 450);
+    REQUEST
+        .scope(ctx(400), async { p.check_queue(0, 10_000, &one) })
+        .await
+        .expect_err("behind outstanding work");
+    drop(held);
+    assert_eq!(p.outstanding.load(Ordering::Acquire), 0);
     // Without a deadline, or outside a request, only the capacity counts.
     p.check_queue(1_000_000, 2_000_000, &one)
         .expect("outside a request");

@@ -41,7 +41,8 @@ pub(crate) async fn run(
         tracing::debug!(?inputs, "request texts");
     }
     // Admission control sees only what the cache lacks: hits are never refused.
-    let (out, _) = engine
+    // The ticket counts this request as outstanding until it returns.
+    let (out, _outstanding) = engine
         .embed_admitted(inputs, opts, |missing| {
             state.protection.check_queue(
                 engine.engine().queued_tokens(),
