@@ -187,18 +187,10 @@ impl RedisTier {
     /// Deletes every key under the prefix; returns how many.
     pub async fn clear(&self) -> Result<u64> {
         let mut conn = self.conns.conn();
-        let mut cursor: u64 = 0;
-        let mut deleted = 0u64;
         let pattern = glob_escape(&self.conns.prefix);
+        let (mut cursor, mut deleted) = (0u64, 0u64);
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
+            let (next, keys) = scan_page(&mut conn, cursor, &pattern).await?;
             if !keys.is_empty() {
                 let n: u64 = redis::cmd("UNLINK")
                     .arg(&keys)
@@ -216,18 +208,10 @@ impl RedisTier {
     /// Counts keys under the prefix (a full SCAN: for tools, not the request path).
     pub async fn count(&self) -> Result<u64> {
         let mut conn = self.conns.conn();
-        let mut cursor: u64 = 0;
-        let mut count = 0u64;
         let pattern = glob_escape(&self.conns.prefix);
+        let (mut cursor, mut count) = (0u64, 0u64);
         loop {
-            let (next, keys): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut conn)
-                .await?;
+            let (next, keys) = scan_page(&mut conn, cursor, &pattern).await?;
             count += keys.len() as u64;
             if next == 0 {
                 return Ok(count);
@@ -350,6 +334,22 @@ async fn probe(
             }
         }
     }
+}
+
+/// One page of `SCAN cursor MATCH pattern`: the next cursor and the keys.
+async fn scan_page(
+    conn: &mut ConnectionManager,
+    cursor: u64,
+    pattern: &[u8],
+) -> Result<(u64, Vec<Vec<u8>>)> {
+    Ok(redis::cmd("SCAN")
+        .arg(cursor)
+        .arg("MATCH")
+        .arg(pattern)
+        .arg("COUNT")
+        .arg(1000)
+        .query_async(conn)
+        .await?)
 }
 
 fn glob_escape(prefix: &[u8]) -> Vec<u8> {

@@ -467,21 +467,7 @@ async fn serve_answers_and_shuts_down_gracefully_on_sigterm() {
         .expect("HTTP client");
 
     // Ready within 60 s.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if ready_json(&client, &base).await.is_some() {
-            break;
-        }
-        if let Some(status) = server.child.try_wait().expect("try_wait") {
-            panic!("osprey exited early ({status}); log:\n{}", server.log());
-        }
-        assert!(
-            Instant::now() < deadline,
-            "not ready within 60 s; log:\n{}",
-            server.log()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_ready(&mut server, &client, &base).await;
 
     // It embeds, with the flags applied.
     let resp = client
