@@ -19,14 +19,17 @@ pub use monitor::Observer;
 pub use scrape::refresh_gauges;
 pub use stats::{STAGES, Second};
 
+use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::Histogram;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tracing::Instrument;
 
@@ -126,15 +129,61 @@ impl Drop for InFlight<'_> {
     }
 }
 
+/// The route label as a static string, without an allocation per request. Matched
+/// routes are the router's own patterns, a small fixed set, so interning them (each
+/// leaked once per thread) is bounded.
+fn route_label(path: Option<&MatchedPath>) -> &'static str {
+    thread_local! {
+        static ROUTES: RefCell<Vec<&'static str>> = const { RefCell::new(Vec::new()) };
+    }
+    let Some(path) = path else {
+        return "unmatched";
+    };
+    let path = path.as_str();
+    ROUTES.with(|cell| {
+        let mut routes = cell.borrow_mut();
+        if let Some(r) = routes.iter().find(|r| **r == path) {
+            return *r;
+        }
+        let r: &'static str = Box::leak(path.to_owned().into_boxed_str());
+        routes.push(r);
+        r
+    })
+}
+
+type RequestMetrics = (Counter, Histogram);
+
+thread_local! {
+    /// Handles per (route, method, status), looked up once per runtime thread: a
+    /// registry lookup with three labels costs more than the rest of a cache hit's
+    /// accounting together.
+    static REQUEST_METRICS: RefCell<HashMap<(&'static str, Method, u16), RequestMetrics>> =
+        RefCell::new(HashMap::new());
+}
+
+fn count_request(route: &'static str, method: &Method, status: u16, elapsed: Duration) {
+    REQUEST_METRICS.with(|cell| {
+        let mut map = cell.borrow_mut();
+        let (counter, histogram) = map
+            .entry((route, method.clone(), status))
+            .or_insert_with(|| {
+                let status = status.to_string();
+                (
+                    metrics::counter!("osprey_requests_total", "route" => route, "method" => method.as_str().to_owned(), "status" => status.clone()),
+                    metrics::histogram!("osprey_request_duration_seconds", "route" => route, "status" => status),
+                )
+            });
+        counter.increment(1);
+        histogram.record(elapsed.as_secs_f64());
+    });
+}
+
 /// Counts and times every request by route and status, feeds the rolling
 /// statistics, and writes the access log line, inside a span carrying the request id.
 pub async fn record_request(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let obs = &state.observe;
     let started = Instant::now();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let route = route_label(req.extensions().get::<MatchedPath>());
     let method = req.method().clone();
     let request_id = req
         .headers()
@@ -154,8 +203,7 @@ pub async fn record_request(State(state): State<AppState>, req: Request, next: N
     let status = resp.status().as_u16();
     let timing = resp.extensions().get::<Timing>();
     if obs.config.metrics {
-        let inference = is_inference(&route);
-        if inference {
+        if is_inference(route) {
             obs.stats.record(
                 elapsed,
                 status,
@@ -163,18 +211,14 @@ pub async fn record_request(State(state): State<AppState>, req: Request, next: N
                 timing.map(|t| t.stages.as_slice()),
             );
         }
-        let status = status.to_string();
-        metrics::counter!("osprey_requests_total", "route" => route.clone(), "method" => method.as_str().to_owned(), "status" => status.clone())
-            .increment(1);
-        metrics::histogram!("osprey_request_duration_seconds", "route" => route.clone(), "status" => status)
-            .record(elapsed.as_secs_f64());
+        count_request(route, &method, status, elapsed);
     }
     if obs.config.access_log {
         let _entered = span.enter();
         tracing::info!(
             target: "osprey::access",
             method = %method,
-            route = %route,
+            route,
             status,
             duration_ms = elapsed.as_secs_f64() * 1000.0,
             items = timing.map_or(0, |t| t.items),
@@ -223,7 +267,10 @@ pub fn server_timing(stages: &[(&'static str, f64)]) -> String {
         if i > 0 {
             out.push_str(", ");
         }
-        let _ = write!(out, "{name};dur={ms:.3}");
+        // Integer formatting: float formatting with a precision is slow, and this
+        // runs for every request.
+        let us = (ms * 1000.0).round().max(0.0) as u64;
+        let _ = write!(out, "{name};dur={}.{:03}", us / 1000, us % 1000);
     }
     out
 }
