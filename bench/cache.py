@@ -9,7 +9,7 @@ Runs, each against a fresh `osprey serve` on 127.0.0.1:
   baseline (with --pybase DIR) the Python baseline, 2 workers, on the hits workload
 
 usage: python3 bench/cache.py [--binary target/release/osprey] [--duration 20]
-                              [--pybase /tmp/osprey-baseline] [--only hits,l2,l3,miss]
+                              [--pybase $PYBASE] [--only hits,l2,l3,miss]
 """
 import argparse
 import json
