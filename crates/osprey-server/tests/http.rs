@@ -394,21 +394,6 @@ async fn metrics_after_traffic() {
 
 // ---------------------------------------------------------------- errors
 
-fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn client_errors_have_the_right_status_and_shape() {
     let (_g, server) = shared().await;

@@ -660,22 +660,6 @@ async fn deadline_drops_queued_work_with_504() {
 
 // ---------------------------------------------------------------- hostile input
 
-/// Every `from` replaced by `to`, on bytes (bodies here need not be UTF-8).
-fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(haystack.len());
-    let mut i = 0;
-    while i < haystack.len() {
-        if haystack[i..].starts_with(from) {
-            out.extend_from_slice(to);
-            i += from.len();
-        } else {
-            out.push(haystack[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
 #[tokio::test]
 async fn hostile_inputs_get_the_right_4xx_and_the_server_keeps_serving() {
     let _g = shared().await;
