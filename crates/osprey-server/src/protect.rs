@@ -224,7 +224,7 @@ fn peer(req: &Request) -> ClientKey {
     )
 }
 
-pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let p = &state.protection;
     let class = RouteClass::of(req.method(), req.uri().path());
     if class == RouteClass::Live {
@@ -233,11 +233,7 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     let client = match &p.auth {
         Some(_) if class == RouteClass::Metrics && p.metrics_public => peer(&req),
         Some(auth) => match auth.authorize(req.headers(), class.scope()) {
-            Ok(principal) => {
-                let key = ClientKey::Key(principal.name.clone());
-                req.extensions_mut().insert(principal);
-                key
-            }
+            Ok(principal) => ClientKey::Key(principal.name),
             Err(e) => {
                 let reason = if e.status() == 401 {
                     "unauthorized"
@@ -257,7 +253,8 @@ pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) 
     }
     let budget = match p.rate.check_request(&client) {
         Ok(b) => b,
-        Err((e, budget)) => {
+        Err(refused) => {
+            let (e, budget) = *refused;
             metrics::counter!("osprey_rejected_total", "reason" => "rate_limit").increment(1);
             let mut resp = e.into_response();
             budget.write(resp.headers_mut());

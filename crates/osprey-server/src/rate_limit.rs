@@ -4,10 +4,10 @@
 //!
 //! Time comes from tokio's clock so tests can pause and advance it.
 
+use std::cell::Cell;
 use std::net::IpAddr;
 use std::num::NonZeroU32;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
@@ -61,6 +61,8 @@ struct Limiter {
     burst: u32,
     limiter: Keyed,
     clock: TokioClock,
+    /// `RateLimit-Limit`, the same on every response: made once, cloned per response.
+    limit_value: HeaderValue,
 }
 
 impl Limiter {
@@ -76,6 +78,7 @@ impl Limiter {
             burst: burst.get(),
             limiter,
             clock,
+            limit_value: HeaderValue::from(burst.get()),
         })
     }
 
@@ -116,13 +119,12 @@ fn remaining(s: &StateSnapshot) -> u32 {
 pub struct RateLimits {
     requests: Option<Limiter>,
     items: Option<Limiter>,
-    checks: AtomicU64,
 }
 
 /// What the `RateLimit-*` response headers report.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Budget {
-    limit: u32,
+    limit: HeaderValue,
     remaining: u32,
     reset_secs: u64,
 }
@@ -132,13 +134,25 @@ pub static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-
 pub static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 impl Budget {
-    pub fn write(&self, h: &mut HeaderMap) {
-        h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(self.limit));
+    /// Written on every response of a limited client, so kept cheap: the limit is
+    /// shared and small reset values are static strings.
+    pub fn write(self, h: &mut HeaderMap) {
+        h.reserve(3);
+        h.insert(RATELIMIT_LIMIT.clone(), self.limit);
         h.insert(
             RATELIMIT_REMAINING.clone(),
             HeaderValue::from(self.remaining),
         );
-        h.insert(RATELIMIT_RESET.clone(), HeaderValue::from(self.reset_secs));
+        h.insert(RATELIMIT_RESET.clone(), seconds_value(self.reset_secs));
+    }
+}
+
+/// Seconds as a header value; the usual 0 to 9 without allocating.
+fn seconds_value(secs: u64) -> HeaderValue {
+    const DIGITS: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];
+    match DIGITS.get(secs as usize) {
+        Some(d) => HeaderValue::from_static(d),
+        None => HeaderValue::from(secs),
     }
 }
 
@@ -151,7 +165,6 @@ impl RateLimits {
                 config.requests_burst,
             ),
             items: Limiter::new("inputs", config.items_per_second, config.items_burst),
-            checks: AtomicU64::new(0),
         }
     }
 
@@ -161,7 +174,11 @@ impl RateLimits {
 
     /// Counts one request against the client. On refusal the error carries
     /// `Retry-After`; the budget is for the `RateLimit-*` headers.
-    pub fn check_request(&self, client: &ClientKey) -> Result<Option<Budget>, (ApiError, Budget)> {
+    /// The refusal is boxed: it is the rare path, and keeps the result small.
+    pub fn check_request(
+        &self,
+        client: &ClientKey,
+    ) -> Result<Option<Budget>, Box<(ApiError, Budget)>> {
         self.forget_idle_clients();
         let Some(l) = &self.requests else {
             return Ok(None);
@@ -172,7 +189,7 @@ impl RateLimits {
                 let reset =
                     u64::from(l.burst - remaining.min(l.burst)).div_ceil(u64::from(l.per_second));
                 Ok(Some(Budget {
-                    limit: l.burst,
+                    limit: l.limit_value.clone(),
                     remaining,
                     reset_secs: reset,
                 }))
@@ -184,14 +201,14 @@ impl RateLimits {
                     } => *retry_after_secs,
                     _ => 1,
                 };
-                Err((
+                Err(Box::new((
                     e,
                     Budget {
-                        limit: l.burst,
+                        limit: l.limit_value.clone(),
                         remaining: 0,
                         reset_secs,
                     },
-                ))
+                )))
             }
         }
     }
@@ -209,7 +226,17 @@ impl RateLimits {
     /// Drops the state of clients whose buckets are full again, now and then, so a
     /// stream of new IP addresses cannot grow the tables without bound.
     fn forget_idle_clients(&self) {
-        if self.checks.fetch_add(1, Ordering::Relaxed) % 4096 == 4095 {
+        // Counted per thread: one shared counter written by every request would
+        // bounce its cache line between the cores.
+        thread_local! {
+            static CHECKS: Cell<u32> = const { Cell::new(0) };
+        }
+        let n = CHECKS.with(|c| {
+            let n = c.get().wrapping_add(1);
+            c.set(n);
+            n
+        });
+        if n.is_multiple_of(4096) {
             for l in [&self.requests, &self.items].into_iter().flatten() {
                 l.limiter.retain_recent();
                 l.limiter.shrink_to_fit();

@@ -41,9 +41,9 @@ async fn burst_then_one_request_per_interval() {
             .expect("within the burst")
             .expect("budget");
         assert_eq!(b.remaining, 3 - i);
-        assert_eq!(b.limit, 4);
+        assert_eq!(b.limit, "4");
     }
-    let (e, b) = rl.check_request(&a).expect_err("burst spent");
+    let (e, b) = *rl.check_request(&a).expect_err("burst spent");
     assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(retry_after(&e), 1, "500 ms rounds up to 1 s");
     assert_eq!(b.remaining, 0);
@@ -80,17 +80,17 @@ async fn retry_after_is_the_wait_rounded_up() {
                 burst: 1,
                 limiter: Keyed::new(quota, DefaultKeyedStateStore::default(), clock.clone()),
                 clock,
+                limit_value: HeaderValue::from(1u32),
             }
         }),
         items: None,
-        checks: AtomicU64::new(0),
     };
     let a = key("a");
     rl.check_request(&a).expect("first");
-    let (e, _) = rl.check_request(&a).expect_err("second");
+    let (e, _) = *rl.check_request(&a).expect_err("second");
     assert_eq!(retry_after(&e), 4);
     advance(Duration::from_millis(2500)).await;
-    let (e, _) = rl.check_request(&a).expect_err("still early");
+    let (e, _) = *rl.check_request(&a).expect_err("still early");
     assert_eq!(retry_after(&e), 2, "1.5 s left rounds up to 2");
     advance(Duration::from_millis(1500)).await;
     rl.check_request(&a).expect("on time");
@@ -121,4 +121,20 @@ async fn off_by_default() {
         assert!(rl.check_request(&key("a")).expect("unlimited").is_none());
     }
     rl.check_items(&key("a"), 1_000_000).expect("unlimited");
+}
+
+#[test]
+fn budget_headers_say_limit_remaining_and_reset() {
+    for (reset_secs, want) in [(0, "0"), (9, "9"), (10, "10"), (3600, "3600")] {
+        let mut h = HeaderMap::new();
+        Budget {
+            limit: HeaderValue::from(100u32),
+            remaining: 42,
+            reset_secs,
+        }
+        .write(&mut h);
+        assert_eq!(h[&RATELIMIT_LIMIT], "100");
+        assert_eq!(h[&RATELIMIT_REMAINING], "42");
+        assert_eq!(h[&RATELIMIT_RESET], want);
+    }
 }
