@@ -97,10 +97,12 @@ impl Protection {
                 "max_decompressed_bytes must be at least 1".into(),
             ));
         }
+        let auth_checks = Authenticator::from_config(auth)?;
+        let slots = auth_checks.as_ref().map_or(0, Authenticator::key_count);
         Ok(Self {
-            auth: Authenticator::from_config(auth)?,
+            auth: auth_checks,
             metrics_public: auth.metrics_public,
-            rate: RateLimits::new(limits),
+            rate: RateLimits::with_slots(limits, slots),
             admission: Admission::new(limits),
             throughput: Throughput::default(),
             outstanding: Arc::default(),
@@ -233,7 +235,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     let client = match &p.auth {
         Some(_) if class == RouteClass::Metrics && p.metrics_public => peer(&req),
         Some(auth) => match auth.authorize(req.headers(), class.scope()) {
-            Ok(principal) => ClientKey::Key(principal.name),
+            Ok(principal) => principal.client(),
             Err(e) => {
                 let reason = if e.status() == 401 {
                     "unauthorized"

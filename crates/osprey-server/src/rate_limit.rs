@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use governor::clock::Clock;
 use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::state::keyed::DefaultKeyedStateStore;
+use governor::state::{InMemoryState, NotKeyed};
 use governor::{Quota, RateLimiter};
 
 use crate::ApiError;
@@ -22,6 +23,10 @@ use crate::limits::LimitsConfig;
 /// Who a limit is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ClientKey {
+    /// A configured API key, by its place in the key store: these are known at
+    /// start-up, so each has a bucket of its own that needs no lookup.
+    Slot(usize),
+    /// A client known only by name (a JWT subject).
     Key(Arc<str>),
     Ip(IpAddr),
 }
@@ -53,6 +58,7 @@ type Keyed = RateLimiter<
     TokioClock,
     StateInformationMiddleware,
 >;
+type Direct = RateLimiter<NotKeyed, InMemoryState, TokioClock, StateInformationMiddleware>;
 
 /// One quota (requests or inputs) for every client.
 struct Limiter {
@@ -60,23 +66,29 @@ struct Limiter {
     per_second: u32,
     burst: u32,
     limiter: Keyed,
+    /// One bucket per configured API key, indexed by [`ClientKey::Slot`].
+    slots: Vec<Direct>,
     clock: TokioClock,
     /// `RateLimit-Limit`, the same on every response: made once, cloned per response.
     limit_value: HeaderValue,
 }
 
 impl Limiter {
-    fn new(what: &'static str, per_second: u32, burst: u32) -> Option<Self> {
+    fn new(what: &'static str, per_second: u32, burst: u32, slots: usize) -> Option<Self> {
         let rate = NonZeroU32::new(per_second)?;
         let burst = NonZeroU32::new(burst).unwrap_or(rate);
         let clock = TokioClock::default();
         let quota = Quota::per_second(rate).allow_burst(burst);
         let limiter = Keyed::new(quota, DefaultKeyedStateStore::default(), clock.clone());
+        let slots = (0..slots)
+            .map(|_| Direct::new(quota, InMemoryState::default(), clock.clone()))
+            .collect();
         Some(Self {
             what,
             per_second,
             burst: burst.get(),
             limiter,
+            slots,
             clock,
             limit_value: HeaderValue::from(burst.get()),
         })
@@ -88,7 +100,14 @@ impl Limiter {
         let Some(n) = NonZeroU32::new(n) else {
             return Ok(self.burst);
         };
-        match self.limiter.check_key_n(client, n) {
+        let checked = match client {
+            ClientKey::Slot(i) => match self.slots.get(*i) {
+                Some(bucket) => bucket.check_n(n),
+                None => self.limiter.check_key_n(client, n),
+            },
+            _ => self.limiter.check_key_n(client, n),
+        };
+        match checked {
             Ok(Ok(snapshot)) => Ok(remaining(&snapshot)),
             Ok(Err(not_until)) => Err(self.refusal(not_until.wait_time_from(self.clock.now()))),
             Err(_) => Err(ApiError::TooLarge(format!(
@@ -158,13 +177,19 @@ fn seconds_value(secs: u64) -> HeaderValue {
 
 impl RateLimits {
     pub fn new(config: &LimitsConfig) -> Self {
+        Self::with_slots(config, 0)
+    }
+
+    /// Limits with a bucket of its own for each of `slots` configured API keys.
+    pub fn with_slots(config: &LimitsConfig, slots: usize) -> Self {
         Self {
             requests: Limiter::new(
                 "requests",
                 config.requests_per_second,
                 config.requests_burst,
+                slots,
             ),
-            items: Limiter::new("inputs", config.items_per_second, config.items_burst),
+            items: Limiter::new("inputs", config.items_per_second, config.items_burst, slots),
         }
     }
 

@@ -100,6 +100,7 @@ impl JwtVerifier {
         Ok(Principal {
             name: Arc::from(format!("jwt:{subject}")),
             scope,
+            slot: None,
         })
     }
 }

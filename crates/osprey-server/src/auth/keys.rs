@@ -105,10 +105,12 @@ impl KeyStore {
                 "two keys are named `{name}`"
             )));
         }
+        let slot = Some(self.entries.len());
         self.entries.push(Entry {
             principal: Principal {
                 name: Arc::from(name),
                 scope,
+                slot,
             },
             digest,
         });

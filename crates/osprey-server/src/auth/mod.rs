@@ -13,6 +13,7 @@ pub use config::{AuthConfig, JwtAlgorithm, JwtConfig};
 pub use keys::{KeyStore, digest_hex};
 
 use crate::ApiError;
+use crate::rate_limit::ClientKey;
 use jwt::{JwtVerifier, TokenError};
 
 /// What a credential allows: `admin` includes `infer`.
@@ -43,6 +44,18 @@ impl Scope {
 pub struct Principal {
     pub name: Arc<str>,
     pub scope: Scope,
+    /// The API key's place in the key store; `None` for a JWT.
+    pub slot: Option<usize>,
+}
+
+impl Principal {
+    /// Who the rate limits count this caller as.
+    pub fn client(self) -> ClientKey {
+        match self.slot {
+            Some(i) => ClientKey::Slot(i),
+            None => ClientKey::Key(self.name),
+        }
+    }
 }
 
 /// Configuration that cannot serve: refused at start-up, never at request time.
@@ -87,6 +100,11 @@ impl Authenticator {
         }
         tracing::info!(keys = keys.len(), jwt = jwt.is_some(), "authentication on");
         Ok(Some(Self { keys, jwt }))
+    }
+
+    /// Configured API keys: each has its own rate-limit bucket.
+    pub fn key_count(&self) -> usize {
+        self.keys.len()
     }
 
     /// The caller, from `Authorization: Bearer <key or JWT>` or `x-api-key: <key>`;

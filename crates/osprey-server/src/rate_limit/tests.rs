@@ -79,6 +79,7 @@ async fn retry_after_is_the_wait_rounded_up() {
                 per_second: 1,
                 burst: 1,
                 limiter: Keyed::new(quota, DefaultKeyedStateStore::default(), clock.clone()),
+                slots: Vec::new(),
                 clock,
                 limit_value: HeaderValue::from(1u32),
             }
@@ -137,4 +138,35 @@ fn budget_headers_say_limit_remaining_and_reset() {
         assert_eq!(h[&RATELIMIT_REMAINING], "42");
         assert_eq!(h[&RATELIMIT_RESET], want);
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_configured_key_has_its_own_bucket() {
+    let rl = RateLimits::with_slots(
+        &LimitsConfig {
+            requests_per_second: 1,
+            requests_burst: 2,
+            ..LimitsConfig::default()
+        },
+        2,
+    );
+    for _ in 0..2 {
+        rl.check_request(&ClientKey::Slot(0))
+            .expect("key 0 within its burst");
+    }
+    assert!(
+        rl.check_request(&ClientKey::Slot(0)).is_err(),
+        "key 0 spent"
+    );
+    rl.check_request(&ClientKey::Slot(1))
+        .expect("key 1 is untouched");
+    // A slot beyond the store (not made by the key store) still gets a bucket.
+    for _ in 0..2 {
+        rl.check_request(&ClientKey::Slot(7))
+            .expect("within the burst");
+    }
+    assert!(rl.check_request(&ClientKey::Slot(7)).is_err());
+    advance(Duration::from_secs(1)).await;
+    rl.check_request(&ClientKey::Slot(0))
+        .expect("one cell back after a second");
 }
