@@ -1,6 +1,7 @@
 //! The request pipeline around the engine: per-item cache lookup, single flight for
 //! the misses, the model for what is left, and cache fill.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,14 +53,30 @@ pub struct Pipeline {
     engine: Arc<Engine>,
     cache: Option<Arc<TieredCache>>,
     flights: Arc<Registry>,
+    /// Key spaces of the four normalize × truncate choices without `dimensions`,
+    /// hashed once here rather than on every request.
+    common: [KeySpace; 4],
 }
 
 impl Pipeline {
     pub fn new(engine: Arc<Engine>, cache: Option<Arc<TieredCache>>) -> Self {
+        let common = [(false, false), (false, true), (true, false), (true, true)].map(
+            |(normalize, truncate)| {
+                key_space(
+                    &engine,
+                    EmbedOptions {
+                        normalize,
+                        truncate,
+                        dimensions: None,
+                    },
+                )
+            },
+        );
         Self {
             engine,
             cache: cache.filter(|c| c.is_enabled()),
             flights: Arc::new(Registry::default()),
+            common,
         }
     }
 
@@ -80,15 +97,14 @@ impl Pipeline {
         self.flights.in_flight()
     }
 
-    /// Everything that decides an output, hashed once per request.
-    fn key_space(&self, opts: EmbedOptions) -> KeySpace {
-        let info = self.engine.info();
-        KeySpace::new(&info.id, &info.revision)
-            .option("backend", info.backend)
-            .option("pooling", format!("{:?}", info.pooling))
-            .option("normalize", opts.normalize)
-            .option("truncate", opts.truncate)
-            .option("dimensions", opts.dimensions.unwrap_or(0))
+    /// Everything that decides an output: made once for the common options.
+    fn key_space(&self, opts: EmbedOptions) -> Cow<'_, KeySpace> {
+        match opts.dimensions {
+            None => Cow::Borrowed(
+                &self.common[usize::from(opts.normalize) * 2 + usize::from(opts.truncate)],
+            ),
+            Some(_) => Cow::Owned(key_space(&self.engine, opts)),
+        }
     }
 
     /// Embeds `texts` in order, from the cache where it can.
@@ -307,4 +323,16 @@ fn shared_error(e: &EngineError) -> EngineError {
         EngineError::ShuttingDown => EngineError::ShuttingDown,
         other => EngineError::Backend(other.to_string()),
     }
+}
+
+/// Everything that decides an output, in the order the cache's keys were always
+/// made (stored entries stay valid): model, revision, backend, pooling, options.
+fn key_space(engine: &Engine, opts: EmbedOptions) -> KeySpace {
+    let info = engine.info();
+    KeySpace::new(&info.id, &info.revision)
+        .option("backend", info.backend)
+        .option("pooling", format!("{:?}", info.pooling))
+        .option("normalize", opts.normalize)
+        .option("truncate", opts.truncate)
+        .option("dimensions", opts.dimensions.unwrap_or(0))
 }

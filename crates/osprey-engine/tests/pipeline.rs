@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use osprey_cache::{CacheConfig, DiskConfig, MemoryConfig, RedisConfig, TieredCache};
+use osprey_cache::{
+    CacheConfig, DiskConfig, Entry, KeySpace, MemoryConfig, RedisConfig, Tier, TieredCache,
+};
 use osprey_engine::{
     BackendKind, BatchingConfig, CacheStatus, EmbedOptions, Engine, EngineConfig, Pipeline,
 };
@@ -316,4 +318,43 @@ async fn admission_is_asked_only_about_misses() {
         .await;
     assert!(refused.is_err());
     assert_eq!(seen, ["a new text"]);
+}
+
+/// Entries already on disk or in Redis were stored under keys made in one fixed
+/// order (model, revision, backend, pooling, normalize, truncate, dimensions); the
+/// pipeline must keep finding them, for every option set.
+#[tokio::test]
+async fn keys_match_the_ones_stored_entries_were_made_with() {
+    let engine = engine_at(&model_dir());
+    let info = engine.info().clone();
+    let cache = Arc::new(TieredCache::open(&memory_only()).await.expect("cache"));
+    let p = Pipeline::new(engine, Some(cache.clone()));
+    let cases = [
+        (true, true, None),
+        (false, true, None),
+        (true, false, None),
+        (false, false, None),
+        (true, true, Some(8)),
+    ];
+    for (i, (normalize, truncate, dimensions)) in cases.into_iter().enumerate() {
+        let text = format!("stored by an earlier build, case {i}");
+        let key = KeySpace::new(&info.id, &info.revision)
+            .option("backend", info.backend)
+            .option("pooling", format!("{:?}", info.pooling))
+            .option("normalize", normalize)
+            .option("truncate", truncate)
+            .option("dimensions", dimensions.unwrap_or(0))
+            .key(&text);
+        // A vector no model run would give, so a hit is told from a computation.
+        let stored = vec![i as f32 + 7.0; dimensions.unwrap_or(info.dims)];
+        cache.put_many(&[(key, Entry::new(stored.clone(), 3))]);
+        let opts = EmbedOptions {
+            normalize,
+            truncate,
+            dimensions,
+        };
+        let out = p.embed(&[text], opts).await.expect("embed");
+        assert_eq!(out.cache, CacheStatus::Hit(Tier::Memory), "case {i}");
+        assert_eq!(&out.entries[0].vector[..], &stored[..], "case {i}");
+    }
 }
