@@ -16,6 +16,8 @@ mod key;
 mod memory;
 mod redis_tier;
 mod stats;
+#[cfg(feature = "test-support")]
+pub mod testkit;
 mod tiered;
 
 pub use codec::{CODEC_VERSION, decode, encode};

@@ -2,10 +2,9 @@
 //! The Redis tier against a real Redis: the shared one at REDIS_URL for the plain
 //! paths, and a private redis-server this test starts and kills for the failure paths.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
+use osprey_cache::testkit::{PrivateRedis, free_port};
 use osprey_cache::{
     CacheConfig, CacheKey, DiskConfig, Entry, KeySpace, MemoryConfig, RedisConfig, RedisTier, Tier,
     TieredCache,
@@ -134,65 +133,6 @@ async fn two_caches_share_the_redis_tier() {
     let again = b.get_many(&[key(1)]).await;
     assert_eq!(again[0].as_ref().map(|f| f.tier), Some(Tier::Memory));
     b.clear().await.expect("clear");
-}
-
-/// A private redis-server on a free port, killed on drop.
-struct PrivateRedis {
-    child: Child,
-    port: u16,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                // For DEBUG SLEEP, which plays a slow Redis.
-                "--enable-debug-command",
-                "yes",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/ensure-redis.sh installs it)");
-        let r = Self { child, port };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return r;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 #[tokio::test]

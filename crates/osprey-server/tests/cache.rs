@@ -4,11 +4,10 @@
 
 mod common;
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::{Reply, client, get, post_json, start_with_cache};
+use osprey_cache::testkit::{PrivateRedis, free_port};
 use osprey_engine::BatchingConfig;
 use osprey_engine::cache::{CacheConfig, DiskConfig, MemoryConfig, RedisConfig};
 use osprey_server::ServerConfig;
@@ -180,52 +179,9 @@ async fn a_second_instance_answers_from_redis() {
         .expect("clear");
 }
 
-struct PrivateRedis {
-    child: Child,
-}
-
-impl PrivateRedis {
-    fn start(port: u16) -> Self {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server must be installed (scripts/ensure-redis.sh installs it)");
-        // Owned at once, so a failed start below still kills and reaps it.
-        let redis = Self { child };
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return redis;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("redis-server did not start on port {port}");
-    }
-}
-
-impl Drop for PrivateRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn redis_killed_mid_load_fails_no_request() {
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
+    let port = free_port();
     let redis = PrivateRedis::start(port);
     let url = format!("redis://127.0.0.1:{port}");
     // No memory tier: every lookup goes to Redis, so its death is felt at once.
