@@ -4,29 +4,13 @@
 #![allow(clippy::expect_used)]
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn model_dir() -> PathBuf {
-    std::env::var_os("OSPREY_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
-        })
-}
+use support::{model_dir, osprey};
 
-/// The binary run from `dir`, without the caller's `OSPREY_*` variables.
-fn osprey(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osprey"));
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("OSPREY_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("NO_COLOR", "1").current_dir(dir);
-    cmd
-}
+mod support;
 
 fn output(cmd: &mut Command, stdin: &[u8]) -> Output {
     let mut child = cmd
