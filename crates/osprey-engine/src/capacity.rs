@@ -11,6 +11,10 @@ use std::time::{Duration, Instant};
 /// load (other processes taking the cores) without one odd batch swinging it.
 const NEW_WEIGHT: f64 = 0.3;
 
+/// What the spread of batch times is taken to be before batches have shown it:
+/// the warm-up's small batches say little about how much real ones vary.
+const INITIAL_SPREAD: f64 = 0.25;
+
 /// A batch running past the time its replica's rate gives it is taken to be this
 /// fraction of its time so far from done: how much longer is unknown, only that the
 /// rate was too optimistic.
@@ -20,10 +24,12 @@ const OVERDUE_REST: f64 = 0.25;
 /// granularity no longer changes the answer, so larger queues move in larger steps.
 const MAX_STEPS: f64 = 64.0;
 
-#[derive(Default)]
 struct Replica {
     /// Real tokens per second; 0 until a batch was timed.
     rate: f64,
+    /// How far batch times stray from what the rate predicts, relative to it
+    /// (a moving average of |actual / predicted - 1|).
+    spread: f64,
     /// The batch running now: when it started and its real tokens.
     running: Option<(Instant, usize)>,
 }
@@ -35,7 +41,15 @@ pub(crate) struct Capacity {
 impl Capacity {
     pub fn new(replicas: usize) -> Self {
         Self {
-            replicas: (0..replicas).map(|_| Mutex::default()).collect(),
+            replicas: (0..replicas)
+                .map(|_| {
+                    Mutex::new(Replica {
+                        rate: 0.0,
+                        spread: INITIAL_SPREAD,
+                        running: None,
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -64,11 +78,14 @@ impl Capacity {
             return;
         };
         let rate = tokens as f64 / took.as_secs_f64();
-        r.rate = if r.rate > 0.0 {
-            (1.0 - NEW_WEIGHT) * r.rate + NEW_WEIGHT * rate
+        if r.rate > 0.0 {
+            // The batch took rate-predicted time × (old rate / its rate).
+            let strayed = (r.rate / rate - 1.0).abs();
+            r.spread = (1.0 - NEW_WEIGHT) * r.spread + NEW_WEIGHT * strayed;
+            r.rate = (1.0 - NEW_WEIGHT) * r.rate + NEW_WEIGHT * rate;
         } else {
-            rate
-        };
+            r.rate = rate;
+        }
     }
 
     pub fn replicas(&self) -> Vec<ReplicaLoad> {
@@ -88,6 +105,8 @@ pub struct ReplicaLoad {
     pub busy_for: Duration,
     /// Real tokens of that batch.
     pub running_tokens: usize,
+    /// How far its batch times stray from what its rate predicts, relative to it.
+    pub spread: f64,
 }
 
 impl ReplicaLoad {
@@ -97,6 +116,7 @@ impl ReplicaLoad {
                 tokens_per_second: r.rate,
                 busy_for: Duration::ZERO,
                 running_tokens: 0,
+                spread: r.spread,
             };
         };
         let elapsed = now.saturating_duration_since(started).as_secs_f64();
@@ -117,6 +137,7 @@ impl ReplicaLoad {
             tokens_per_second: rate,
             busy_for: Duration::from_secs_f64(rest),
             running_tokens: tokens,
+            spread: r.spread,
         }
     }
 }
@@ -138,6 +159,12 @@ impl Load {
         let known =
             !self.replicas.is_empty() && self.replicas.iter().all(|r| r.tokens_per_second > 0.0);
         known.then(|| self.replicas.iter().map(|r| r.tokens_per_second).sum())
+    }
+
+    /// The largest spread of batch times among the replicas: how much slack a
+    /// prediction needs.
+    pub fn spread(&self) -> f64 {
+        self.replicas.iter().map(|r| r.spread).fold(0.0, f64::max)
     }
 
     /// Real tokens in the batches running now.
@@ -208,6 +235,7 @@ mod tests {
                     tokens_per_second: rate,
                     busy_for: Duration::from_millis(busy_ms),
                     running_tokens: if busy_ms > 0 { 100 } else { 0 },
+                    spread: 0.0,
                 })
                 .collect(),
             queued_tokens: 0,
@@ -238,6 +266,9 @@ mod tests {
         let l = load(&[(1000.0, 0), (1000.0, 300)]);
         assert!((secs(l.finish_in(0, 500, 10)) - 0.5).abs() < 1e-9);
         assert_eq!(l.running_tokens(), 100);
+        let mut l = l;
+        l.replicas[1].spread = 0.4;
+        assert_eq!(l.spread(), 0.4, "the largest");
     }
 
     #[test]
@@ -272,17 +303,22 @@ mod tests {
         assert_eq!(c.replicas()[0].tokens_per_second, 0.0);
         c.finish(0, 1000, Some(Duration::from_secs(1)));
         assert_eq!(c.replicas()[0].tokens_per_second, 1000.0);
+        assert_eq!(c.replicas()[0].spread, INITIAL_SPREAD);
+        // Twice as fast as predicted: it strayed by half its predicted time.
         c.finish(0, 2000, Some(Duration::from_secs(1)));
         assert!((c.replicas()[0].tokens_per_second - 1300.0).abs() < 1e-9);
+        assert!((c.replicas()[0].spread - (0.7 * INITIAL_SPREAD + 0.3 * 0.5)).abs() < 1e-9);
         // A failed batch clears the replica and leaves its rate alone.
         c.begin(1, 50);
         assert_eq!(c.replicas()[1].running_tokens, 50);
         c.finish(1, 50, None);
-        assert_eq!(c.replicas()[1], load(&[(0.0, 0)]).replicas[0]);
+        assert_eq!(c.replicas()[1].tokens_per_second, 0.0);
+        assert_eq!(c.replicas()[1].running_tokens, 0);
 
         // Running far past what its rate gives it: the pace so far caps the rate.
         let r = Replica {
             rate: 1000.0,
+            spread: 0.1,
             running: Some((Instant::now(), 100)),
         };
         let later = Instant::now() + Duration::from_secs(1);

@@ -177,7 +177,7 @@ impl Protection {
         let Some(finish) = load.finish_in(ahead, own, inputs.len()) else {
             return Ok(ticket);
         };
-        let wait = finish.mul_f64(SLACK) + FIXED_COSTS;
+        let wait = finish.mul_f64((1.0 + SPREADS * load.spread()).max(MIN_SLACK)) + FIXED_COSTS;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if wait > left {
             metrics::counter!("osprey_rejected_total", "reason" => "deadline_unreachable")
@@ -193,10 +193,14 @@ impl Protection {
     }
 }
 
-/// Predicted model time is stretched by this factor: batch times vary with what
-/// else runs on the cores, and an admitted request that misses its deadline costs
-/// more (its work is thrown away) than one refused at once.
-const SLACK: f64 = 1.1;
+/// Predicted model time is stretched by this many times the replicas' spread of
+/// batch times (how far they stray from their rate, which varies with what else
+/// runs on the cores): an admitted request that misses its deadline costs more (its
+/// work is thrown away) than one refused at once.
+const SPREADS: f64 = 2.0;
+
+/// The least stretch, however steady the batches have been.
+const MIN_SLACK: f64 = 1.05;
 
 /// Time a request spends outside the model: tokenizing, pooling, serializing.
 const FIXED_COSTS: Duration = Duration::from_millis(10);

@@ -246,6 +246,8 @@ fn load(busy_ms: u64, queued: usize) -> Load {
         tokens_per_second: 1000.0,
         busy_for: Duration::from_millis(busy_ms),
         running_tokens: if busy_ms > 0 { 300 } else { 0 },
+        // Batch times stray by 5%: predictions are stretched by 10%.
+        spread: 0.05,
     };
     Load {
         replicas: vec![replica; 2],
@@ -281,6 +283,14 @@ async fn unreachable_deadlines_are_refused_from_the_replicas_load() {
     assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(e.to_string().contains("deadline of 400 ms"), "{e}");
     assert_eq!(e.into_response().headers()["retry-after"], "1");
+    // Batches that stray more from their rate stretch predictions more: by half
+    // their time, the same wait no longer fits 800 ms.
+    check(load(300, 0), 800).await.expect("steady batches");
+    let mut noisy = load(300, 0);
+    for r in &mut noisy.replicas {
+        r.spread = 0.5;
+    }
+    check(noisy, 800).await.expect_err("noisy batches");
     // Queued work waits its turn: 9,000 tokens take seconds, and the advice to
     // retry says so.
     let e = check(load(0, 9000), 400).await.expect_err("long queue");
@@ -307,6 +317,7 @@ async fn unreachable_deadlines_are_refused_from_the_replicas_load() {
                 tokens_per_second: 1000.0,
                 busy_for: Duration::from_millis(10),
                 running_tokens: 450,
+                spread: 0.05,
             };
             2
         ],
