@@ -11,6 +11,7 @@ use osprey_models::{
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::capacity::{Capacity, Load};
 use crate::queue::{BatchQueue, Item, Limits, Rejected};
 use crate::{EngineConfig, EngineError, worker};
 
@@ -79,6 +80,7 @@ pub struct Engine {
     next_request: AtomicU64,
     /// Extra time every batch takes (µs), for tests of latency alerts; 0 in service.
     slowdown_us: Arc<AtomicU64>,
+    capacity: Arc<Capacity>,
 }
 
 /// Removes a request's queued inputs if its future is dropped before it finished
@@ -149,28 +151,25 @@ impl Engine {
         }));
         let warm = warmup_inputs(&tokenizer);
         let slowdown_us = Arc::new(AtomicU64::new(0));
+        let capacity = Arc::new(Capacity::new(backends.len()));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let mut workers = Vec::with_capacity(backends.len());
         for (i, mut backend) in backends.into_iter().enumerate() {
-            let queue = queue.clone();
+            let shared = worker::Shared {
+                queue: queue.clone(),
+                capacity: capacity.clone(),
+                slowdown_us: slowdown_us.clone(),
+            };
             let warm = warm.clone();
             let ready = ready_tx.clone();
-            let slowdown = slowdown_us.clone();
             let handle = std::thread::Builder::new()
                 .name(format!("osprey-replica-{i}"))
                 .spawn(move || {
-                    // Warm-up: the first runs allocate buffers and pick kernels.
-                    let result = warm
-                        .iter()
-                        .try_for_each(|batch| {
-                            let seqs: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
-                            backend.embed(&seqs).map(|_| ())
-                        })
-                        .map_err(|e| e.to_string());
+                    let result = worker::warm_up(backend.as_mut(), &warm, &shared.capacity, i);
                     let ok = result.is_ok();
                     let _ = ready.send(result);
                     if ok {
-                        worker::run(backend, queue, slowdown);
+                        worker::run(backend, i, shared);
                     }
                 })?;
             workers.push(handle);
@@ -203,10 +202,16 @@ impl Engine {
             max_batch_requests: queue.limits().max_batch_requests,
             max_queue_tokens: queue.limits().max_queue_tokens,
         };
+        let rate: f64 = capacity
+            .replicas()
+            .iter()
+            .map(|r| r.tokens_per_second)
+            .sum();
         tracing::info!(
             model = %info.id, revision = %info.revision, backend = info.backend,
             replicas = info.replicas, threads = info.threads_per_replica,
-            load_ms = loaded_ms, ready_ms = started.elapsed().as_millis() as u64, "model loaded and warmed up"
+            load_ms = loaded_ms, ready_ms = started.elapsed().as_millis() as u64,
+            tokens_per_second = rate.round() as u64, "model loaded and warmed up"
         );
         Ok(Self {
             info,
@@ -215,6 +220,7 @@ impl Engine {
             workers: std::sync::Mutex::new(workers),
             next_request: AtomicU64::new(1),
             slowdown_us,
+            capacity,
         })
     }
 
@@ -236,6 +242,25 @@ impl Engine {
 
     pub fn queued_tokens(&self) -> usize {
         self.queue.queued_tokens()
+    }
+
+    /// The replicas' rates, what they run and what is queued, for admission
+    /// control. Cheap: one short lock per replica and one on the queue.
+    pub fn load(&self) -> Load {
+        let limits = self.queue.limits();
+        Load {
+            replicas: self.capacity.replicas(),
+            queued_tokens: self.queue.queued_tokens(),
+            max_queue_tokens: limits.max_queue_tokens,
+            max_batch_tokens: limits.max_batch_tokens,
+            max_batch_requests: limits.max_batch_requests,
+        }
+    }
+
+    /// Real tokens per second all replicas together run, measured on every batch
+    /// (the warm-up included, so it is known once the engine has started).
+    pub fn tokens_per_second(&self) -> Option<f64> {
+        self.load().tokens_per_second()
     }
 
     /// Tokenizes `texts`; errors name the input by its index in `texts`.

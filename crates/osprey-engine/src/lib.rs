@@ -2,6 +2,7 @@
 //! lookup, single flight for identical inputs, tokenization, a batch queue bounded
 //! in tokens, and replica workers on dedicated OS threads.
 
+mod capacity;
 mod config;
 mod engine;
 mod error;
@@ -10,6 +11,7 @@ mod pipeline;
 mod queue;
 mod worker;
 
+pub use capacity::{Load, ReplicaLoad};
 pub use config::{BatchingConfig, EngineConfig};
 pub use engine::{EmbedOptions, Embeddings, Engine, ModelInfo, Timings};
 pub use error::EngineError;

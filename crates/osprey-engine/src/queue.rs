@@ -1,6 +1,7 @@
 //! The batch queue: bounded in tokens, shared by the async handlers that fill it and
 //! the replica threads that drain it. A batch is formed when a worker is free, around
-//! the oldest waiting input and from inputs of similar length.
+//! the oldest waiting input: in arrival order, or from inputs of similar length on
+//! backends that pad a batch to its longest input.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -157,8 +158,9 @@ impl BatchQueue {
     }
 }
 
-/// Picks a batch around the oldest input: the inputs closest to its length come
-/// first, as long as the batch stays within the token, count and padding limits.
+/// Picks a batch around the oldest input: the inputs closest to its length first
+/// when batches are padded, else in arrival order, as long as the batch stays within
+/// the token, count and padding limits.
 fn take_batch(items: &mut VecDeque<Item>, limits: &Limits) -> Vec<Item> {
     let cost =
         |count: usize, sum: usize, longest: usize| if limits.pads { count * longest } else { sum };
@@ -174,10 +176,15 @@ fn take_batch(items: &mut VecDeque<Item>, limits: &Limits) -> Vec<Item> {
         return items.drain(..).collect();
     }
 
-    let anchor = items.front().map_or(0, |i| i.ids.len());
     let mut order: Vec<usize> = (0..items.len()).collect();
-    // Stable: equally close inputs keep their arrival order.
-    order.sort_by_key(|&i| items[i].ids.len().abs_diff(anchor));
+    // Padded batches group inputs of similar length; unpadded ones cost the same
+    // in any order, so they keep arrival order: a request then waits only for the
+    // work queued before it, which is what admission control predicts.
+    if limits.pads {
+        let anchor = items.front().map_or(0, |i| i.ids.len());
+        // Stable: equally close inputs keep their arrival order.
+        order.sort_by_key(|&i| items[i].ids.len().abs_diff(anchor));
+    }
     let mut chosen = vec![false; items.len()];
     let (mut count, mut sum, mut max_len) = (0usize, 0usize, 0usize);
     for i in order {

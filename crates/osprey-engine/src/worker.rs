@@ -8,13 +8,44 @@ use std::time::{Duration, Instant};
 
 use osprey_models::Backend;
 
+use crate::capacity::Capacity;
 use crate::queue::{BatchQueue, ItemResult};
 
-pub(crate) fn run(
-    mut backend: Box<dyn Backend>,
-    queue: Arc<BatchQueue>,
-    slowdown_us: Arc<AtomicU64>,
-) {
+/// What a replica thread shares with the engine.
+pub(crate) struct Shared {
+    pub queue: Arc<BatchQueue>,
+    pub capacity: Arc<Capacity>,
+    pub slowdown_us: Arc<AtomicU64>,
+}
+
+/// Runs the warm-up batches (the first runs allocate buffers and pick kernels); the
+/// last one, past those first-run costs, seeds the replica's rate so admission
+/// control can judge requests from the start.
+pub(crate) fn warm_up(
+    backend: &mut dyn Backend,
+    batches: &[Vec<Vec<u32>>],
+    capacity: &Capacity,
+    replica: usize,
+) -> Result<(), String> {
+    let mut last = None;
+    for batch in batches {
+        let seqs: Vec<&[u32]> = batch.iter().map(Vec::as_slice).collect();
+        let started = Instant::now();
+        backend.embed(&seqs).map_err(|e| e.to_string())?;
+        last = Some((seqs.iter().map(|s| s.len()).sum(), started.elapsed()));
+    }
+    if let Some((tokens, took)) = last {
+        capacity.finish(replica, tokens, Some(took));
+    }
+    Ok(())
+}
+
+pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared) {
+    let Shared {
+        queue,
+        capacity,
+        slowdown_us,
+    } = shared;
     let pads = queue.limits().pads;
     while let Some(batch) = queue.next_batch() {
         // Inputs whose client left while queued are not worth computing.
@@ -24,6 +55,8 @@ pub(crate) fn run(
         }
         let started = Instant::now();
         let seqs: Vec<&[u32]> = batch.iter().map(|i| i.ids.as_slice()).collect();
+        let real: usize = seqs.iter().map(|s| s.len()).sum();
+        capacity.begin(replica, real);
         // A backend bug must fail the batch, not kill the replica and hang the queue.
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| backend.embed(&seqs)))
             .unwrap_or_else(|_| {
@@ -36,8 +69,8 @@ pub(crate) fn run(
             std::thread::sleep(Duration::from_micros(extra));
         }
         let inference = started.elapsed();
+        capacity.finish(replica, real, result.is_ok().then_some(inference));
 
-        let real: usize = seqs.iter().map(|s| s.len()).sum();
         let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         let computed = if pads { longest * seqs.len() } else { real };
         metrics::histogram!("osprey_batch_size").record(seqs.len() as f64);

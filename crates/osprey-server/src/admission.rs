@@ -1,14 +1,12 @@
 //! Admission control for inference requests: a cap on requests in flight, refused at
 //! once with 503; a deadline after which a request's work is dropped (its queued
 //! inputs leave the batch queue when its future is dropped) and it gets 504; and,
-//! in between, a refusal at once (503) of work the queue cannot reach before its
-//! deadline at the throughput the server is measured to have.
+//! in between, a refusal at once (503) of work the replicas cannot finish before its
+//! deadline at the rates they are measured to run (see `Protection::check_queue`).
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use tokio::time::Instant;
 
 use axum::http::HeaderMap;
 
@@ -76,68 +74,5 @@ impl Admission {
             })?;
         let asked = Duration::from_millis(ms);
         Ok(Some(self.deadline.map_or(asked, |d| d.min(asked))))
-    }
-}
-
-/// Tokens the model finishes per second when it is saturated, measured on completed
-/// requests over windows of about a second and smoothed. Only completions that find
-/// work still queued count: otherwise the rate would measure the offered load, not
-/// the capacity, and a quiet minute would make the next burst look hopeless.
-#[derive(Default)]
-pub struct Throughput {
-    window: Mutex<Window>,
-}
-
-#[derive(Default)]
-struct Window {
-    started: Option<Instant>,
-    last: Option<Instant>,
-    tokens: u64,
-    rate: f64,
-}
-
-/// A gap between completions longer than this starts a new window.
-const IDLE: Duration = Duration::from_secs(2);
-
-impl Throughput {
-    pub fn record(&self, tokens: usize, queue_busy: bool) {
-        let now = Instant::now();
-        let mut w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        if !queue_busy {
-            w.started = None;
-            return;
-        }
-        let idle = w.last.is_none_or(|last| now - last > IDLE);
-        w.last = Some(now);
-        let Some(started) = w.started.filter(|_| !idle) else {
-            // The work that opens a window was done before it: not counted.
-            w.started = Some(now);
-            w.tokens = 0;
-            return;
-        };
-        w.tokens += tokens as u64;
-        let elapsed = now - started;
-        if elapsed >= Duration::from_secs(1) {
-            let rate = w.tokens as f64 / elapsed.as_secs_f64();
-            w.rate = if w.rate > 0.0 {
-                0.5 * w.rate + 0.5 * rate
-            } else {
-                rate
-            };
-            w.started = Some(now);
-            w.tokens = 0;
-        }
-    }
-
-    /// None until a first window closed.
-    pub fn tokens_per_second(&self) -> Option<f64> {
-        let w = self.window.lock().unwrap_or_else(|p| p.into_inner());
-        (w.rate > 0.0).then_some(w.rate)
-    }
-
-    /// The expected wait for `tokens` behind `queued`, when throughput is known.
-    pub fn wait_for(&self, queued: usize, tokens: usize) -> Option<Duration> {
-        let rate = self.tokens_per_second()?;
-        Some(Duration::from_secs_f64((queued + tokens) as f64 / rate))
     }
 }

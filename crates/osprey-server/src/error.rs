@@ -39,9 +39,13 @@ pub enum ApiError {
     #[error("the request's deadline of {0} ms passed before it finished")]
     DeadlineExceeded(u64),
     #[error(
-        "the queue holds about {wait_ms} ms of work, more than this request's deadline of {deadline_ms} ms; retry shortly"
+        "the work queued and running would take about {wait_ms} ms to finish this request, more than its deadline of {deadline_ms} ms; retry shortly"
     )]
-    DeadlineUnreachable { wait_ms: u64, deadline_ms: u64 },
+    DeadlineUnreachable {
+        wait_ms: u64,
+        deadline_ms: u64,
+        retry_after_secs: u64,
+    },
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("cache: {0}")]
@@ -178,6 +182,9 @@ impl IntoResponse for ApiError {
         let mut resp = (status, axum::Json(body)).into_response();
         let h = resp.headers_mut();
         if let Self::RateLimited {
+            retry_after_secs, ..
+        }
+        | Self::DeadlineUnreachable {
             retry_after_secs, ..
         } = &self
         {

@@ -11,8 +11,9 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use osprey_engine::Load;
 
-use crate::admission::{Admission, Throughput};
+use crate::admission::Admission;
 use crate::auth::{AuthConfig, AuthSetupError, Authenticator, Scope};
 use crate::limits::LimitsConfig;
 use crate::rate_limit::{ClientKey, RateLimits};
@@ -36,7 +37,6 @@ pub struct Protection {
     metrics_public: bool,
     rate: RateLimits,
     admission: Admission,
-    throughput: Throughput,
     /// Estimated tokens of requests admitted to the engine and not finished.
     outstanding: Arc<AtomicUsize>,
     limits: LimitsConfig,
@@ -51,7 +51,9 @@ pub(crate) struct Ticket {
 
 impl Ticket {
     fn new(outstanding: Arc<AtomicUsize>, tokens: usize) -> Self {
-        outstanding.fetch_add(tokens, Ordering::AcqRel);
+        // Sequentially consistent with the load in `check_queue`: of two requests
+        // checked at once, at least one sees the other.
+        outstanding.fetch_add(tokens, Ordering::SeqCst);
         Self {
             outstanding,
             tokens,
@@ -82,7 +84,6 @@ impl Default for Protection {
             metrics_public: true,
             rate: RateLimits::new(&limits),
             admission: Admission::new(&limits),
-            throughput: Throughput::default(),
             outstanding: Arc::default(),
             limits,
         }
@@ -104,7 +105,6 @@ impl Protection {
             metrics_public: auth.metrics_public,
             rate: RateLimits::with_slots(limits, slots),
             admission: Admission::new(limits),
-            throughput: Throughput::default(),
             outstanding: Arc::default(),
             limits: limits.clone(),
         })
@@ -136,21 +136,22 @@ impl Protection {
 
     /// Refuses at once work the queue cannot take: 429 when its estimated tokens do
     /// not fit the queue's capacity (checked here, before tokenizing, so a refusal
-    /// costs no tokenizer time), 503 when it would wait past the request's deadline
-    /// behind all work admitted and not finished (queued or running), at the
-    /// measured throughput (admitted while throughput is unknown). The ticket
-    /// counts the request as outstanding until it is dropped.
+    /// costs no tokenizer time), 503 when the replicas, at their measured rates,
+    /// would not finish it before the request's deadline behind all work admitted
+    /// and not finished: queued, being tokenized, and the batches running now. The
+    /// ticket counts the request as outstanding until it is dropped.
     pub(crate) fn check_queue<S: AsRef<str>>(
         &self,
-        queued: usize,
-        capacity: usize,
+        load: &Load,
+        max_input_tokens: usize,
         inputs: &[S],
     ) -> Result<Ticket, ApiError> {
         // About four bytes of English per token, at most a model's maximum per input.
         let own: usize = inputs
             .iter()
-            .map(|t| (t.as_ref().len() / 4 + 2).min(512))
+            .map(|t| (t.as_ref().len() / 4 + 2).min(max_input_tokens.max(1)))
             .sum();
+        let (queued, capacity) = (load.queued_tokens, load.max_queue_tokens);
         if queued > 0 && queued + own > capacity {
             metrics::counter!("osprey_rejected_total", "reason" => "queue_full").increment(1);
             return Err(ApiError::Engine(osprey_engine::EngineError::Overloaded {
@@ -162,11 +163,23 @@ impl Protection {
         let Some(Some((deadline, budget))) = REQUEST.try_with(|r| r.deadline).ok() else {
             return Ok(ticket);
         };
-        // The ticket already counts this request's own tokens.
-        let ahead = self.outstanding.load(Ordering::Acquire).max(queued + own);
-        let Some(wait) = self.throughput.wait_for(ahead, 0) else {
+        // Outstanding work counts this request and every other admitted one, also
+        // those still tokenizing (not queued yet); what runs now is counted by the
+        // replicas, with how long it still needs.
+        let outstanding = self.outstanding.load(Ordering::SeqCst);
+        let ahead = outstanding
+            .saturating_sub(load.running_tokens())
+            .saturating_sub(own)
+            .max(queued);
+        // An idle engine takes any request: refusing it on a rate measured in other
+        // conditions would keep the engine idle and the rate unchanged for good.
+        if ahead == 0 && load.running_tokens() == 0 {
+            return Ok(ticket);
+        }
+        let Some(finish) = load.finish_in(ahead, own, inputs.len()) else {
             return Ok(ticket);
         };
+        let wait = finish.mul_f64((1.0 + SPREADS * load.spread()).max(MIN_SLACK)) + FIXED_COSTS;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         if wait > left {
             metrics::counter!("osprey_rejected_total", "reason" => "deadline_unreachable")
@@ -174,17 +187,25 @@ impl Protection {
             return Err(ApiError::DeadlineUnreachable {
                 wait_ms: wait.as_millis() as u64,
                 deadline_ms: budget.as_millis() as u64,
+                // When the work ahead should have drained enough for it to fit.
+                retry_after_secs: (wait - left).as_secs_f64().ceil().clamp(1.0, 60.0) as u64,
             });
         }
         Ok(ticket)
     }
-
-    /// Counts tokens the model finished, for the throughput estimate; `queue_busy`:
-    /// whether work was still queued when they finished.
-    pub(crate) fn record_tokens(&self, tokens: usize, queue_busy: bool) {
-        self.throughput.record(tokens, queue_busy);
-    }
 }
+
+/// Predicted model time is stretched by this many times the replicas' spread of
+/// batch times (how far they stray from their rate, which varies with what else
+/// runs on the cores): an admitted request that misses its deadline costs more (its
+/// work is thrown away) than one refused at once.
+const SPREADS: f64 = 2.0;
+
+/// The least stretch, however steady the batches have been.
+const MIN_SLACK: f64 = 1.05;
+
+/// Time a request spends outside the model: tokenizing, pooling, serializing.
+const FIXED_COSTS: Duration = Duration::from_millis(10);
 
 /// What a path needs. Everything under `/admin/` is admin; `/health/live` is open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

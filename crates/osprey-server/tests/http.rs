@@ -881,9 +881,12 @@ async fn client_disconnect_leaves_the_server_working() {
                 .json(&json!({"inputs": doomed_inputs}))
                 .send()
                 .await;
-            // Whatever the outcome, it must not be a server error.
+            // Whatever the outcome, it must not be a server error; 503 is a
+            // deliberate refusal (on a slow machine, the work ahead may not finish
+            // within the deadline).
             if let Ok(resp) = &r {
-                assert!(!resp.status().is_server_error(), "{}", resp.status());
+                let status = resp.status();
+                assert!(status == 503 || !status.is_server_error(), "{status}");
             }
             outcomes.push(r.map(|r| r.status().as_u16()).map_err(|e| e.is_timeout()));
         }

@@ -613,31 +613,61 @@ async fn overload_is_refused_at_once_with_bounded_memory() {
     );
 }
 
-#[tokio::test]
-async fn deadline_drops_queued_work_with_504() {
-    let _g = exclusive().await;
-    let s = guarded_server();
-    let c = client();
-    let metric = |text: &str| metric_sum(text, "osprey_cancelled_items_total");
-    let cancelled_before = metric(&get(&c, &format!("{}/metrics", s.base)).await.text);
-
-    let long = reference()
+fn longest_text() -> String {
+    reference()
         .cases
         .iter()
         .max_by_key(|c| c.token_count)
         .expect("cases")
         .text
-        .clone();
-    let texts: Vec<String> = (0..MAX_INPUTS).map(|i| format!("{long} {i}")).collect();
+        .clone()
+}
+
+/// Waits (boundedly) until the engine has nothing queued or running.
+async fn settle(s: &TestServer) {
+    for _ in 0..600 {
+        let load = s.engine.load();
+        if load.queued_tokens == 0 && load.running_tokens() == 0 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the engine never went idle");
+}
+
+/// A request the replicas' measured rates say can finish in time is admitted; when
+/// the model then slows down past its deadline, it gets 504 and its queued inputs
+/// are taken out of the queue.
+#[tokio::test]
+async fn deadline_drops_queued_work_with_504() {
+    let _g = exclusive().await;
+    let s = guarded_server();
+    let c = client();
+    settle(s).await;
+    let metric = |text: &str| metric_sum(text, "osprey_cancelled_items_total");
+    let cancelled_before = metric(&get(&c, &format!("{}/metrics", s.base)).await.text);
+
+    // Six maximum-length inputs: three batches of 512 tokens on two replicas, so
+    // one batch still waits when the deadline passes. The deadline is four times
+    // what the measured rate needs, so admission takes the request.
+    let long = longest_text();
+    let texts: Vec<String> = (0..6).map(|i| format!("{long} {i}")).collect();
+    let rate = s.engine.tokens_per_second().expect("rate known");
+    let needs_ms = (6.0 * 256.0 / rate * 1000.0) as u64;
+    let deadline_ms = (4 * needs_ms).max(1000);
+    // Each batch now takes longer than the whole deadline.
+    s.engine
+        .set_test_slowdown(Duration::from_millis(deadline_ms));
     let r = Reply::read(
         c.post(format!("{}/embed", s.base))
-            .header(osprey_server::DEADLINE_HEADER, "20")
+            .header(osprey_server::DEADLINE_HEADER, deadline_ms.to_string())
             .json(&json!({ "inputs": texts }))
             .send()
             .await
             .expect("send"),
     )
     .await;
+    s.engine.set_test_slowdown(Duration::ZERO);
     r.assert_error(504, "deadline");
     assert_eq!(r.json["error"]["code"], "deadline_exceeded");
 
@@ -656,6 +686,100 @@ async fn deadline_drops_queued_work_with_504() {
             .len(),
         1
     );
+}
+
+/// Auth off, a large queue and small batches: room for seconds of queued work.
+fn deep_queue_server() -> &'static TestServer {
+    static S: OnceLock<TestServer> = OnceLock::new();
+    S.get_or_init(|| {
+        let batching = BatchingConfig {
+            max_batch_tokens: 512,
+            max_queue_tokens: 1 << 20,
+            ..BatchingConfig::default()
+        };
+        start_with(small_limits(), batching, Protection::default())
+    })
+}
+
+/// Behind seconds of queued work, a request with a short deadline is refused at
+/// once with 503 (not admitted to time out with 504), while one whose deadline
+/// leaves room is admitted and served.
+#[tokio::test]
+async fn unreachable_deadlines_are_refused_at_once() {
+    let s = deep_queue_server();
+    let c = client();
+    // Known from the warm-up, before this server has served anything.
+    let rate = s.engine.tokens_per_second().expect("rate known at start");
+
+    // At least two seconds of work at that rate, in requests of 16 long inputs.
+    let long = longest_text();
+    let per_request = 16.0 * 256.0;
+    let requests = ((2.0 * rate / per_request).ceil() as usize).clamp(1, 64);
+    let background = join_all((0..requests).map(|k| {
+        let c = c.clone();
+        let url = format!("{}/embed", s.base);
+        let texts: Vec<String> = (0..16).map(|i| format!("{long} [{k}-{i}]")).collect();
+        async move {
+            Reply::read(
+                c.post(url)
+                    .json(&json!({ "inputs": texts }))
+                    .send()
+                    .await
+                    .expect("send"),
+            )
+            .await
+        }
+    }));
+    let probe = async {
+        // Once the queue alone holds a second of work at the current rate...
+        let second_of_work = || {
+            let load = s.engine.load();
+            let rate = load.tokens_per_second().unwrap_or(f64::INFINITY);
+            load.queued_tokens as f64 >= rate
+        };
+        let mut waited = 0;
+        while !second_of_work() && waited < 10_000 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+            waited += 1;
+        }
+        assert!(
+            second_of_work(),
+            "the background work never filled the queue"
+        );
+        // ...300 ms cannot be enough.
+        let short = Reply::read(
+            c.post(format!("{}/embed", s.base))
+                .header(osprey_server::DEADLINE_HEADER, "300")
+                .json(&json!({ "inputs": "a request in a hurry" }))
+                .send()
+                .await
+                .expect("send"),
+        )
+        .await;
+        // Refused at once: the work ahead of it is still queued.
+        let still_queued = s.engine.queued_tokens();
+        // A deadline that leaves room is admitted, and waits its turn.
+        let patient = Reply::read(
+            c.post(format!("{}/embed", s.base))
+                .header(osprey_server::DEADLINE_HEADER, "30000")
+                .json(&json!({ "inputs": "a patient request" }))
+                .send()
+                .await
+                .expect("send"),
+        )
+        .await;
+        (short, still_queued, patient)
+    };
+    let (background, (short, still_queued, patient)) = tokio::join!(background, probe);
+
+    short.assert_error(503, "unreachable deadline");
+    assert_eq!(short.json["error"]["code"], "deadline_unreachable");
+    assert!(short.header("retry-after").is_some());
+    assert!(still_queued > 0, "the refusal waited for the queue");
+    assert_eq!(patient.vectors().len(), 1);
+    for r in background {
+        assert_eq!(r.vectors().len(), 16);
+    }
 }
 
 // ---------------------------------------------------------------- hostile input

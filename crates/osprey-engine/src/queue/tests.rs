@@ -60,6 +60,23 @@ fn batches_respect_count_and_group_by_length() {
 }
 
 #[test]
+fn unpadded_batches_keep_arrival_order() {
+    let q = BatchQueue::new(limits(false));
+    let _a = push(&q, 1, &[20, 30]).expect("admitted");
+    let _b = push(&q, 2, &[20, 20]).expect("admitted");
+    let _c = push(&q, 3, &[21]).expect("admitted");
+    // Grouping by length would take 20, 20, 20, 21 and leave request 1's 30 behind
+    // a later request; without padding nothing is gained by it.
+    let requests: Vec<u64> = q
+        .next_batch()
+        .expect("batch")
+        .iter()
+        .map(|i| i.request)
+        .collect();
+    assert_eq!(requests, vec![1, 1, 2, 2]);
+}
+
+#[test]
 fn padded_cost_limits_the_batch() {
     let q = BatchQueue::new(limits(true));
     // 3 × 30 = 90 fits, a 4th at 30 would cost 120 > 100.

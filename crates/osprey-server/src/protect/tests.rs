@@ -240,30 +240,27 @@ async fn in_flight_cap_and_deadline_header() {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn throughput_is_measured_and_unreachable_deadlines_refused() {
-    use tokio::time::advance;
-    let p = Protection::default();
-    assert!(p.throughput.tokens_per_second().is_none());
-    // 900 tokens finished over one second with work queued (the first completion
-    // opens the window). Completions with nothing queued say nothing of capacity.
-    p.record_tokens(100, true);
-    advance(Duration::from_millis(500)).await;
-    p.record_tokens(400, true);
-    advance(Duration::from_millis(500)).await;
-    p.record_tokens(500, true);
-    let rate = p.throughput.tokens_per_second().expect("a window closed");
-    assert!((rate - 900.0).abs() < 1.0, "{rate}");
-    // An idle gap starts a new window instead of lowering the rate.
-    advance(Duration::from_secs(30)).await;
-    p.record_tokens(10, true);
-    assert_eq!(p.throughput.tokens_per_second(), Some(rate));
-    for _ in 0..5 {
-        advance(Duration::from_secs(1)).await;
-        p.record_tokens(1, false);
+/// Two replicas at 1,000 tokens a second, each busy for `busy_ms` with 300 tokens.
+fn load(busy_ms: u64, queued: usize) -> Load {
+    let replica = osprey_engine::ReplicaLoad {
+        tokens_per_second: 1000.0,
+        busy_for: Duration::from_millis(busy_ms),
+        running_tokens: if busy_ms > 0 { 300 } else { 0 },
+        // Batch times stray by 5%: predictions are stretched by 10%.
+        spread: 0.05,
+    };
+    Load {
+        replicas: vec![replica; 2],
+        queued_tokens: queued,
+        max_queue_tokens: 10_000,
+        max_batch_tokens: 4096,
+        max_batch_requests: 32,
     }
-    assert_eq!(p.throughput.tokens_per_second(), Some(rate), "light load");
+}
 
+#[tokio::test(start_paused = true)]
+async fn unreachable_deadlines_are_refused_from_the_replicas_load() {
+    let p = Protection::default();
     let ctx = |ms: u64| RequestContext {
         client: ClientKey::Ip(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         deadline: Some((
@@ -271,42 +268,91 @@ async fn throughput_is_measured_and_unreachable_deadlines_refused() {
             Duration::from_millis(ms),
         )),
     };
-    let one = vec!["a short input".to_owned()];
-    // 450 queued tokens are half a second of work: fits 1 s, not 400 ms.
-    REQUEST
-        .scope(ctx(1000), async { p.check_queue(450, 10_000, &one) })
-        .await
-        .expect("fits");
-    let e = REQUEST
-        .scope(ctx(400), async { p.check_queue(450, 10_000, &one) })
-        .await
-        .expect_err("does not fit");
+    let pr = &p;
+    let check = move |load: Load, ms: u64| {
+        REQUEST.scope(ctx(ms), async move {
+            pr.check_queue(&load, 512, &["a short input"])
+        })
+    };
+    // Alone on an idle replica, 5 tokens take 5 ms.
+    check(load(0, 0), 400).await.expect("alone");
+    // Both replicas busy for 300 ms more, then a batch of up to 32 such inputs (what
+    // arrives meanwhile joins it): about half a second. Fits 1 s, not 400 ms.
+    check(load(300, 0), 1000).await.expect("fits");
+    let e = check(load(300, 0), 400).await.expect_err("does not fit");
     assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(e.to_string().contains("400 ms"), "{e}");
-    // Admitted requests count as outstanding (queued or running) until their ticket
-    // drops: alone, a small request fits 400 ms; behind one holding 450 tokens that
-    // the queue no longer shows (a replica runs them), it does not.
-    REQUEST
-        .scope(ctx(400), async { p.check_queue(0, 10_000, &one) })
-        .await
-        .expect("alone");
+    assert!(e.to_string().contains("deadline of 400 ms"), "{e}");
+    assert_eq!(e.into_response().headers()["retry-after"], "1");
+    // Batches that stray more from their rate stretch predictions more: by half
+    // their time, the same wait no longer fits 800 ms.
+    check(load(300, 0), 800).await.expect("steady batches");
+    let mut noisy = load(300, 0);
+    for r in &mut noisy.replicas {
+        r.spread = 0.5;
+    }
+    check(noisy, 800).await.expect_err("noisy batches");
+    // Queued work waits its turn: 9,000 tokens take seconds, and the advice to
+    // retry says so.
+    let e = check(load(0, 9000), 400).await.expect_err("long queue");
+    let retry: u64 = e.into_response().headers()["retry-after"]
+        .to_str()
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .expect("whole seconds");
+    assert!(retry >= 4, "{retry}");
+
+    // Admitted requests count as outstanding until their ticket drops, also before
+    // their inputs reach the queue: behind 900 such tokens, 400 ms is too short.
     let held = p
-        .check_queue(0, 10_000, &["x".repeat(1792)])
+        .check_queue(&load(0, 0), 512, &["x".repeat(1792), "x".repeat(1792)])
         .expect("outside a request");
-    assert_eq!(p.outstanding.load(Ordering::Acquire), 450);
-    REQUEST
-        .scope(ctx(400), async { p.check_queue(0, 10_000, &one) })
+    assert_eq!(p.outstanding.load(Ordering::Acquire), 900);
+    check(load(0, 0), 400)
         .await
         .expect_err("behind outstanding work");
+    // What the replicas run is outstanding too, but counted once: by them.
+    let running = Load {
+        replicas: vec![
+            osprey_engine::ReplicaLoad {
+                tokens_per_second: 1000.0,
+                busy_for: Duration::from_millis(10),
+                running_tokens: 450,
+                spread: 0.05,
+            };
+            2
+        ],
+        ..load(0, 0)
+    };
+    check(running, 400)
+        .await
+        .expect("the outstanding work is running");
     drop(held);
     assert_eq!(p.outstanding.load(Ordering::Acquire), 0);
+    check(load(0, 0), 400).await.expect("alone again");
+
+    // An idle engine takes a request even when its rate says it is too slow: only
+    // running batches can correct the rate.
+    let mut slow = load(0, 0);
+    for r in &mut slow.replicas {
+        r.tokens_per_second = 1.0;
+    }
+    check(slow.clone(), 400).await.expect("idle engine");
+    slow.queued_tokens = 1;
+    check(slow, 400).await.expect_err("not idle");
+    // Rates not known yet (no batch timed): admitted.
+    let mut unknown = load(0, 9000);
+    unknown.replicas[1].tokens_per_second = 0.0;
+    check(unknown, 400).await.expect("rates unknown");
     // Without a deadline, or outside a request, only the capacity counts.
-    p.check_queue(1_000_000, 2_000_000, &one)
+    p.check_queue(&load(0, 9000), 512, &["a short input"])
         .expect("outside a request");
     // Over the queue's capacity: 429 before any tokenizing. An empty queue takes
     // any request (the engine then judges its real size).
     let big = vec!["x".repeat(4000); 8];
-    let e = p.check_queue(100, 4096, &big).expect_err("over capacity");
+    let mut small = load(0, 100);
+    small.max_queue_tokens = 4096;
+    let e = p.check_queue(&small, 512, &big).expect_err("over capacity");
     assert_eq!(e.status(), StatusCode::TOO_MANY_REQUESTS);
-    p.check_queue(0, 4096, &big).expect("empty queue");
+    small.queued_tokens = 0;
+    p.check_queue(&small, 512, &big).expect("empty queue");
 }

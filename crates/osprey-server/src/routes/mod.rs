@@ -45,15 +45,12 @@ pub(crate) async fn run(
     let (out, _outstanding) = engine
         .embed_admitted(inputs, opts, |missing| {
             state.protection.check_queue(
-                engine.engine().queued_tokens(),
-                engine.info().max_queue_tokens,
+                &engine.engine().load(),
+                engine.info().max_input_tokens,
                 missing,
             )
         })
         .await?;
-    state
-        .protection
-        .record_tokens(out.computed_tokens, engine.engine().queued_tokens() > 0);
     ::metrics::counter!("osprey_embedded_items_total").increment(inputs.len() as u64);
     let t = out.timings;
     let mut timing = Timing::new(state.observe.config.metrics, inputs.len());
