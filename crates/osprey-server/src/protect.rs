@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::Method;
+use axum::http::{HeaderValue, Method, Version, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use osprey_engine::Load;
@@ -265,7 +265,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
                 };
                 metrics::counter!("osprey_auth_failures_total", "reason" => reason).increment(1);
                 tracing::debug!(path = req.uri().path(), error = %e, "refused credentials");
-                return e.into_response();
+                return refuse(req, e.into_response()).await;
             }
         },
         None => peer(&req),
@@ -281,7 +281,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             metrics::counter!("osprey_rejected_total", "reason" => "rate_limit").increment(1);
             let mut resp = e.into_response();
             budget.write(resp.headers_mut());
-            return resp;
+            return refuse(req, resp).await;
         }
     };
     let mut resp = if class == RouteClass::Inference {
@@ -297,6 +297,49 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         b.write(resp.headers_mut());
     }
     resp
+}
+
+/// Bodies up to this size are read and dropped when a request is refused before
+/// its body was read; a batch of 32 sentences is about 5 KB.
+const DRAIN_MAX: usize = 64 * 1024;
+/// How long a refused request's body may take to arrive.
+const DRAIN_WAIT: Duration = Duration::from_millis(50);
+
+/// Answers a request refused before its body was read. On HTTP/1.1 the unread body
+/// would be left on the connection, and the server closes it after the answer
+/// without the client knowing, so the client's next request on it fails. A small
+/// body already on its way is read and dropped, keeping the connection usable
+/// (no parsing: the refusal stays cheap); anything else gets `Connection: close`,
+/// so the client opens a new connection for its retry.
+async fn refuse(req: Request, mut resp: Response) -> Response {
+    if req.version() > Version::HTTP_11 || !has_body(&req) {
+        return resp;
+    }
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let drained = match declared {
+        Some(n) if n > DRAIN_MAX => false,
+        _ => matches!(
+            tokio::time::timeout(DRAIN_WAIT, axum::body::to_bytes(req.into_body(), DRAIN_MAX))
+                .await,
+            Ok(Ok(_))
+        ),
+    };
+    if !drained {
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
+}
+
+fn has_body(req: &Request) -> bool {
+    let h = req.headers();
+    h.contains_key(header::TRANSFER_ENCODING)
+        || h.get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
 }
 
 /// Refuses a request whose declared body cannot fit the queue's free capacity
@@ -334,14 +377,14 @@ async fn admit(state: &AppState, client: ClientKey, req: Request, next: Next) ->
     let p = &state.protection;
     let _slot = match p.admission.admit() {
         Ok(slot) => slot,
-        Err(e) => return e.into_response(),
+        Err(e) => return refuse(req, e.into_response()).await,
     };
     if let Err(e) = queue_has_room(state, &req) {
-        return e.into_response();
+        return refuse(req, e.into_response()).await;
     }
     let deadline = match p.admission.deadline(req.headers()) {
         Ok(d) => d,
-        Err(e) => return e.into_response(),
+        Err(e) => return refuse(req, e.into_response()).await,
     };
     let ctx = RequestContext {
         client,

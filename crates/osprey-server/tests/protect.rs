@@ -915,3 +915,83 @@ async fn hostile_inputs_get_the_right_4xx_and_the_server_keeps_serving() {
         1
     );
 }
+
+/// Reads one HTTP/1.1 response (with a content-length) from a kept-alive stream:
+/// its head, lower-cased, and its status.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut byte))
+            .await
+            .expect("an answer within 10 s")
+            .expect("read the head");
+        assert!(
+            n == 1,
+            "connection closed mid-head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await.expect("read the body");
+    (status, head)
+}
+
+/// A request refused before its body is read (here 401) must leave a kept-alive
+/// connection usable for the next request, or say it closes it.
+#[tokio::test]
+async fn refusals_before_the_body_keep_the_connection_usable() {
+    use tokio::io::AsyncWriteExt;
+    let _g = shared().await;
+    let s = auth_server();
+    let body = serde_json::to_vec(&json!({ "inputs": unique_batch(7, 32) })).expect("json");
+    let mut stream = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    for round in 0..3 {
+        // The head first and the body a moment later, as a client on a real
+        // network sends them: the refusal is decided before the body arrives.
+        let head = format!(
+            "POST /embed HTTP/1.1\r\nhost: osprey\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(head.as_bytes()).await.expect("write head");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        stream.write_all(&body).await.expect("write body");
+        let (status, head) = read_response(&mut stream).await;
+        assert_eq!(status, 401, "round {round}: {head}");
+        assert!(!head.contains("connection: close"), "round {round}: {head}");
+    }
+    stream
+        .write_all(b"GET /health/live HTTP/1.1\r\nhost: osprey\r\n\r\n")
+        .await
+        .expect("write");
+    assert_eq!(
+        read_response(&mut stream).await.0,
+        200,
+        "the connection still serves"
+    );
+
+    // A body too large to read for nothing: the answer says the connection closes.
+    let mut stream = tokio::net::TcpStream::connect(s.addr)
+        .await
+        .expect("connect");
+    let head = "POST /embed HTTP/1.1\r\nhost: osprey\r\ncontent-type: application/json\r\ncontent-length: 1000000\r\n\r\n";
+    stream.write_all(head.as_bytes()).await.expect("write head");
+    let (status, head) = read_response(&mut stream).await;
+    assert_eq!(status, 401);
+    assert!(head.contains("connection: close"), "{head}");
+}
