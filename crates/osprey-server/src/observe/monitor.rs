@@ -2,7 +2,7 @@
 //! second (CPU, memory, queue, batches, cache), the SLO status, and the alert
 //! evaluator with its webhook.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,12 +13,14 @@ use super::config::ObserveConfig;
 use super::process;
 use super::slo::{self, SloStatus};
 use super::stats::{RollingStats, Sample, TierSecond};
+use super::striped::Gauge;
 use crate::EngineSlot;
 
 pub struct Observer {
     pub config: ObserveConfig,
     pub stats: RollingStats,
-    pub in_flight: AtomicI64,
+    /// Requests in flight (`osprey_requests_in_flight`), with metrics on.
+    pub in_flight: Gauge,
     book: Mutex<AlertBook>,
     slo: Mutex<SloStatus>,
     profiling: AtomicBool,
@@ -49,7 +51,7 @@ impl Observer {
         let slow = Duration::from_secs_f64(config.slo.latency_ms.max(0.0) / 1000.0);
         Self {
             stats: RollingStats::new(slow),
-            in_flight: AtomicI64::new(0),
+            in_flight: Gauge::default(),
             book: Mutex::new(AlertBook::new(&config.alerts)),
             slo: Mutex::new(SloStatus::default()),
             profiling: AtomicBool::new(false),
@@ -112,7 +114,7 @@ impl Observer {
                 prev_cpu = p.cpu_seconds;
             }
             prev_wall = Instant::now();
-            sample.in_flight = self.in_flight.load(Ordering::Relaxed).max(0) as u64;
+            sample.in_flight = self.in_flight.get().max(0) as u64;
             if let Some(p) = engine.get() {
                 sample.queue_tokens = p.engine().queued_tokens() as u64;
                 let (b, i) = p.engine().batch_counts();

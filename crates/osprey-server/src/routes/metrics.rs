@@ -12,7 +12,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         let _ = cache.stats();
     }
     crate::observe::refresh_gauges(&state);
-    let mut resp = state.metrics.render().into_response();
+    let mut resp = crate::observe::render(&state).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
