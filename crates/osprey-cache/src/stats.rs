@@ -2,9 +2,11 @@
 //! `/admin/cache` and `osprey cache stats`) and the matching Prometheus metric in
 //! one call, so the two can never disagree.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use metrics::{Counter, Histogram};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -44,6 +46,17 @@ pub struct TierStats {
     writes: AtomicU64,
     dropped_writes: AtomicU64,
     evictions: AtomicU64,
+    lookup: OnceLock<LookupMetrics>,
+}
+
+/// The series every lookup updates, resolved once: a registry lookup with a label
+/// costs allocations and a hash each time, on every request. Resolved on first use
+/// rather than with the tier, which may open before the recorder is installed.
+#[derive(Debug)]
+struct LookupMetrics {
+    hits: Counter,
+    misses: Counter,
+    duration: Histogram,
 }
 
 /// A snapshot of one tier, as served by `/admin/cache`.
@@ -105,23 +118,28 @@ impl TierStats {
             writes: AtomicU64::new(0),
             dropped_writes: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            lookup: OnceLock::new(),
         }
     }
 
     pub fn lookups(&self, hits: u64, misses: u64, took: Duration) {
-        let t = self.tier.label();
+        let m = self.lookup.get_or_init(|| {
+            let t = self.tier.label();
+            LookupMetrics {
+                hits: metrics::counter!("osprey_cache_requests_total", "tier" => t, "result" => "hit"),
+                misses: metrics::counter!("osprey_cache_requests_total", "tier" => t, "result" => "miss"),
+                duration: metrics::histogram!("osprey_cache_lookup_duration_seconds", "tier" => t),
+            }
+        });
         if hits > 0 {
             self.hits.fetch_add(hits, Ordering::Relaxed);
-            metrics::counter!("osprey_cache_requests_total", "tier" => t, "result" => "hit")
-                .increment(hits);
+            m.hits.increment(hits);
         }
         if misses > 0 {
             self.misses.fetch_add(misses, Ordering::Relaxed);
-            metrics::counter!("osprey_cache_requests_total", "tier" => t, "result" => "miss")
-                .increment(misses);
+            m.misses.increment(misses);
         }
-        metrics::histogram!("osprey_cache_lookup_duration_seconds", "tier" => t)
-            .record(took.as_secs_f64());
+        m.duration.record(took.as_secs_f64());
     }
 
     pub fn error(&self, items: u64) {
