@@ -4,7 +4,6 @@
 mod alerts;
 mod anomaly;
 mod config;
-mod histogram;
 mod latency;
 mod monitor;
 mod process;
@@ -12,7 +11,6 @@ mod requests;
 mod scrape;
 mod slo;
 mod stats;
-mod striped;
 mod timing;
 mod webhook;
 
@@ -33,6 +31,7 @@ use axum::http::HeaderName;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use osprey_engine::cache::CacheStats;
 use tracing::Instrument;
 
 use crate::AppState;
@@ -70,7 +69,7 @@ pub fn detached_metrics() -> PrometheusHandle {
 }
 
 fn builder() -> PrometheusBuilder {
-    let latency = histogram::LATENCY_SECONDS;
+    let latency = osprey_metrics::LATENCY_SECONDS;
     let sizes = [
         1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 16384.0,
     ];
@@ -93,7 +92,7 @@ fn is_inference(route: &str) -> bool {
 
 /// Keeps `osprey_requests_in_flight` right even when a client leaves mid-request
 /// and the handler's future is dropped.
-struct InFlight<'a>(&'a striped::Gauge);
+struct InFlight<'a>(&'a osprey_metrics::Gauge);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
@@ -185,11 +184,15 @@ pub fn embedded_items(n: usize) {
 }
 
 /// The whole scrape: the recorder's families, then the per-request ones kept
-/// outside it (when metrics are on).
-pub fn render(state: &AppState) -> String {
+/// outside it (when metrics are on), with the cache's lookup durations from its
+/// statistics.
+pub fn render(state: &AppState, cache: Option<&CacheStats>) -> String {
     let mut out = state.metrics.render();
     if state.observe.config.metrics {
         requests::render(&mut out);
+        if let Some(cache) = cache {
+            requests::render_cache_lookups(&mut out, cache);
+        }
     }
     out
 }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use osprey_metrics::Gauge;
 use tokio::sync::mpsc;
 
 use super::alerts::{AlertBook, AlertEvent, AlertStatus, evaluate};
@@ -13,7 +14,6 @@ use super::config::ObserveConfig;
 use super::process;
 use super::slo::{self, SloStatus};
 use super::stats::{RollingStats, Sample, TierSecond};
-use super::striped::Gauge;
 use crate::EngineSlot;
 
 pub struct Observer {

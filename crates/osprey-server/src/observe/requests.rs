@@ -1,7 +1,8 @@
 //! The metric families every request updates, kept outside the `metrics` registry
 //! and rendered beside its text: `osprey_requests_total{route,method,status}`,
 //! `osprey_request_duration_seconds{route,status}`,
-//! `osprey_stage_duration_seconds{stage}` and `osprey_embedded_items_total`.
+//! `osprey_stage_duration_seconds{stage}` and `osprey_embedded_items_total`; and
+//! the cache's `osprey_cache_lookup_duration_seconds{tier}`, kept by each tier.
 //! Updating them is a few relaxed atomic adds on this thread's own cache lines;
 //! series are found through a per-thread table, the shared one is locked only the
 //! first time a thread meets a (route, method, status).
@@ -15,9 +16,10 @@ use std::time::Duration;
 
 use axum::http::Method;
 
-use super::histogram::LatencyHistogram;
+use osprey_engine::cache::CacheStats;
+use osprey_metrics::{Counter, LatencyHistogram};
+
 use super::stats::STAGES;
-use super::striped::Counter;
 
 /// The method label: the standard methods by name, any other as `other` (a client
 /// picks the method, and each label value is a series kept for good).
@@ -162,6 +164,17 @@ pub fn stages(nanos: &[u64; STAGES.len()]) {
 
 pub fn embedded_items(n: usize) {
     families().items.add(n as u64);
+}
+
+/// `osprey_cache_lookup_duration_seconds{tier}`, from each tier's own histogram.
+pub fn render_cache_lookups(out: &mut String, cache: &CacheStats) {
+    out.push_str("# TYPE osprey_cache_lookup_duration_seconds histogram\n");
+    for t in &cache.tiers {
+        let labels = format!("tier=\"{}\"", t.tier.label());
+        t.lookup_seconds
+            .render(out, "osprey_cache_lookup_duration_seconds", &labels);
+    }
+    out.push('\n');
 }
 
 /// Appends every family in Prometheus text format.

@@ -10,10 +10,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use osprey_metrics::Striped;
 use serde::Serialize;
 
 use super::latency::{BUCKETS, bucket, quantile_ms};
-use super::striped::Striped;
 
 /// The stages every embedding request is timed in, in order.
 pub const STAGES: [&str; 7] = [

@@ -1,6 +1,6 @@
-//! Counters striped across threads: each runtime thread adds to its own cache line,
-//! and readers sum the stripes. Every request updates a few dozen counters; on one
-//! shared line each update would wait for the line to travel between cores.
+//! Counters striped across threads: each thread adds to its own cache line, and
+//! readers sum the stripes. A request updates a few dozen counters; on one shared
+//! line each update would wait for the line to travel between cores.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
@@ -28,7 +28,7 @@ pub fn stripe() -> usize {
 /// A value on cache lines of its own (two, for the adjacent-line prefetcher).
 #[derive(Debug, Default)]
 #[repr(align(128))]
-pub struct Padded<T>(pub T);
+struct Padded<T>(T);
 
 /// The stripes of a `T`, one per [`stripe`].
 #[derive(Debug)]

@@ -1,8 +1,8 @@
 //! A Prometheus latency histogram recorded with two relaxed atomic adds: fixed
-//! buckets (the same bounds the recorder gives every other `_seconds` histogram),
-//! striped across threads, summed only when scraped. The `metrics` recorder's
-//! histograms keep every sample (with a timestamp) in a shared list until the next
-//! scrape or upkeep, which costs far more on a path taken several times per request.
+//! buckets, striped across threads, summed only when scraped. The `metrics`
+//! recorder's histograms keep every sample (with a timestamp) in a shared list
+//! until the next scrape or upkeep, which costs far more on a path taken several
+//! times per request.
 
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use super::striped::Striped;
 
-/// Bucket upper bounds in seconds. Cache hits take tens of microseconds: resolve
-/// them too.
+/// Bucket upper bounds in seconds (Osprey gives the recorder's `_seconds`
+/// histograms the same). Cache hits take tens of microseconds: resolve them too.
 pub const LATENCY_SECONDS: [f64; 16] = [
     0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
     10.0,
@@ -48,7 +48,8 @@ fn bucket(ns: u64) -> usize {
 }
 
 /// A histogram summed over its stripes.
-pub struct Snapshot {
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HistogramSnapshot {
     /// Cumulative counts at each bound, then the total.
     pub cumulative: [u64; BOUNDS + 1],
     pub sum_seconds: f64,
@@ -65,7 +66,7 @@ impl LatencyHistogram {
         cells.sum_ns.fetch_add(ns, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn snapshot(&self) -> HistogramSnapshot {
         let mut counts = [0u64; BOUNDS + 1];
         let mut sum_ns = 0u64;
         for cells in self.0.iter() {
@@ -79,21 +80,33 @@ impl LatencyHistogram {
             running += *c;
             *c = running;
         }
-        Snapshot {
+        HistogramSnapshot {
             cumulative: counts,
             sum_seconds: sum_ns as f64 / 1e9,
         }
     }
 
+    /// The `_bucket`, `_sum` and `_count` lines of one series, as
+    /// [`HistogramSnapshot::render`] writes them.
+    pub fn render(&self, out: &mut String, name: &str, labels: &str) {
+        self.snapshot().render(out, name, labels);
+    }
+}
+
+impl HistogramSnapshot {
+    /// Observations in all.
+    pub fn count(&self) -> u64 {
+        self.cumulative[BOUNDS]
+    }
+
     /// The `_bucket`, `_sum` and `_count` lines of one series in Prometheus text
     /// format; `labels` is `name="value",...` without braces (may be empty).
     pub fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let s = self.snapshot();
         let sep = if labels.is_empty() { "" } else { "," };
-        for (le, n) in LATENCY_SECONDS.iter().zip(s.cumulative) {
+        for (le, n) in LATENCY_SECONDS.iter().zip(self.cumulative) {
             let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {n}");
         }
-        let count = s.cumulative[BOUNDS];
+        let count = self.count();
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
         let braced = |out: &mut String| {
             if !labels.is_empty() {
@@ -102,7 +115,7 @@ impl LatencyHistogram {
         };
         let _ = write!(out, "{name}_sum");
         braced(out);
-        let _ = writeln!(out, " {}", s.sum_seconds);
+        let _ = writeln!(out, " {}", self.sum_seconds);
         let _ = write!(out, "{name}_count");
         braced(out);
         let _ = writeln!(out, " {count}");
