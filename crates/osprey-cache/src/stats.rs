@@ -1,10 +1,15 @@
 //! Per-tier counters. Each event bumps the tier's own atomic counter (for
 //! `/admin/cache` and `osprey cache stats`) and the matching Prometheus metric in
-//! one call, so the two can never disagree.
+//! one call, so the two can never disagree. Lookup durations, taken on every
+//! request, go to a striped histogram of the tier's own, which the server renders
+//! as `osprey_cache_lookup_duration_seconds` from the tier's snapshot.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use metrics::Counter;
+use osprey_metrics::{HistogramSnapshot, LatencyHistogram};
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -44,6 +49,18 @@ pub struct TierStats {
     writes: AtomicU64,
     dropped_writes: AtomicU64,
     evictions: AtomicU64,
+    lookup: OnceLock<LookupCounters>,
+    lookup_seconds: LatencyHistogram,
+}
+
+/// The counters every lookup updates, resolved once: a registry lookup with a
+/// label costs allocations and a hash each time, on every request. Resolved on
+/// first use rather than with the tier, which may open before the recorder is
+/// installed.
+#[derive(Debug)]
+struct LookupCounters {
+    hits: Counter,
+    misses: Counter,
 }
 
 /// A snapshot of one tier, as served by `/admin/cache`.
@@ -63,6 +80,9 @@ pub struct TierSnapshot {
     pub bytes: Option<u64>,
     pub capacity_bytes: Option<u64>,
     pub health: TierHealth,
+    /// How long lookups took (for the Prometheus scrape, not the JSON).
+    #[serde(skip)]
+    pub lookup_seconds: HistogramSnapshot,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -105,23 +125,28 @@ impl TierStats {
             writes: AtomicU64::new(0),
             dropped_writes: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
+            lookup: OnceLock::new(),
+            lookup_seconds: LatencyHistogram::default(),
         }
     }
 
     pub fn lookups(&self, hits: u64, misses: u64, took: Duration) {
-        let t = self.tier.label();
+        let m = self.lookup.get_or_init(|| {
+            let t = self.tier.label();
+            LookupCounters {
+                hits: metrics::counter!("osprey_cache_requests_total", "tier" => t, "result" => "hit"),
+                misses: metrics::counter!("osprey_cache_requests_total", "tier" => t, "result" => "miss"),
+            }
+        });
         if hits > 0 {
             self.hits.fetch_add(hits, Ordering::Relaxed);
-            metrics::counter!("osprey_cache_requests_total", "tier" => t, "result" => "hit")
-                .increment(hits);
+            m.hits.increment(hits);
         }
         if misses > 0 {
             self.misses.fetch_add(misses, Ordering::Relaxed);
-            metrics::counter!("osprey_cache_requests_total", "tier" => t, "result" => "miss")
-                .increment(misses);
+            m.misses.increment(misses);
         }
-        metrics::histogram!("osprey_cache_lookup_duration_seconds", "tier" => t)
-            .record(took.as_secs_f64());
+        self.lookup_seconds.record(took);
     }
 
     pub fn error(&self, items: u64) {
@@ -181,6 +206,7 @@ impl TierStats {
             bytes: None,
             capacity_bytes: None,
             health,
+            lookup_seconds: self.lookup_seconds.snapshot(),
         }
     }
 }

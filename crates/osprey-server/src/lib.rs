@@ -11,6 +11,7 @@ mod limits;
 mod observe;
 mod protect;
 mod rate_limit;
+mod request_id;
 mod routes;
 mod state;
 mod tls;
@@ -33,7 +34,7 @@ use std::net::SocketAddr;
 
 use axum::Router;
 use axum::routing::{get, post};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// Every route, with request ids, request metrics, compression, and protection
 /// (auth, rate limits, admission control).
@@ -68,7 +69,7 @@ pub fn router(state: AppState) -> Router {
             observe::record_request,
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
-        .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+        .layer(SetRequestIdLayer::x_request_id(request_id::MakeUuid))
         .with_state(state)
 }
 

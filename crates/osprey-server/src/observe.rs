@@ -7,9 +7,11 @@ mod config;
 mod latency;
 mod monitor;
 mod process;
+mod requests;
 mod scrape;
 mod slo;
 mod stats;
+mod timing;
 mod webhook;
 
 pub use alerts::{AlertEvent, AlertStatus, Severity};
@@ -18,19 +20,18 @@ pub use latency::quantile_ms;
 pub use monitor::Observer;
 pub use scrape::refresh_gauges;
 pub use stats::{STAGES, Second};
+pub use timing::{Stage, Timing};
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::sync::OnceLock;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::Method;
+use axum::http::HeaderName;
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use osprey_engine::cache::CacheStats;
 use tracing::Instrument;
 
 use crate::AppState;
@@ -68,11 +69,7 @@ pub fn detached_metrics() -> PrometheusHandle {
 }
 
 fn builder() -> PrometheusBuilder {
-    let latency = [
-        // Cache hits take tens of microseconds: resolve them too.
-        0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
-        5.0, 10.0,
-    ];
+    let latency = osprey_metrics::LATENCY_SECONDS;
     let sizes = [
         1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 16384.0,
     ];
@@ -87,32 +84,6 @@ fn builder() -> PrometheusBuilder {
     built.unwrap_or_else(|_| PrometheusBuilder::new())
 }
 
-/// What a handler learned that the request middleware reports: the stage timings
-/// (when timing is on) and how many inputs the request held. Travels back in the
-/// response's extensions.
-#[derive(Debug, Clone, Default)]
-pub struct Timing {
-    pub enabled: bool,
-    pub items: usize,
-    pub stages: Vec<(&'static str, f64)>,
-}
-
-impl Timing {
-    pub fn new(enabled: bool, items: usize) -> Self {
-        Self {
-            enabled,
-            items,
-            stages: Vec::with_capacity(if enabled { STAGES.len() } else { 0 }),
-        }
-    }
-
-    pub fn push(&mut self, name: &'static str, d: Duration) {
-        if self.enabled {
-            self.stages.push(stage(name, d));
-        }
-    }
-}
-
 /// The routes whose latency the statistics, SLOs and alerts judge: the inference
 /// routes (dashboards polling `/metrics` must not dilute them).
 fn is_inference(route: &str) -> bool {
@@ -121,11 +92,11 @@ fn is_inference(route: &str) -> bool {
 
 /// Keeps `osprey_requests_in_flight` right even when a client leaves mid-request
 /// and the handler's future is dropped.
-struct InFlight<'a>(&'a std::sync::atomic::AtomicI64);
+struct InFlight<'a>(&'a osprey_metrics::Gauge);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
+        self.0.add(-1);
     }
 }
 
@@ -151,32 +122,7 @@ fn route_label(path: Option<&MatchedPath>) -> &'static str {
     })
 }
 
-type RequestMetrics = (Counter, Histogram);
-
-thread_local! {
-    /// Handles per (route, method, status), looked up once per runtime thread: a
-    /// registry lookup with three labels costs more than the rest of a cache hit's
-    /// accounting together.
-    static REQUEST_METRICS: RefCell<HashMap<(&'static str, Method, u16), RequestMetrics>> =
-        RefCell::new(HashMap::new());
-}
-
-fn count_request(route: &'static str, method: &Method, status: u16, elapsed: Duration) {
-    REQUEST_METRICS.with(|cell| {
-        let mut map = cell.borrow_mut();
-        let (counter, histogram) = map
-            .entry((route, method.clone(), status))
-            .or_insert_with(|| {
-                let status = status.to_string();
-                (
-                    metrics::counter!("osprey_requests_total", "route" => route, "method" => method.as_str().to_owned(), "status" => status.clone()),
-                    metrics::histogram!("osprey_request_duration_seconds", "route" => route, "status" => status),
-                )
-            });
-        counter.increment(1);
-        histogram.record(elapsed.as_secs_f64());
-    });
-}
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Counts and times every request by route and status, feeds the rolling
 /// statistics, and writes the access log line, inside a span carrying the request id.
@@ -185,35 +131,39 @@ pub async fn record_request(State(state): State<AppState>, req: Request, next: N
     let started = Instant::now();
     let route = route_label(req.extensions().get::<MatchedPath>());
     let method = req.method().clone();
-    let request_id = req
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_owned();
-    let span = tracing::info_span!("request", id = %request_id);
+    // The span formats its fields when made: the id is borrowed, not copied.
+    let span = {
+        let id = req
+            .headers()
+            .get(&X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        tracing::info_span!("request", id = %id)
+    };
+    // Kept past the response only for the access log line.
+    let log_span = obs.config.access_log.then(|| span.clone());
     let resp = if obs.config.metrics {
-        obs.in_flight.fetch_add(1, Ordering::Relaxed);
+        obs.in_flight.add(1);
         let _guard = InFlight(&obs.in_flight);
-        next.run(req).instrument(span.clone()).await
+        next.run(req).instrument(span).await
     } else {
-        next.run(req).instrument(span.clone()).await
+        next.run(req).instrument(span).await
     };
     let elapsed = started.elapsed();
     let status = resp.status().as_u16();
     let timing = resp.extensions().get::<Timing>();
     if obs.config.metrics {
-        if is_inference(route) {
-            obs.stats.record(
-                elapsed,
-                status,
-                timing.map_or(0, |t| t.items),
-                timing.map(|t| t.stages.as_slice()),
-            );
+        let stages = timing.and_then(Timing::stages);
+        if let Some(stages) = stages {
+            requests::stages(stages);
         }
-        count_request(route, &method, status, elapsed);
+        if is_inference(route) {
+            obs.stats
+                .record(elapsed, status, timing.map_or(0, |t| t.items), stages);
+        }
+        requests::request(route, &method, status, elapsed);
     }
-    if obs.config.access_log {
+    if let Some(span) = log_span {
         let _entered = span.enter();
         tracing::info!(
             target: "osprey::access",
@@ -228,49 +178,21 @@ pub async fn record_request(State(state): State<AppState>, req: Request, next: N
     resp
 }
 
-/// One histogram handle per stage, looked up once: a registry lookup per stage per
-/// request is a measurable share of a cache hit.
-fn stage_histogram(name: &'static str) -> Option<&'static Histogram> {
-    static HISTOGRAMS: OnceLock<Vec<(&'static str, Histogram)>> = OnceLock::new();
-    HISTOGRAMS
-        .get_or_init(|| {
-            STAGES
-                .iter()
-                .map(|s| {
-                    (
-                        *s,
-                        metrics::histogram!("osprey_stage_duration_seconds", "stage" => *s),
-                    )
-                })
-                .collect()
-        })
-        .iter()
-        .find(|(s, _)| *s == name)
-        .map(|(_, h)| h)
+/// Counts inputs embedded (`osprey_embedded_items_total`).
+pub fn embedded_items(n: usize) {
+    requests::embedded_items(n);
 }
 
-/// Records one stage's duration and returns it in milliseconds for Server-Timing.
-pub fn stage(name: &'static str, d: Duration) -> (&'static str, f64) {
-    match stage_histogram(name) {
-        Some(h) => h.record(d.as_secs_f64()),
-        None => metrics::histogram!("osprey_stage_duration_seconds", "stage" => name)
-            .record(d.as_secs_f64()),
-    }
-    (name, d.as_secs_f64() * 1000.0)
-}
-
-/// `Server-Timing` header value from (stage, milliseconds) pairs.
-pub fn server_timing(stages: &[(&'static str, f64)]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(stages.len() * 24);
-    for (i, (name, ms)) in stages.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
+/// The whole scrape: the recorder's families, then the per-request ones kept
+/// outside it (when metrics are on), with the cache's lookup durations from its
+/// statistics.
+pub fn render(state: &AppState, cache: Option<&CacheStats>) -> String {
+    let mut out = state.metrics.render();
+    if state.observe.config.metrics {
+        requests::render(&mut out);
+        if let Some(cache) = cache {
+            requests::render_cache_lookups(&mut out, cache);
         }
-        // Integer formatting: float formatting with a precision is slow, and this
-        // runs for every request.
-        let us = (ms * 1000.0).round().max(0.0) as u64;
-        let _ = write!(out, "{name};dur={}.{:03}", us / 1000, us % 1000);
     }
     out
 }

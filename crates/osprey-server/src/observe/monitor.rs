@@ -2,10 +2,11 @@
 //! second (CPU, memory, queue, batches, cache), the SLO status, and the alert
 //! evaluator with its webhook.
 
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use osprey_metrics::Gauge;
 use tokio::sync::mpsc;
 
 use super::alerts::{AlertBook, AlertEvent, AlertStatus, evaluate};
@@ -18,7 +19,8 @@ use crate::EngineSlot;
 pub struct Observer {
     pub config: ObserveConfig,
     pub stats: RollingStats,
-    pub in_flight: AtomicI64,
+    /// Requests in flight (`osprey_requests_in_flight`), with metrics on.
+    pub in_flight: Gauge,
     book: Mutex<AlertBook>,
     slo: Mutex<SloStatus>,
     profiling: AtomicBool,
@@ -49,7 +51,7 @@ impl Observer {
         let slow = Duration::from_secs_f64(config.slo.latency_ms.max(0.0) / 1000.0);
         Self {
             stats: RollingStats::new(slow),
-            in_flight: AtomicI64::new(0),
+            in_flight: Gauge::default(),
             book: Mutex::new(AlertBook::new(&config.alerts)),
             slo: Mutex::new(SloStatus::default()),
             profiling: AtomicBool::new(false),
@@ -112,7 +114,7 @@ impl Observer {
                 prev_cpu = p.cpu_seconds;
             }
             prev_wall = Instant::now();
-            sample.in_flight = self.in_flight.load(Ordering::Relaxed).max(0) as u64;
+            sample.in_flight = self.in_flight.get().max(0) as u64;
             if let Some(p) = engine.get() {
                 sample.queue_tokens = p.engine().queued_tokens() as u64;
                 let (b, i) = p.engine().batch_counts();

@@ -1,8 +1,6 @@
 //! Gauges read when `/metrics` is scraped rather than on every change: process
 //! figures, model info, requests in flight, SLO status and active alerts.
 
-use std::sync::atomic::Ordering;
-
 use super::alerts::Severity;
 use super::process;
 use crate::AppState;
@@ -23,8 +21,7 @@ pub fn refresh_gauges(state: &AppState) {
         }
     }
     metrics::gauge!("osprey_process_uptime_seconds").set(state.started.elapsed().as_secs_f64());
-    metrics::gauge!("osprey_requests_in_flight")
-        .set(obs.in_flight.load(Ordering::Relaxed).max(0) as f64);
+    metrics::gauge!("osprey_requests_in_flight").set(obs.in_flight.get().max(0) as f64);
     if let Some(p) = state.engine.get() {
         let info = p.info();
         metrics::gauge!(

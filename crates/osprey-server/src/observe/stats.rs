@@ -1,7 +1,7 @@
 //! Rolling statistics of the inference routes: the request path adds to atomic
-//! counters of the current second; once a second they are swapped into an hour of
-//! per-second history, together with the gauges sampled then (CPU, memory, queue,
-//! batches, cache). Every window, percentile, CSV row, dashboard series, SLO and
+//! counters of the current second (striped across threads); once a second they are
+//! summed and swapped into an hour of per-second history, together with the gauges
+//! sampled then (CPU, memory, queue, batches, cache). Every window, percentile, CSV row, dashboard series, SLO and
 //! alert is computed from that history.
 
 use std::collections::VecDeque;
@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use osprey_metrics::Striped;
 use serde::Serialize;
 
 use super::latency::{BUCKETS, bucket, quantile_ms};
@@ -34,7 +35,7 @@ pub fn is_error(status: u16) -> bool {
     status >= 500 || status == 429
 }
 
-/// The counters of the second in progress.
+/// The counters of the second in progress (one thread's stripe of them).
 struct Live {
     requests: AtomicU64,
     errors: AtomicU64,
@@ -46,8 +47,20 @@ struct Live {
     timed: AtomicU64,
 }
 
-fn zeros<const N: usize>() -> [AtomicU64; N] {
-    std::array::from_fn(|_| AtomicU64::new(0))
+impl Default for Live {
+    fn default() -> Self {
+        let zero = || AtomicU64::new(0);
+        Self {
+            requests: zero(),
+            errors: zero(),
+            slow: zero(),
+            items: zero(),
+            latency_us: zero(),
+            hist: std::array::from_fn(|_| zero()),
+            stage_us: std::array::from_fn(|_| zero()),
+            timed: zero(),
+        }
+    }
 }
 
 /// Cache lookups of one tier during one second.
@@ -96,7 +109,7 @@ impl Second {
 }
 
 pub struct RollingStats {
-    live: Live,
+    live: Striped<Live>,
     history: Mutex<VecDeque<Second>>,
     slow_us: u64,
 }
@@ -148,30 +161,22 @@ pub struct Summary {
 impl RollingStats {
     pub fn new(slow: Duration) -> Self {
         Self {
-            live: Live {
-                requests: AtomicU64::new(0),
-                errors: AtomicU64::new(0),
-                slow: AtomicU64::new(0),
-                items: AtomicU64::new(0),
-                latency_us: AtomicU64::new(0),
-                hist: zeros(),
-                stage_us: zeros(),
-                timed: AtomicU64::new(0),
-            },
+            live: Striped::default(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY_SECS)),
             slow_us: slow.as_micros() as u64,
         }
     }
 
-    /// One finished request (the hot path: relaxed atomic adds only).
+    /// One finished request (the hot path: relaxed atomic adds on this thread's
+    /// stripe only); `stage_ns` in [`STAGES`] order.
     pub fn record(
         &self,
         latency: Duration,
         status: u16,
         items: usize,
-        stages: Option<&[(&'static str, f64)]>,
+        stage_ns: Option<&[u64; STAGES.len()]>,
     ) {
-        let l = &self.live;
+        let l = self.live.local();
         let us = latency.as_micros() as u64;
         l.requests.fetch_add(1, Ordering::Relaxed);
         if is_error(status) {
@@ -183,30 +188,42 @@ impl RollingStats {
         l.items.fetch_add(items as u64, Ordering::Relaxed);
         l.latency_us.fetch_add(us, Ordering::Relaxed);
         l.hist[bucket(us as f64)].fetch_add(1, Ordering::Relaxed);
-        if let Some(stages) = stages.filter(|s| !s.is_empty()) {
+        if let Some(stage_ns) = stage_ns {
             l.timed.fetch_add(1, Ordering::Relaxed);
-            for (name, ms) in stages {
-                if let Some(i) = STAGES.iter().position(|s| s == name) {
-                    l.stage_us[i].fetch_add((ms * 1000.0) as u64, Ordering::Relaxed);
-                }
+            for (sum, ns) in l.stage_us.iter().zip(stage_ns) {
+                sum.fetch_add(ns / 1000, Ordering::Relaxed);
             }
         }
     }
 
     /// Closes the second ending at unix time `t` into the history.
     pub fn roll(&self, t: u64, sample: Sample) {
-        let l = &self.live;
-        let take = |a: &AtomicU64| a.swap(0, Ordering::Relaxed);
+        let take = |field: fn(&Live) -> &AtomicU64| -> u64 {
+            self.live
+                .iter()
+                .map(|l| field(l).swap(0, Ordering::Relaxed))
+                .sum()
+        };
         let second = Second {
             t,
-            requests: take(&l.requests),
-            errors: take(&l.errors),
-            slow: take(&l.slow),
-            items: take(&l.items),
-            latency_us: take(&l.latency_us),
-            hist: std::array::from_fn(|i| take(&l.hist[i])),
-            stage_us: std::array::from_fn(|i| take(&l.stage_us[i])),
-            timed: take(&l.timed),
+            requests: take(|l| &l.requests),
+            errors: take(|l| &l.errors),
+            slow: take(|l| &l.slow),
+            items: take(|l| &l.items),
+            latency_us: take(|l| &l.latency_us),
+            hist: std::array::from_fn(|i| {
+                self.live
+                    .iter()
+                    .map(|l| l.hist[i].swap(0, Ordering::Relaxed))
+                    .sum()
+            }),
+            stage_us: std::array::from_fn(|i| {
+                self.live
+                    .iter()
+                    .map(|l| l.stage_us[i].swap(0, Ordering::Relaxed))
+                    .sum()
+            }),
+            timed: take(|l| &l.timed),
             sample,
         };
         let mut h = self.lock();
@@ -386,7 +403,8 @@ mod tests {
     #[test]
     fn windows_sum_seconds_and_keep_an_hour() {
         let stats = RollingStats::new(Duration::from_millis(50));
-        stats.record(Duration::from_millis(10), 200, 2, Some(&[("cache", 1.0)]));
+        let cache_1ms = [0, 1_000_000, 0, 0, 0, 0, 0];
+        stats.record(Duration::from_millis(10), 200, 2, Some(&cache_1ms));
         stats.record(Duration::from_millis(100), 200, 1, None);
         stats.record(Duration::from_millis(1), 503, 1, None);
         stats.roll(1000, Sample::default());

@@ -7,12 +7,15 @@ use axum::response::{IntoResponse, Response};
 use crate::AppState;
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    // Size gauges (entries, bytes per tier) are read when scraped.
-    if let Some(cache) = state.engine.get().and_then(|p| p.cache()) {
-        let _ = cache.stats();
-    }
+    // Size gauges (entries, bytes per tier) and lookup durations are read when
+    // scraped.
+    let cache = state
+        .engine
+        .get()
+        .and_then(|p| p.cache())
+        .map(|c| c.stats());
     crate::observe::refresh_gauges(&state);
-    let mut resp = state.metrics.render().into_response();
+    let mut resp = crate::observe::render(&state, cache.as_ref()).into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),

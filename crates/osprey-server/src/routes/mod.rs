@@ -11,11 +11,11 @@ pub mod stats;
 
 use std::time::Instant;
 
-use axum::http::{HeaderValue, Method, Uri, header};
+use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use osprey_engine::{CacheStatus, EmbedOptions, Embedded};
 
-use crate::observe::{Timing, server_timing};
+use crate::observe::{Stage, Timing};
 use crate::{ApiError, AppState};
 
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
@@ -51,17 +51,24 @@ pub(crate) async fn run(
             )
         })
         .await?;
-    ::metrics::counter!("osprey_embedded_items_total").increment(inputs.len() as u64);
+    let metrics = state.observe.config.metrics;
+    if metrics {
+        crate::observe::embedded_items(inputs.len());
+    }
     let t = out.timings;
-    let mut timing = Timing::new(state.observe.config.metrics, inputs.len());
-    timing.push("validate", validate);
-    timing.push("cache", t.cache);
-    timing.push("tokenize", t.tokenize);
-    timing.push("queue", t.queue);
-    timing.push("inference", t.inference);
-    timing.push("postprocess", t.postprocess);
+    let mut timing = Timing::new(metrics, inputs.len());
+    timing.set(Stage::Validate, validate);
+    timing.set(Stage::Cache, t.cache);
+    timing.set(Stage::Tokenize, t.tokenize);
+    timing.set(Stage::Queue, t.queue);
+    timing.set(Stage::Inference, t.inference);
+    timing.set(Stage::Postprocess, t.postprocess);
     Ok((out, timing))
 }
+
+// Names parsed once, not per response.
+static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
+static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
 
 /// A JSON body already serialized, with its Server-Timing and x-cache headers.
 pub(crate) fn json_response(
@@ -70,20 +77,18 @@ pub(crate) fn json_response(
     serialize_started: Instant,
     cache: CacheStatus,
 ) -> Response {
-    timing.push("serialize", serialize_started.elapsed());
+    timing.set(Stage::Serialize, serialize_started.elapsed());
     let mut resp = body.into_response();
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("application/json"),
     );
-    if timing.enabled
-        && let Ok(v) = HeaderValue::from_str(&server_timing(&timing.stages))
-    {
-        h.insert("server-timing", v);
+    if let Some(v) = timing.header() {
+        h.insert(&SERVER_TIMING, v);
     }
     if let Some(c) = cache.header() {
-        h.insert("x-cache", HeaderValue::from_static(c));
+        h.insert(&X_CACHE, HeaderValue::from_static(c));
     }
     // The request middleware reports the stages and item count.
     resp.extensions_mut().insert(timing);
