@@ -16,7 +16,7 @@ use osprey_engine::Load;
 use crate::admission::Admission;
 use crate::auth::{AuthConfig, AuthSetupError, Authenticator, Scope};
 use crate::limits::LimitsConfig;
-use crate::rate_limit::{ClientKey, RateLimits};
+use crate::rate_limit::{Budget, ClientKey, RateLimits};
 use crate::{ApiError, AppState};
 
 tokio::task_local! {
@@ -293,7 +293,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         };
         REQUEST.scope(ctx, next.run(req)).await
     };
-    if let Some(b) = budget {
+    if let Some(b) = budget.filter(Budget::worth_sending) {
         b.write(resp.headers_mut());
     }
     resp

@@ -144,6 +144,8 @@ pub struct RateLimits {
 #[derive(Debug, Clone)]
 pub struct Budget {
     limit: HeaderValue,
+    /// The bucket's size, to tell a client near its limit from one far from it.
+    burst: u32,
     remaining: u32,
     reset_secs: u64,
 }
@@ -153,6 +155,14 @@ pub static RATELIMIT_REMAINING: HeaderName = HeaderName::from_static("ratelimit-
 pub static RATELIMIT_RESET: HeaderName = HeaderName::from_static("ratelimit-reset");
 
 impl Budget {
+    /// Whether a successful answer carries the headers: once the client has used
+    /// half its burst, when pacing itself starts to matter. Refusals always carry
+    /// them. Far from the limit they would add about 90 bytes to every answer for
+    /// the client to parse, for nothing it needs.
+    pub fn worth_sending(&self) -> bool {
+        self.remaining <= self.burst / 2
+    }
+
     /// Written on every response of a limited client, so kept cheap: the limit is
     /// shared and small reset values are static strings.
     pub fn write(self, h: &mut HeaderMap) {
@@ -215,6 +225,7 @@ impl RateLimits {
                     u64::from(l.burst - remaining.min(l.burst)).div_ceil(u64::from(l.per_second));
                 Ok(Some(Budget {
                     limit: l.limit_value.clone(),
+                    burst: l.burst,
                     remaining,
                     reset_secs: reset,
                 }))
@@ -230,6 +241,7 @@ impl RateLimits {
                     e,
                     Budget {
                         limit: l.limit_value.clone(),
+                        burst: l.burst,
                         remaining: 0,
                         reset_secs,
                     },

@@ -511,15 +511,23 @@ async fn rate_limit_per_client_over_http() {
     // The burst of 3, then refusals with their headers; the wait is at most a
     // second, so some later request may pass, but never all five.
     let mut statuses = Vec::new();
+    let mut remaining = Vec::new();
     let mut refused = None;
     for i in 0..8 {
         let r = embed_with(&c, &s.base, None, &format!("rate {i}")).await;
         statuses.push(r.status);
+        remaining.push(r.header("ratelimit-remaining").map(str::to_owned));
         if r.status == 429 && refused.is_none() {
             refused = Some(r);
         }
     }
     assert_eq!(&statuses[..3], &[200, 200, 200], "{statuses:?}");
+    // Answers carry the budget once half the burst is used, not before.
+    assert_eq!(
+        &remaining[..3],
+        &[None, Some("1".into()), Some("0".into())],
+        "{remaining:?}"
+    );
     let r = refused.expect("a 429 after the burst");
     r.assert_error(429, "rate limit");
     assert_eq!(r.header("retry-after"), Some("1"));

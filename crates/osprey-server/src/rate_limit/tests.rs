@@ -130,6 +130,7 @@ fn budget_headers_say_limit_remaining_and_reset() {
         let mut h = HeaderMap::new();
         Budget {
             limit: HeaderValue::from(100u32),
+            burst: 100,
             remaining: 42,
             reset_secs,
         }
@@ -169,4 +170,18 @@ async fn each_configured_key_has_its_own_bucket() {
     advance(Duration::from_secs(1)).await;
     rl.check_request(&ClientKey::Slot(0))
         .expect("one cell back after a second");
+}
+
+#[test]
+fn budget_headers_go_out_once_half_the_burst_is_used() {
+    let budget = |remaining| Budget {
+        limit: HeaderValue::from(10u32),
+        burst: 10,
+        remaining,
+        reset_secs: 1,
+    };
+    assert!(!budget(9).worth_sending());
+    assert!(!budget(6).worth_sending());
+    assert!(budget(5).worth_sending());
+    assert!(budget(0).worth_sending());
 }
