@@ -3,33 +3,16 @@
 //! has started (the warm-up times a batch), kept by the batches it runs, and showing
 //! what a replica is running, so later work is predicted to finish later.
 
-use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use osprey_engine::{BackendKind, BatchingConfig, EmbedOptions, Engine, EngineConfig};
+use osprey_engine::EmbedOptions;
+use support::{engine_at, model_dir};
 
-fn model_dir() -> PathBuf {
-    std::env::var_os("OSPREY_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
-        })
-}
+mod support;
 
 #[tokio::test]
 async fn the_rate_is_known_once_started_and_running_work_delays_new_work() {
-    let config = EngineConfig {
-        model_path: model_dir(),
-        backend: BackendKind::Candle,
-        onnxruntime_lib: None,
-        batching: BatchingConfig {
-            replicas: 1,
-            threads: 1,
-            ..BatchingConfig::default()
-        },
-    };
-    let engine = Arc::new(Engine::start(&config).expect("engine starts (run `make model`)"));
+    let engine = engine_at(&model_dir());
 
     // Before any request: the warm-up has timed a batch.
     let rate = engine.tokens_per_second().expect("known after the warm-up");

@@ -8,31 +8,10 @@ use std::sync::Arc;
 use osprey_cache::{
     CacheConfig, DiskConfig, Entry, KeySpace, MemoryConfig, RedisConfig, Tier, TieredCache,
 };
-use osprey_engine::{
-    BackendKind, BatchingConfig, CacheStatus, EmbedOptions, Engine, EngineConfig, Pipeline,
-};
+use osprey_engine::{CacheStatus, EmbedOptions, Pipeline};
+use support::{engine_at, model_dir};
 
-fn model_dir() -> PathBuf {
-    std::env::var_os("OSPREY_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
-        })
-}
-
-fn engine_at(dir: &Path) -> Arc<Engine> {
-    let config = EngineConfig {
-        model_path: dir.to_path_buf(),
-        backend: BackendKind::Candle,
-        onnxruntime_lib: None,
-        batching: BatchingConfig {
-            replicas: 1,
-            threads: 1,
-            ..BatchingConfig::default()
-        },
-    };
-    Arc::new(Engine::start(&config).expect("engine starts (run `make model`)"))
-}
+mod support;
 
 fn memory_only() -> CacheConfig {
     CacheConfig {
