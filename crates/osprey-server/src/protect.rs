@@ -315,12 +315,7 @@ async fn refuse(req: Request, mut resp: Response) -> Response {
     if req.version() > Version::HTTP_11 || !has_body(&req) {
         return resp;
     }
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    let drained = match declared {
+    let drained = match declared_length(&req) {
         Some(n) if n > DRAIN_MAX => false,
         _ => matches!(
             tokio::time::timeout(DRAIN_WAIT, axum::body::to_bytes(req.into_body(), DRAIN_MAX))
@@ -336,10 +331,16 @@ async fn refuse(req: Request, mut resp: Response) -> Response {
 }
 
 fn has_body(req: &Request) -> bool {
-    let h = req.headers();
-    h.contains_key(header::TRANSFER_ENCODING)
-        || h.get(header::CONTENT_LENGTH)
-            .is_some_and(|v| v.as_bytes() != b"0")
+    req.headers().contains_key(header::TRANSFER_ENCODING)
+        || declared_length(req).is_some_and(|n| n > 0)
+}
+
+/// The body size the client declared in `Content-Length`, if any.
+fn declared_length(req: &Request) -> Option<usize> {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
 }
 
 /// Refuses a request whose declared body cannot fit the queue's free capacity
@@ -353,12 +354,7 @@ fn queue_has_room(state: &AppState, req: &Request) -> Result<(), ApiError> {
     if queued == 0 {
         return Ok(());
     }
-    let declared = req
-        .headers()
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(0);
+    let declared = declared_length(req).unwrap_or(0);
     let capacity = engine.info().max_queue_tokens;
     if queued + declared / 4 > capacity {
         metrics::counter!("osprey_rejected_total", "reason" => "queue_full").increment(1);
