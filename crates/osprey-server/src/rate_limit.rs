@@ -163,7 +163,7 @@ impl Budget {
         self.remaining <= self.burst / 2
     }
 
-    /// Written on every response of a limited client, so kept cheap: the limit is
+    /// Written on many responses of a limited client, so kept cheap: the limit is
     /// shared and small reset values are static strings.
     pub fn write(self, h: &mut HeaderMap) {
         h.reserve(3);
