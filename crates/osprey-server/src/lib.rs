@@ -26,7 +26,7 @@ pub use observe::{
     install_metrics,
 };
 pub use protect::{Protection, ProtectionError};
-pub use state::{AppState, EngineSlot};
+pub use state::{AppState, EngineSlot, Shared};
 pub use tls::{TlsConfig, TlsError};
 
 use std::future::Future;

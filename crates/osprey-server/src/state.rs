@@ -1,3 +1,4 @@
+use std::ops::Deref;
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
@@ -32,8 +33,14 @@ impl EngineSlot {
     }
 }
 
+/// What every handler and middleware shares, behind one reference count: axum
+/// clones the state for each extractor and middleware of every request, and one
+/// shared count bumped per clone costs less than one per field.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+#[derive(Clone)]
+pub struct Shared {
     pub config: Arc<ServerConfig>,
     pub engine: Arc<EngineSlot>,
     pub metrics: PrometheusHandle,
@@ -44,28 +51,37 @@ pub struct AppState {
     pub observe: Arc<Observer>,
 }
 
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
 impl AppState {
     pub fn new(config: ServerConfig, metrics: PrometheusHandle) -> Self {
-        Self {
+        Self(Arc::new(Shared {
             config: Arc::new(config),
             engine: Arc::new(EngineSlot::default()),
             metrics,
             started: Instant::now(),
             protection: Arc::new(Protection::default()),
             observe: Arc::new(Observer::new(ObserveConfig::default())),
-        }
+        }))
     }
 
     /// The same state with auth, rate limits and admission control as configured.
-    pub fn with_protection(mut self, protection: Protection) -> Self {
-        self.protection = Arc::new(protection);
-        self
+    pub fn with_protection(self, protection: Protection) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.protection = Arc::new(protection);
+        Self(Arc::new(shared))
     }
 
     /// The same state observed as `config` says (metrics, logs, SLOs, alerts).
-    pub fn with_observe(mut self, config: ObserveConfig) -> Self {
-        self.observe = Arc::new(Observer::new(config));
-        self
+    pub fn with_observe(self, config: ObserveConfig) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.observe = Arc::new(Observer::new(config));
+        Self(Arc::new(shared))
     }
 
     /// The engine, or 503 while it loads.
