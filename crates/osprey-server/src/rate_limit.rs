@@ -69,8 +69,6 @@ struct Limiter {
     /// One bucket per configured API key, indexed by [`ClientKey::Slot`].
     slots: Vec<Direct>,
     clock: TokioClock,
-    /// `RateLimit-Limit`, the same on every response: made once, cloned per response.
-    limit_value: HeaderValue,
 }
 
 impl Limiter {
@@ -90,7 +88,6 @@ impl Limiter {
             limiter,
             slots,
             clock,
-            limit_value: HeaderValue::from(burst.get()),
         })
     }
 
@@ -143,8 +140,9 @@ pub struct RateLimits {
 /// What the `RateLimit-*` response headers report.
 #[derive(Debug, Clone)]
 pub struct Budget {
-    limit: HeaderValue,
-    /// The bucket's size, to tell a client near its limit from one far from it.
+    /// The bucket's size: `RateLimit-Limit`, and what tells a client near its limit
+    /// from one far from it. A number, not a shared header value: cloning one per
+    /// request would be a reference count bumped from every core.
     burst: u32,
     remaining: u32,
     reset_secs: u64,
@@ -163,11 +161,11 @@ impl Budget {
         self.remaining <= self.burst / 2
     }
 
-    /// Written on many responses of a limited client, so kept cheap: the limit is
-    /// shared and small reset values are static strings.
+    /// Written on the answers of clients near their limit, so kept cheap: small
+    /// reset values are static strings.
     pub fn write(self, h: &mut HeaderMap) {
         h.reserve(3);
-        h.insert(RATELIMIT_LIMIT.clone(), self.limit);
+        h.insert(RATELIMIT_LIMIT.clone(), HeaderValue::from(self.burst));
         h.insert(
             RATELIMIT_REMAINING.clone(),
             HeaderValue::from(self.remaining),
@@ -224,7 +222,6 @@ impl RateLimits {
                 let reset =
                     u64::from(l.burst - remaining.min(l.burst)).div_ceil(u64::from(l.per_second));
                 Ok(Some(Budget {
-                    limit: l.limit_value.clone(),
                     burst: l.burst,
                     remaining,
                     reset_secs: reset,
@@ -240,7 +237,6 @@ impl RateLimits {
                 Err(Box::new((
                     e,
                     Budget {
-                        limit: l.limit_value.clone(),
                         burst: l.burst,
                         remaining: 0,
                         reset_secs,

@@ -4,6 +4,7 @@ mod config;
 mod jwt;
 mod keys;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use axum::http::{HeaderMap, header};
@@ -50,10 +51,10 @@ pub struct Principal {
 
 impl Principal {
     /// Who the rate limits count this caller as.
-    pub fn client(self) -> ClientKey {
+    pub fn client(&self) -> ClientKey {
         match self.slot {
             Some(i) => ClientKey::Slot(i),
-            None => ClientKey::Key(self.name),
+            None => ClientKey::Key(self.name.clone()),
         }
     }
 }
@@ -108,8 +109,14 @@ impl Authenticator {
     }
 
     /// The caller, from `Authorization: Bearer <key or JWT>` or `x-api-key: <key>`;
-    /// then whether its scope reaches `needed`.
-    pub fn authorize(&self, headers: &HeaderMap, needed: Scope) -> Result<Principal, ApiError> {
+    /// then whether its scope reaches `needed`. An API key's holder is borrowed from
+    /// the key store: copying its name would be a reference count bumped by every
+    /// request from every core.
+    pub fn authorize(
+        &self,
+        headers: &HeaderMap,
+        needed: Scope,
+    ) -> Result<Cow<'_, Principal>, ApiError> {
         let principal = self.authenticate(headers)?;
         if principal.scope < needed {
             return Err(ApiError::Forbidden(format!(
@@ -122,7 +129,7 @@ impl Authenticator {
         Ok(principal)
     }
 
-    fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
+    fn authenticate(&self, headers: &HeaderMap) -> Result<Cow<'_, Principal>, ApiError> {
         let unauthorized = |message: &str| ApiError::Unauthorized {
             message: message.to_owned(),
             missing: false,
@@ -147,12 +154,12 @@ impl Authenticator {
             });
         };
         if let Some(p) = self.keys.verify(token) {
-            return Ok(p.clone());
+            return Ok(Cow::Borrowed(p));
         }
         // A JWT is three base64url parts; anything else was meant as a key.
         match &self.jwt {
             Some(jwt) if token.bytes().filter(|&b| b == b'.').count() == 2 => {
-                jwt.verify(token).map_err(|e| match e {
+                jwt.verify(token).map(Cow::Owned).map_err(|e| match e {
                     TokenError::Invalid(why) => unauthorized(&why),
                     TokenError::NoScope => ApiError::Forbidden(
                         "the token grants neither the `infer` nor the `admin` scope".into(),

@@ -77,7 +77,7 @@ fn bearer(token: &str) -> HeaderMap {
     h
 }
 
-fn status(r: Result<Principal, ApiError>) -> StatusCode {
+fn status(r: Result<Cow<'_, Principal>, ApiError>) -> StatusCode {
     match r {
         Ok(_) => StatusCode::OK,
         Err(e) => e.status(),
