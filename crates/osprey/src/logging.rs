@@ -1,14 +1,64 @@
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry};
 
 /// Logs to stderr; `RUST_LOG` overrides the configured level.
 pub fn init(format: &str, level: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let directives = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|d| !d.trim().is_empty() && EnvFilter::try_new(d).is_ok())
+        .unwrap_or_else(|| level.to_owned());
+    let base = tracing_subscriber::registry().with(filter(&directives));
+    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = if format == "json" {
-        builder.json().try_init()
+        base.with(fmt.json()).try_init()
     } else {
-        builder.try_init()
+        base.with(fmt).try_init()
     };
+}
+
+/// The filter for `directives`. `EnvFilter` takes a lock on its table of spans
+/// at every span's start, enter, exit and close, from every core: on each poll of
+/// every request, since each runs in a span. Its span and field directives
+/// (`target[span{field=value}]=level`) need that table; target and level
+/// directives alone are served the same by `Targets`, which keeps no per-span
+/// state.
+fn filter(directives: &str) -> Box<dyn Layer<Registry> + Send + Sync> {
+    match targets_only(directives) {
+        Some(targets) => targets.boxed(),
+        None => EnvFilter::new(directives).boxed(),
+    }
+}
+
+/// `directives` as `Targets`, when they name nothing but targets and levels.
+fn targets_only(directives: &str) -> Option<Targets> {
+    if directives.contains(['[', '{']) {
+        return None;
+    }
+    directives.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn target_and_level_directives_need_no_span_table() {
+        let t = targets_only("info").expect("a bare level");
+        assert!(t.would_enable("osprey::serve", &Level::INFO));
+        assert!(!t.would_enable("osprey::serve", &Level::DEBUG));
+        let t = targets_only("warn,osprey_engine=debug").expect("targets");
+        assert!(t.would_enable("osprey_engine::engine", &Level::DEBUG));
+        assert!(!t.would_enable("osprey_server::observe", &Level::INFO));
+        assert!(t.would_enable("osprey_server::observe", &Level::WARN));
+    }
+
+    #[test]
+    fn span_and_field_directives_keep_env_filter() {
+        assert!(targets_only("osprey[request]=debug").is_none());
+        assert!(targets_only("osprey[request{id=7}]=trace,info").is_none());
+        assert!(targets_only("[{id}]=debug").is_none());
+    }
 }
