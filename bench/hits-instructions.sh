@@ -15,6 +15,8 @@
 # ratio overstates the layer's share of throughput. Nor does it see contention
 # between cores (callgrind runs one thread at a time); bench/hits-overhead.sh
 # measures throughput with both.
+# With PROFILES=DIR set, the two callgrind profiles are kept there, for
+# callgrind_annotate.
 # Usage: bench/hits-instructions.sh metrics|auth|ip-rate [BINARY] [REQUESTS]
 set -euo pipefail
 source "$(dirname "$0")/layer-modes.sh"
@@ -34,7 +36,7 @@ load() {
 }
 
 memory_misses() {
-    curl -s "localhost:$port/metrics" |
+    curl -s "${curl_headers[@]}" "localhost:$port/metrics" |
         awk '/^osprey_cache_requests_total.*tier="memory".*result="miss"/ {print $2}'
 }
 
@@ -75,6 +77,7 @@ run() {
     total=$(awk '/^totals:/ {print $2}' "$out/$mode.cg")
     echo "$kind $mode: $((total / requests)) instructions per request"
     echo "$total" >"$out/$mode.total"
+    if [[ -n ${PROFILES:-} ]]; then cp "$out/$mode.cg" "$PROFILES/$kind-$mode.cg"; fi
 }
 run off
 run on

@@ -10,7 +10,7 @@ mod input;
 mod limits;
 mod observe;
 mod protect;
-mod rate_limit;
+pub mod rate_limit;
 mod request_id;
 mod routes;
 mod state;
