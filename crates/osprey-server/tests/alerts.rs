@@ -6,7 +6,6 @@
 #![allow(clippy::expect_used)]
 
 mod common;
-mod observed;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -77,7 +76,7 @@ async fn slow_model_fires_one_latency_alert_then_resolves_it() {
         },
         ..ObserveConfig::default()
     };
-    let server = observed::start(observe, None);
+    let server = common::start_observed(observe, None);
     let c = client();
     let url = format!("{}/embed", server.base);
     let mut n = 0u64;

@@ -48,7 +48,10 @@ fn assert_matches_reference(v: &[f32], case: &Case, what: &str) {
 #[tokio::test]
 async fn while_loading_ready_is_503_and_embed_is_503_with_retry_after() {
     let (_g, server) = shared().await;
-    let p = &server.while_loading;
+    let p = server
+        .while_loading
+        .as_ref()
+        .expect("the main server is probed while loading");
     assert_eq!(p.ready_status, 503, "{}", p.ready_body);
     assert_eq!(p.ready_body["status"], "not_ready");
     assert_eq!(p.ready_body["components"]["model"]["status"], "loading");

@@ -8,7 +8,6 @@
 #![allow(clippy::expect_used)]
 
 mod common;
-mod observed;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -16,8 +15,8 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use common::TestServer;
 use common::{Reply, client, get, post_json};
-use observed::Observed;
 use osprey_engine::cache::CacheConfig;
 use osprey_server::ObserveConfig;
 use serde_json::{Value, json};
@@ -25,11 +24,12 @@ use tokio::sync::{Mutex, MutexGuard};
 
 static TURN: Mutex<()> = Mutex::const_new(());
 
-async fn server() -> (MutexGuard<'static, ()>, &'static Observed) {
-    static SERVER: OnceLock<Observed> = OnceLock::new();
+async fn server() -> (MutexGuard<'static, ()>, &'static TestServer) {
+    static SERVER: OnceLock<TestServer> = OnceLock::new();
     let guard = TURN.lock().await;
-    let s = SERVER
-        .get_or_init(|| observed::start(ObserveConfig::default(), Some(CacheConfig::default())));
+    let s = SERVER.get_or_init(|| {
+        common::start_observed(ObserveConfig::default(), Some(CacheConfig::default()))
+    });
     (guard, s)
 }
 

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use osprey_engine::cache::{CacheConfig, TieredCache};
 use osprey_engine::{BackendKind, BatchingConfig, Engine, EngineConfig, Pipeline};
-use osprey_server::{AppState, Protection, ServerConfig};
+use osprey_server::{AppState, ObserveConfig, Protection, ServerConfig};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -28,8 +28,9 @@ pub struct TestServer {
     pub engine: Arc<Engine>,
     pub pipeline: Arc<Pipeline>,
     pub protection: Arc<Protection>,
-    /// What the server answered while the model was still loading.
-    pub while_loading: LoadingProbe,
+    /// What the server answered while the model was still loading (not asked of
+    /// an observed server, whose statistics the probe would enter).
+    pub while_loading: Option<LoadingProbe>,
 }
 
 #[derive(Debug, Clone)]
@@ -81,7 +82,7 @@ pub fn small_queue_server() -> &'static TestServer {
 }
 
 fn start(server: ServerConfig, batching: BatchingConfig) -> TestServer {
-    start_full(server, batching, Protection::default(), None)
+    start_full(server, batching, Protection::default(), None, None)
 }
 
 /// A server with auth, limits or TLS as given; `https://` when TLS is on.
@@ -90,7 +91,7 @@ pub fn start_with(
     batching: BatchingConfig,
     protection: Protection,
 ) -> TestServer {
-    start_full(server, batching, protection, None)
+    start_full(server, batching, protection, None, None)
 }
 
 /// A server of its own (it lives until the test binary exits), with a cache when
@@ -100,7 +101,18 @@ pub fn start_with_cache(
     batching: BatchingConfig,
     cache: Option<CacheConfig>,
 ) -> TestServer {
-    start_full(server, batching, Protection::default(), cache)
+    start_full(server, batching, Protection::default(), cache, None)
+}
+
+/// A server of its own observed as a test asks (its own SLO and alert settings).
+pub fn start_observed(observe: ObserveConfig, cache: Option<CacheConfig>) -> TestServer {
+    start_full(
+        ServerConfig::default(),
+        BatchingConfig::default(),
+        Protection::default(),
+        cache,
+        Some(observe),
+    )
 }
 
 fn start_full(
@@ -108,6 +120,7 @@ fn start_full(
     batching: BatchingConfig,
     protection: Protection,
     cache: Option<CacheConfig>,
+    observe: Option<ObserveConfig>,
 ) -> TestServer {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
@@ -128,8 +141,12 @@ fn start_full(
                     None => None,
                 };
                 let scheme = if server.tls.enabled() { "https://127.0.0.1" } else { "http://127.0.0.1" };
-                let state = AppState::new(server, osprey_server::install_metrics())
+                let probe_while_loading = observe.is_none();
+                let mut state = AppState::new(server, osprey_server::install_metrics())
                     .with_protection(protection);
+                if let Some(observe) = observe {
+                    state = state.with_observe(observe);
+                }
                 let protection = state.protection.clone();
                 // Serve at once, like `osprey serve`: the engine arrives later.
                 tokio::spawn(osprey_server::serve(
@@ -147,7 +164,11 @@ fn start_full(
 
                 // The engine slot is only filled below, so these see the loading state.
                 let base = format!("{scheme}:{}", addr.port());
-                let probe = probe_loading(&base).await;
+                let probe = if probe_while_loading {
+                    Some(probe_loading(&base).await)
+                } else {
+                    None
+                };
 
                 let engine = loading
                     .await
