@@ -18,6 +18,7 @@ pub use alerts::{AlertEvent, AlertStatus, Severity};
 pub use config::{AlertsConfig, ObserveConfig, SloConfig};
 pub use latency::quantile_ms;
 pub use monitor::Observer;
+pub use requests::embedded_items;
 pub use scrape::refresh_gauges;
 pub use stats::{STAGES, Second};
 pub use timing::{Stage, Timing};
@@ -176,11 +177,6 @@ pub async fn record_request(State(state): State<AppState>, req: Request, next: N
         );
     }
     resp
-}
-
-/// Counts inputs embedded (`osprey_embedded_items_total`).
-pub fn embedded_items(n: usize) {
-    requests::embedded_items(n);
 }
 
 /// The whole scrape: the recorder's families, then the per-request ones kept

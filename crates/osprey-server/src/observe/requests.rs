@@ -162,6 +162,7 @@ pub fn stages(nanos: &[u64; STAGES.len()]) {
     }
 }
 
+/// Counts inputs embedded (`osprey_embedded_items_total`).
 pub fn embedded_items(n: usize) {
     families().items.add(n as u64);
 }

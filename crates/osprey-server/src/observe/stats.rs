@@ -1,8 +1,8 @@
 //! Rolling statistics of the inference routes: the request path adds to atomic
 //! counters of the current second (striped across threads); once a second they are
 //! summed and swapped into an hour of per-second history, together with the gauges
-//! sampled then (CPU, memory, queue, batches, cache). Every window, percentile, CSV row, dashboard series, SLO and
-//! alert is computed from that history.
+//! sampled then (CPU, memory, queue, batches, cache). Every window, percentile, CSV
+//! row, dashboard series, SLO and alert is computed from that history.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -198,32 +198,23 @@ impl RollingStats {
 
     /// Closes the second ending at unix time `t` into the history.
     pub fn roll(&self, t: u64, sample: Sample) {
-        let take = |field: fn(&Live) -> &AtomicU64| -> u64 {
+        // One counter summed over the stripes, each reset for the next second.
+        let take = |cell: &dyn Fn(&Live) -> &AtomicU64| -> u64 {
             self.live
                 .iter()
-                .map(|l| field(l).swap(0, Ordering::Relaxed))
+                .map(|l| cell(l).swap(0, Ordering::Relaxed))
                 .sum()
         };
         let second = Second {
             t,
-            requests: take(|l| &l.requests),
-            errors: take(|l| &l.errors),
-            slow: take(|l| &l.slow),
-            items: take(|l| &l.items),
-            latency_us: take(|l| &l.latency_us),
-            hist: std::array::from_fn(|i| {
-                self.live
-                    .iter()
-                    .map(|l| l.hist[i].swap(0, Ordering::Relaxed))
-                    .sum()
-            }),
-            stage_us: std::array::from_fn(|i| {
-                self.live
-                    .iter()
-                    .map(|l| l.stage_us[i].swap(0, Ordering::Relaxed))
-                    .sum()
-            }),
-            timed: take(|l| &l.timed),
+            requests: take(&|l| &l.requests),
+            errors: take(&|l| &l.errors),
+            slow: take(&|l| &l.slow),
+            items: take(&|l| &l.items),
+            latency_us: take(&|l| &l.latency_us),
+            hist: std::array::from_fn(|i| take(&|l| &l.hist[i])),
+            stage_us: std::array::from_fn(|i| take(&|l| &l.stage_us[i])),
+            timed: take(&|l| &l.timed),
             sample,
         };
         let mut h = self.lock();
