@@ -135,11 +135,17 @@ impl ReplicaLoad {
         };
         Self {
             tokens_per_second: rate,
-            busy_for: Duration::from_secs_f64(rest),
+            busy_for: saturating_secs(rest),
             running_tokens: tokens,
             spread: r.spread,
         }
     }
+}
+
+/// Seconds as a duration, saturating (a near-zero rate gives absurd times, not a
+/// panic).
+fn saturating_secs(secs: f64) -> Duration {
+    Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX)
 }
 
 /// The engine's load at one moment: what admission control decides on.
@@ -219,7 +225,7 @@ impl Load {
                 done = done.max(end);
             }
         }
-        Some(Duration::from_secs_f64(done))
+        Some(saturating_secs(done))
     }
 }
 

@@ -55,4 +55,5 @@ pub struct EngineConfig {
     pub backend: BackendKind,
     pub onnxruntime_lib: Option<PathBuf>,
     pub batching: BatchingConfig,
+    pub admission: crate::AdmissionConfig,
 }

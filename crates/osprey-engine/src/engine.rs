@@ -6,14 +6,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use osprey_models::{
-    BackendOptions, ModelDir, Pooling, TextTokenizer, TokenizeError, l2_normalize, load_backends,
+    Backend, BackendOptions, ModelDir, Pooling, TextTokenizer, TokenizeError, l2_normalize,
+    load_backends,
 };
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::admission::{Admission, AdmissionConfig, Permit, Ticket};
 use crate::capacity::{Capacity, Load};
 use crate::queue::{BatchQueue, Item, Limits, Rejected};
-use crate::{EngineConfig, EngineError, worker};
+use crate::{BatchingConfig, EngineConfig, EngineError, worker};
 
 /// What a client can learn about the served model.
 #[derive(Debug, Clone, Serialize)]
@@ -74,13 +76,79 @@ pub struct Embeddings {
 
 pub struct Engine {
     info: ModelInfo,
-    tokenizer: TextTokenizer,
+    tokenizer: Arc<TextTokenizer>,
     queue: Arc<BatchQueue>,
     workers: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
     next_request: AtomicU64,
-    /// Extra time every batch takes (µs), for tests of latency alerts; 0 in service.
-    slowdown_us: Arc<AtomicU64>,
     capacity: Arc<Capacity>,
+    admission: Admission,
+}
+
+/// A model ready to run: its replicas' backends, its tokenizer and what describes
+/// it. Loaded from a model directory by [`ModelParts::load`], or assembled by a test
+/// around a fake backend.
+pub struct ModelParts {
+    pub id: String,
+    /// Content hash of the weights and config files.
+    pub revision: String,
+    pub dims: usize,
+    pub pooling: Pooling,
+    pub normalizes: bool,
+    pub tokenizer: TextTokenizer,
+    /// One per replica.
+    pub backends: Vec<Box<dyn Backend>>,
+    /// Whether a batch costs `count × longest` tokens (padding) rather than the sum.
+    pub pads: bool,
+    pub threads_per_replica: usize,
+}
+
+impl ModelParts {
+    /// Reads the model directory and loads one backend per replica. Blocking: call
+    /// it from a blocking context.
+    pub fn load(config: &EngineConfig) -> Result<Self, EngineError> {
+        let model = ModelDir::open(&config.model_path)?;
+        let weights = osprey_models::weights_file(&model, config.backend)?;
+        // Hash the weights while the backend loads them.
+        let revision = {
+            let dir = model.path.clone();
+            let weights = weights.clone();
+            std::thread::spawn(move || osprey_models::revision_of(&dir, &weights))
+        };
+        // The tokenizer loads on its own thread too: parsing tokenizer.json takes as
+        // long as reading the weights.
+        let tokenizer = {
+            let path = model.file("tokenizer.json");
+            let max = model.max_seq_length;
+            std::thread::spawn(move || TextTokenizer::load(&path, max))
+        };
+        let threads = config.batching.threads_per_replica();
+        let backends = load_backends(
+            &model,
+            &BackendOptions {
+                kind: config.backend,
+                replicas: config.batching.replicas.max(1),
+                threads,
+                onnxruntime_lib: config.onnxruntime_lib.clone(),
+            },
+        )?;
+        let tokenizer = tokenizer
+            .join()
+            .map_err(|_| EngineError::Backend("tokenizer loading panicked".into()))??;
+        let revision = revision
+            .join()
+            .map_err(|_| EngineError::Backend("revision hashing panicked".into()))??;
+        Ok(Self {
+            id: model.id.clone(),
+            revision,
+            dims: model.dims(),
+            pooling: model.pooling,
+            normalizes: model.normalize,
+            tokenizer,
+            backends,
+            pads: config.backend.pads_batches(),
+            threads_per_replica: threads,
+        })
+    }
 }
 
 /// Removes a request's queued inputs if its future is dropped before it finished
@@ -107,128 +175,67 @@ impl Engine {
     /// from a blocking context. Returns once the engine can serve.
     pub fn start(config: &EngineConfig) -> Result<Self, EngineError> {
         let started = Instant::now();
-        let model = ModelDir::open(&config.model_path)?;
-        let weights = osprey_models::weights_file(&model, config.backend)?;
-        // Hash the weights while the backend loads them.
-        let revision = {
-            let dir = model.path.clone();
-            let weights = weights.clone();
-            std::thread::spawn(move || osprey_models::revision_of(&dir, &weights))
-        };
-        // The tokenizer loads on its own thread too: parsing tokenizer.json takes as
-        // long as reading the weights.
-        let tokenizer = {
-            let path = model.file("tokenizer.json");
-            let max = model.max_seq_length;
-            std::thread::spawn(move || TextTokenizer::load(&path, max))
-        };
-        let batching = &config.batching;
-        let threads = batching.threads_per_replica();
-        let backends = load_backends(
-            &model,
-            &BackendOptions {
-                kind: config.backend,
-                replicas: batching.replicas.max(1),
-                threads,
-                onnxruntime_lib: config.onnxruntime_lib.clone(),
-            },
-        )?;
-        let backend_name = backends.first().map_or("none", |b| b.name());
+        let parts = ModelParts::load(config)?;
         let loaded_ms = started.elapsed().as_millis() as u64;
-        let tokenizer = tokenizer
-            .join()
-            .map_err(|_| EngineError::Backend("tokenizer loading panicked".into()))??;
-        let revision = revision
-            .join()
-            .map_err(|_| EngineError::Backend("revision hashing panicked".into()))??;
-
-        let queue = Arc::new(BatchQueue::new(Limits {
-            max_batch_tokens: batching.max_batch_tokens.max(model.max_seq_length),
-            max_batch_requests: batching.max_batch_requests.max(1),
-            max_queue_tokens: batching.max_queue_tokens,
-            pads: config.backend.pads_batches(),
-            max_padding_ratio: batching.max_padding_ratio.max(1.0),
-        }));
-        let warm = warmup_inputs(&tokenizer);
-        let slowdown_us = Arc::new(AtomicU64::new(0));
-        let capacity = Arc::new(Capacity::new(backends.len()));
-        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-        let mut workers = Vec::with_capacity(backends.len());
-        for (i, mut backend) in backends.into_iter().enumerate() {
-            let shared = worker::Shared {
-                queue: queue.clone(),
-                capacity: capacity.clone(),
-                slowdown_us: slowdown_us.clone(),
-            };
-            let warm = warm.clone();
-            let ready = ready_tx.clone();
-            let handle = std::thread::Builder::new()
-                .name(format!("osprey-replica-{i}"))
-                .spawn(move || {
-                    let result = worker::warm_up(backend.as_mut(), &warm, &shared.capacity, i);
-                    let ok = result.is_ok();
-                    let _ = ready.send(result);
-                    if ok {
-                        worker::run(backend, i, shared);
-                    }
-                })?;
-            workers.push(handle);
-        }
-        drop(ready_tx);
-        for _ in 0..workers.len() {
-            match ready_rx.recv() {
-                Ok(Ok(())) => {}
-                Ok(Err(e)) => {
-                    queue.close();
-                    return Err(EngineError::Backend(format!("warm-up failed: {e}")));
-                }
-                Err(_) => {
-                    queue.close();
-                    return Err(EngineError::Backend("a replica died during warm-up".into()));
-                }
-            }
-        }
-        let info = ModelInfo {
-            id: model.id.clone(),
-            revision,
-            dims: model.dims(),
-            max_input_tokens: model.max_seq_length,
-            backend: backend_name,
-            pooling: model.pooling,
-            normalizes: model.normalize,
-            replicas: workers.len(),
-            threads_per_replica: threads,
-            max_batch_tokens: queue.limits().max_batch_tokens,
-            max_batch_requests: queue.limits().max_batch_requests,
-            max_queue_tokens: queue.limits().max_queue_tokens,
-        };
-        let rate: f64 = capacity
-            .replicas()
-            .iter()
-            .map(|r| r.tokens_per_second)
-            .sum();
+        let engine = Self::launch(parts, &config.batching, config.admission)?;
+        let info = engine.info();
         tracing::info!(
             model = %info.id, revision = %info.revision, backend = info.backend,
             replicas = info.replicas, threads = info.threads_per_replica,
             load_ms = loaded_ms, ready_ms = started.elapsed().as_millis() as u64,
-            tokens_per_second = rate.round() as u64, "model loaded and warmed up"
+            tokens_per_second = engine.tokens_per_second().unwrap_or(0.0).round() as u64,
+            "model loaded and warmed up"
         );
+        Ok(engine)
+    }
+
+    /// Starts one replica thread per backend and warms each up. Blocking.
+    pub fn launch(
+        parts: ModelParts,
+        batching: &BatchingConfig,
+        admission: AdmissionConfig,
+    ) -> Result<Self, EngineError> {
+        let max_input_tokens = parts.tokenizer.max_len();
+        let queue = Arc::new(BatchQueue::new(Limits {
+            max_batch_tokens: batching.max_batch_tokens.max(max_input_tokens),
+            max_batch_requests: batching.max_batch_requests.max(1),
+            max_queue_tokens: batching.max_queue_tokens,
+            pads: parts.pads,
+            max_padding_ratio: batching.max_padding_ratio.max(1.0),
+        }));
+        let backend_name = parts.backends.first().map_or("none", |b| b.name());
+        let capacity = Arc::new(Capacity::new(parts.backends.len()));
+        let warm = warmup_inputs(&parts.tokenizer);
+        let workers = match start_replicas(parts.backends, &queue, &capacity, &warm) {
+            Ok(w) => w,
+            Err(e) => {
+                queue.close();
+                return Err(e);
+            }
+        };
+        let info = ModelInfo {
+            id: parts.id,
+            revision: parts.revision,
+            dims: parts.dims,
+            max_input_tokens,
+            backend: backend_name,
+            pooling: parts.pooling,
+            normalizes: parts.normalizes,
+            replicas: workers.len(),
+            threads_per_replica: parts.threads_per_replica,
+            max_batch_tokens: queue.limits().max_batch_tokens,
+            max_batch_requests: queue.limits().max_batch_requests,
+            max_queue_tokens: queue.limits().max_queue_tokens,
+        };
         Ok(Self {
             info,
-            tokenizer,
+            tokenizer: Arc::new(parts.tokenizer),
             queue,
             workers: std::sync::Mutex::new(workers),
             next_request: AtomicU64::new(1),
-            slowdown_us,
             capacity,
+            admission: Admission::new(admission),
         })
-    }
-
-    /// Test-only: makes every batch take `extra` longer, as a slow model would.
-    #[doc(hidden)]
-    pub fn set_test_slowdown(&self, extra: Duration) {
-        self.slowdown_us
-            .store(extra.as_micros() as u64, Ordering::Relaxed);
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -263,25 +270,55 @@ impl Engine {
         self.load().tokens_per_second()
     }
 
-    /// Tokenizes `texts`; errors name the input by its index in `texts`.
+    /// The model's admission control.
+    pub fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    /// Charges the texts the cache lacks against the queue and the permit's
+    /// deadline; see [`Admission::charge`].
+    pub fn charge<S: AsRef<str>>(
+        &self,
+        permit: &Permit,
+        texts: &[S],
+    ) -> Result<Ticket, EngineError> {
+        self.admission
+            .charge(permit, &self.load(), self.info.max_input_tokens, texts)
+    }
+
+    /// Refuses a body the queue cannot take before it is read; see
+    /// [`Admission::check_body`]. One short lock on the queue.
+    pub fn check_body(&self, declared_bytes: usize) -> Result<(), EngineError> {
+        let capacity = self.queue.limits().max_queue_tokens;
+        self.admission
+            .check_body(self.queue.queued_tokens(), capacity, declared_bytes)
+    }
+
+    /// Tokenizes `texts`; errors name the input by its index in `texts`. Blocking.
     pub fn tokenize<S: AsRef<str>>(
         &self,
         texts: &[S],
         truncate: bool,
     ) -> Result<Vec<Vec<u32>>, EngineError> {
-        let mut encoded = Vec::with_capacity(texts.len());
-        for (index, text) in texts.iter().enumerate() {
-            match self.tokenizer.encode(text.as_ref(), truncate) {
-                Ok(e) => encoded.push(e.ids),
-                Err(TokenizeError::TooLong { tokens, max }) => {
-                    return Err(EngineError::InputTooLong { index, tokens, max });
-                }
-                Err(TokenizeError::Failed(message)) => {
-                    return Err(EngineError::Tokenize { index, message });
-                }
-            }
+        tokenize_all(&self.tokenizer, texts, truncate)
+    }
+
+    /// Tokenizes `texts` off the async runtime when there is enough of them to
+    /// matter: a request of 120 long inputs takes tens of milliseconds of tokenizer
+    /// time, which would stall every other task on the worker (health probes too).
+    pub async fn tokenize_async(
+        &self,
+        texts: Vec<String>,
+        truncate: bool,
+    ) -> Result<Vec<Vec<u32>>, EngineError> {
+        let bytes: usize = texts.iter().map(String::len).sum();
+        if bytes <= INLINE_TOKENIZE_BYTES {
+            return tokenize_all(&self.tokenizer, &texts, truncate);
         }
-        Ok(encoded)
+        let tokenizer = self.tokenizer.clone();
+        tokio::task::spawn_blocking(move || tokenize_all(&tokenizer, &texts, truncate))
+            .await
+            .map_err(|_| EngineError::Backend("the tokenizer task stopped".into()))?
     }
 
     /// Embeds `texts` in order. Dropping the future removes its queued inputs.
@@ -291,7 +328,8 @@ impl Engine {
         opts: EmbedOptions,
     ) -> Result<Embeddings, EngineError> {
         let t0 = Instant::now();
-        let encoded = self.tokenize(texts, opts.truncate)?;
+        let owned = texts.iter().map(|t| t.as_ref().to_owned()).collect();
+        let encoded = self.tokenize_async(owned, opts.truncate).await?;
         let tokenize = t0.elapsed();
         let mut out = self.embed_tokens(encoded, opts).await?;
         out.timings.tokenize = tokenize;
@@ -327,7 +365,7 @@ impl Engine {
         match self.queue.push(items) {
             Ok(()) => {}
             Err(Rejected::Full { queued }) => {
-                metrics::counter!("osprey_rejected_total", "reason" => "queue_full").increment(1);
+                crate::admission::rejected(crate::admission::Rejection::QueueFull);
                 return Err(EngineError::Overloaded {
                     queued,
                     capacity: self.queue.limits().max_queue_tokens,
@@ -381,6 +419,70 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.queue.close();
     }
+}
+
+/// Texts up to this many bytes in all are tokenized on the calling task: a hop to
+/// the blocking pool costs more than tokenizing a few sentences.
+const INLINE_TOKENIZE_BYTES: usize = 8 * 1024;
+
+fn tokenize_all<S: AsRef<str>>(
+    tokenizer: &TextTokenizer,
+    texts: &[S],
+    truncate: bool,
+) -> Result<Vec<Vec<u32>>, EngineError> {
+    let mut encoded = Vec::with_capacity(texts.len());
+    for (index, text) in texts.iter().enumerate() {
+        match tokenizer.encode(text.as_ref(), truncate) {
+            Ok(e) => encoded.push(e.ids),
+            Err(TokenizeError::TooLong { tokens, max }) => {
+                return Err(EngineError::InputTooLong { index, tokens, max });
+            }
+            Err(TokenizeError::Failed(message)) => {
+                return Err(EngineError::Tokenize { index, message });
+            }
+        }
+    }
+    Ok(encoded)
+}
+
+/// One thread per backend: each warms its replica up, reports, then serves the
+/// queue. Returns once every replica is warm, or the first failure.
+fn start_replicas(
+    backends: Vec<Box<dyn Backend>>,
+    queue: &Arc<BatchQueue>,
+    capacity: &Arc<Capacity>,
+    warm: &[Vec<Vec<u32>>],
+) -> Result<Vec<std::thread::JoinHandle<()>>, EngineError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let mut workers = Vec::with_capacity(backends.len());
+    for (i, mut backend) in backends.into_iter().enumerate() {
+        let shared = worker::Shared {
+            queue: queue.clone(),
+            capacity: capacity.clone(),
+        };
+        let warm = warm.to_vec();
+        let ready = ready_tx.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("osprey-replica-{i}"))
+            .spawn(move || {
+                let result = worker::warm_up(backend.as_mut(), &warm, &shared.capacity, i);
+                let ok = result.is_ok();
+                let _ = ready.send(result);
+                if ok {
+                    worker::run(backend, i, shared);
+                }
+            })?;
+        workers.push(handle);
+    }
+    drop(ready_tx);
+    for _ in 0..workers.len() {
+        match ready_rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(EngineError::Backend(format!("warm-up failed: {e}"))),
+            Err(_) => return Err(EngineError::Backend("a replica died during warm-up".into())),
+        }
+    }
+    Ok(workers)
 }
 
 /// Small batches that run every kernel once (first runs allocate buffers and pick

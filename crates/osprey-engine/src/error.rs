@@ -14,6 +14,18 @@ pub enum EngineError {
     Tokenize { index: usize, message: String },
     #[error("overloaded: {queued} tokens are queued (capacity {capacity}); retry shortly")]
     Overloaded { queued: usize, capacity: usize },
+    #[error("{max_in_flight} requests are in flight, the most this server admits; retry shortly")]
+    Busy { max_in_flight: usize },
+    #[error("the request's deadline of {ms} ms passed before it finished")]
+    DeadlineExceeded { ms: u64 },
+    #[error(
+        "the work queued and running would take about {wait_ms} ms to finish this request, more than its deadline of {deadline_ms} ms; retry shortly"
+    )]
+    DeadlineUnreachable {
+        wait_ms: u64,
+        deadline_ms: u64,
+        retry_after_secs: u64,
+    },
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("inference failed: {0}")]

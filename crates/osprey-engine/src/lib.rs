@@ -2,6 +2,7 @@
 //! lookup, single flight for identical inputs, tokenization, a batch queue bounded
 //! in tokens, and replica workers on dedicated OS threads.
 
+mod admission;
 mod capacity;
 mod config;
 mod engine;
@@ -11,10 +12,13 @@ mod pipeline;
 mod queue;
 mod worker;
 
+pub use admission::{
+    Admission, AdmissionConfig, Deadline, Permit, Rejection, Ticket, estimate_tokens,
+};
 pub use capacity::{Load, ReplicaLoad};
 pub use config::{BatchingConfig, EngineConfig};
-pub use engine::{EmbedOptions, Embeddings, Engine, ModelInfo, Timings};
+pub use engine::{EmbedOptions, Embeddings, Engine, ModelInfo, ModelParts, Timings};
 pub use error::EngineError;
 pub use osprey_cache as cache;
-pub use osprey_models::{BackendKind, ModelDir};
+pub use osprey_models::{Backend, BackendKind, ModelDir, Pooling, TextTokenizer};
 pub use pipeline::{CacheStatus, Embedded, Pipeline};

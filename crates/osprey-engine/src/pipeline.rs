@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use osprey_cache::{CacheKey, Entry, KeySpace, Tier, TieredCache};
 
-use crate::flight::{Flight, Outcome, Registry};
-use crate::{EmbedOptions, Engine, EngineError, ModelInfo, Timings};
+use crate::flight::{Completion, Flight, Outcome, Registry};
+use crate::{EmbedOptions, Engine, EngineError, ModelInfo, Permit, Timings};
 
 /// Where a response's vectors came from, for the `x-cache` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -107,151 +107,65 @@ impl Pipeline {
         }
     }
 
-    /// Embeds `texts` in order, from the cache where it can.
+    /// Embeds `texts` in order, from the cache where it can, under a permit of its
+    /// own without a deadline (for callers outside a request).
     pub async fn embed(
         &self,
         texts: &[String],
         opts: EmbedOptions,
     ) -> Result<Embedded, EngineError> {
-        self.embed_admitted(texts, opts, |_| Ok::<(), EngineError>(()))
-            .await
-            .map(|(out, _)| out)
+        let permit = self.engine.admission().enter(None)?;
+        self.embed_permitted(texts, opts, &permit).await
     }
 
-    /// Like [`Pipeline::embed`], with `admit` asked about the texts the cache does
-    /// not hold before any model work starts, and not at all when every text is
-    /// cached: a request served from the cache is never refused for a full queue.
-    /// What `admit` returns is held until the request is done.
-    pub async fn embed_admitted<G, E: From<EngineError>>(
+    /// Embeds `texts` in order within `permit`'s deadline. Admission control is
+    /// charged only for the texts the cache does not hold, before any model work
+    /// starts, and not at all when every text is cached: a request served from the
+    /// cache is never refused for a full queue.
+    pub async fn embed_permitted(
         &self,
         texts: &[String],
         opts: EmbedOptions,
-        admit: impl FnOnce(&[&str]) -> Result<G, E>,
-    ) -> Result<(Embedded, Option<G>), E> {
+        permit: &Permit,
+    ) -> Result<Embedded, EngineError> {
+        permit.within(self.run(texts, opts, permit)).await
+    }
+
+    async fn run(
+        &self,
+        texts: &[String],
+        opts: EmbedOptions,
+        permit: &Permit,
+    ) -> Result<Embedded, EngineError> {
         let t0 = Instant::now();
         let space = self.key_space(opts);
         let keys: Vec<CacheKey> = texts.iter().map(|t| space.key(t)).collect();
-        let mut found: Vec<Option<Entry>> = vec![None; texts.len()];
-        let mut lowest_tier: Option<Tier> = None;
-        if let Some(cache) = &self.cache {
-            for (slot, hit) in found.iter_mut().zip(cache.get_many(&keys).await) {
-                if let Some(hit) = hit {
-                    lowest_tier = Some(lowest_tier.map_or(hit.tier, |t| deeper(t, hit.tier)));
-                    *slot = Some(hit.entry);
-                }
-            }
-        }
+        let (mut found, lowest_tier) = self.lookup(&keys).await;
         let cached = found.iter().filter(|f| f.is_some()).count();
         let mut timings = Timings {
             cache: t0.elapsed(),
             ..Timings::default()
         };
-
-        // The distinct texts still missing, each with its first position.
-        let mut first_at: HashMap<CacheKey, usize> = HashMap::new();
-        let mut missing: Vec<CacheKey> = Vec::new();
-        for (i, key) in keys.iter().enumerate() {
-            if found[i].is_none() && !first_at.contains_key(key) {
-                first_at.insert(*key, i);
-                missing.push(*key);
-            }
-        }
-        let mut computed = 0;
-        let mut computed_tokens = 0;
-        let mut ticket = None;
-        if !missing.is_empty() {
-            let missing_texts: Vec<&str> = missing
+        let missing = Missing::of(&keys, &found);
+        let mut computed = (0, 0);
+        if !missing.keys.is_empty() {
+            let texts_missing: Vec<&str> = missing
+                .keys
                 .iter()
-                .map(|k| texts[first_at[k]].as_str())
+                .map(|k| texts[missing.first_at[k]].as_str())
                 .collect();
-            ticket = Some(admit(&missing_texts)?);
-            // Tokenize here, not in the flight: an input error belongs to this
-            // request alone and must not fail others that joined its flight.
-            let t = Instant::now();
-            let mut encoded: HashMap<CacheKey, Vec<u32>> = self
-                .engine
-                .tokenize(&missing_texts, opts.truncate)
-                .map_err(|e| reindex(e, &missing, &first_at))?
-                .into_iter()
-                .zip(missing.iter().copied())
-                .map(|(ids, k)| (k, ids))
-                .collect();
-            timings.tokenize = t.elapsed();
-            let claim = self.flights.claim(&missing, |mine, done| {
-                let ids: Vec<Vec<u32>> = mine
-                    .iter()
-                    .map(|k| encoded.remove(k).unwrap_or_default())
-                    .collect();
-                let engine = self.engine.clone();
-                let cache = self.cache.clone();
-                tokio::spawn(async move {
-                    done.begin();
-                    let outcome = match engine.embed_tokens(ids, opts).await {
-                        Ok(out) => {
-                            let tokens = out.token_counts;
-                            let entries: Vec<Entry> = out
-                                .vectors
-                                .into_iter()
-                                .zip(tokens)
-                                .map(|(v, n)| Entry::new(v, n as u32))
-                                .collect();
-                            if let Some(cache) = &cache {
-                                let items: Vec<(CacheKey, Entry)> =
-                                    mine.iter().copied().zip(entries.iter().cloned()).collect();
-                                cache.put_many(&items);
-                            }
-                            Outcome::Done {
-                                entries,
-                                timings: out.timings,
-                            }
-                        }
-                        Err(e) => Outcome::Failed(e),
-                    };
-                    done.finish(outcome, &mine);
-                })
-            });
-            if let Some(own) = &claim.own {
-                computed = own.keys().len();
-            }
-            let joined_items: usize = claim
-                .joined
-                .iter()
-                .map(|f| f.keys().iter().filter(|k| first_at.contains_key(k)).count())
-                .sum();
-            if joined_items > 0 {
-                metrics::counter!("osprey_coalesced_items_total").increment(joined_items as u64);
-            }
-            let flights: Vec<&Arc<Flight>> = claim.own.iter().chain(claim.joined.iter()).collect();
-            let outcomes = futures::future::join_all(flights.iter().map(|f| f.wait())).await;
-            let mut by_key: HashMap<CacheKey, Entry> = HashMap::with_capacity(missing.len());
-            for (i, (flight, outcome)) in flights.iter().zip(outcomes).enumerate() {
-                match outcome.as_ref() {
-                    Outcome::Done {
-                        entries,
-                        timings: t,
-                    } => {
-                        if i == 0 && claim.own.is_some() {
-                            computed_tokens = entries.iter().map(|e| e.tokens as usize).sum();
-                        }
-                        timings.queue = timings.queue.max(t.queue);
-                        timings.inference = timings.inference.max(t.inference);
-                        timings.postprocess = timings.postprocess.max(t.postprocess);
-                        for (k, e) in flight.keys().iter().zip(entries) {
-                            if first_at.contains_key(k) {
-                                by_key.insert(*k, e.clone());
-                            }
-                        }
-                    }
-                    Outcome::Failed(e) => return Err(shared_error(e).into()),
-                }
-            }
+            // Held until the request is done: its work counts as outstanding.
+            let _ticket = self.engine.charge(permit, &texts_missing)?;
+            let owned = texts_missing.iter().map(|t| (*t).to_owned()).collect();
+            let by_key = self
+                .compute(&missing, owned, opts, &mut timings, &mut computed)
+                .await?;
             for (slot, key) in found.iter_mut().zip(&keys) {
                 if slot.is_none() {
                     *slot = by_key.get(key).cloned();
                 }
             }
         }
-
         let mut entries = Vec::with_capacity(found.len());
         let mut tokens = 0usize;
         for f in found {
@@ -266,18 +180,168 @@ impl Pipeline {
             (Some(_), Some(t)) if cached == texts.len() => CacheStatus::Hit(t),
             (Some(_), Some(_)) => CacheStatus::Partial,
         };
-        Ok((
-            Embedded {
-                entries,
-                tokens,
-                timings,
-                cache,
-                computed,
-                computed_tokens,
-            },
-            ticket,
-        ))
+        Ok(Embedded {
+            entries,
+            tokens,
+            timings,
+            cache,
+            computed: computed.0,
+            computed_tokens: computed.1,
+        })
     }
+
+    /// Every key's cached entry, if any, and the lowest tier that answered.
+    async fn lookup(&self, keys: &[CacheKey]) -> (Vec<Option<Entry>>, Option<Tier>) {
+        let mut found: Vec<Option<Entry>> = vec![None; keys.len()];
+        let mut lowest_tier: Option<Tier> = None;
+        if let Some(cache) = &self.cache {
+            for (slot, hit) in found.iter_mut().zip(cache.get_many(keys).await) {
+                if let Some(hit) = hit {
+                    lowest_tier = Some(lowest_tier.map_or(hit.tier, |t| deeper(t, hit.tier)));
+                    *slot = Some(hit.entry);
+                }
+            }
+        }
+        (found, lowest_tier)
+    }
+
+    /// Runs the model for the missing keys (joining flights already computing some
+    /// of them) and returns their entries. `computed` gets the inputs and tokens
+    /// this request's own flight ran.
+    async fn compute(
+        &self,
+        missing: &Missing,
+        texts: Vec<String>,
+        opts: EmbedOptions,
+        timings: &mut Timings,
+        computed: &mut (usize, usize),
+    ) -> Result<HashMap<CacheKey, Entry>, EngineError> {
+        // Tokenize here, not in the flight: an input error belongs to this request
+        // alone and must not fail others that joined its flight.
+        let t = Instant::now();
+        let mut encoded: HashMap<CacheKey, Vec<u32>> = self
+            .engine
+            .tokenize_async(texts, opts.truncate)
+            .await
+            .map_err(|e| reindex(e, &missing.keys, &missing.first_at))?
+            .into_iter()
+            .zip(missing.keys.iter().copied())
+            .map(|(ids, k)| (k, ids))
+            .collect();
+        timings.tokenize = t.elapsed();
+        let claim = self.flights.claim(&missing.keys, |mine, done| {
+            let ids: Vec<Vec<u32>> = mine
+                .iter()
+                .map(|k| encoded.remove(k).unwrap_or_default())
+                .collect();
+            tokio::spawn(fly(
+                self.engine.clone(),
+                self.cache.clone(),
+                ids,
+                opts,
+                mine,
+                done,
+            ))
+        });
+        if let Some(own) = &claim.own {
+            computed.0 = own.keys().len();
+        }
+        let joined_items: usize = claim
+            .joined
+            .iter()
+            .map(|f| {
+                f.keys()
+                    .iter()
+                    .filter(|k| missing.first_at.contains_key(k))
+                    .count()
+            })
+            .sum();
+        if joined_items > 0 {
+            metrics::counter!("osprey_coalesced_items_total").increment(joined_items as u64);
+        }
+        let flights: Vec<&Arc<Flight>> = claim.own.iter().chain(claim.joined.iter()).collect();
+        let outcomes = futures::future::join_all(flights.iter().map(|f| f.wait())).await;
+        let mut by_key: HashMap<CacheKey, Entry> = HashMap::with_capacity(missing.keys.len());
+        for (i, (flight, outcome)) in flights.iter().zip(outcomes).enumerate() {
+            match outcome.as_ref() {
+                Outcome::Done {
+                    entries,
+                    timings: t,
+                } => {
+                    if i == 0 && claim.own.is_some() {
+                        computed.1 = entries.iter().map(|e| e.tokens as usize).sum();
+                    }
+                    timings.queue = timings.queue.max(t.queue);
+                    timings.inference = timings.inference.max(t.inference);
+                    timings.postprocess = timings.postprocess.max(t.postprocess);
+                    for (k, e) in flight.keys().iter().zip(entries) {
+                        if missing.first_at.contains_key(k) {
+                            by_key.insert(*k, e.clone());
+                        }
+                    }
+                }
+                Outcome::Failed(e) => return Err(shared_error(e)),
+            }
+        }
+        Ok(by_key)
+    }
+}
+
+/// The distinct keys the cache lacks, each with the position of its first text.
+struct Missing {
+    keys: Vec<CacheKey>,
+    first_at: HashMap<CacheKey, usize>,
+}
+
+impl Missing {
+    fn of(keys: &[CacheKey], found: &[Option<Entry>]) -> Self {
+        let mut first_at: HashMap<CacheKey, usize> = HashMap::new();
+        let mut missing: Vec<CacheKey> = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            if found[i].is_none() && !first_at.contains_key(key) {
+                first_at.insert(*key, i);
+                missing.push(*key);
+            }
+        }
+        Self {
+            keys: missing,
+            first_at,
+        }
+    }
+}
+
+/// A flight's task: runs the model for its keys, fills the cache, and tells every
+/// request waiting on it.
+async fn fly(
+    engine: Arc<Engine>,
+    cache: Option<Arc<TieredCache>>,
+    ids: Vec<Vec<u32>>,
+    opts: EmbedOptions,
+    mine: Vec<CacheKey>,
+    done: Completion,
+) {
+    done.begin();
+    let outcome = match engine.embed_tokens(ids, opts).await {
+        Ok(out) => {
+            let entries: Vec<Entry> = out
+                .vectors
+                .into_iter()
+                .zip(out.token_counts)
+                .map(|(v, n)| Entry::new(v, n as u32))
+                .collect();
+            if let Some(cache) = &cache {
+                let items: Vec<(CacheKey, Entry)> =
+                    mine.iter().copied().zip(entries.iter().cloned()).collect();
+                cache.put_many(&items);
+            }
+            Outcome::Done {
+                entries,
+                timings: out.timings,
+            }
+        }
+        Err(e) => Outcome::Failed(e),
+    };
+    done.finish(outcome, &mine);
 }
 
 /// The lower of two tiers (memory < disk < redis).
@@ -321,6 +385,7 @@ fn shared_error(e: &EngineError) -> EngineError {
             capacity: *capacity,
         },
         EngineError::ShuttingDown => EngineError::ShuttingDown,
+        EngineError::DeadlineExceeded { ms } => EngineError::DeadlineExceeded { ms: *ms },
         other => EngineError::Backend(other.to_string()),
     }
 }

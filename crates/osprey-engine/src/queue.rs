@@ -85,7 +85,7 @@ impl BatchQueue {
         if st.closed {
             return Err(Rejected::Closed);
         }
-        if !st.items.is_empty() && st.tokens + tokens > self.limits.max_queue_tokens {
+        if !crate::admission::fits_queue(st.tokens, tokens, self.limits.max_queue_tokens) {
             return Err(Rejected::Full { queued: st.tokens });
         }
         st.tokens += tokens;

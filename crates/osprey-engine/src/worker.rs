@@ -3,8 +3,7 @@
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use osprey_models::Backend;
 
@@ -15,7 +14,6 @@ use crate::queue::{BatchQueue, ItemResult};
 pub(crate) struct Shared {
     pub queue: Arc<BatchQueue>,
     pub capacity: Arc<Capacity>,
-    pub slowdown_us: Arc<AtomicU64>,
 }
 
 /// Runs the warm-up batches (the first runs allocate buffers and pick kernels); the
@@ -41,11 +39,7 @@ pub(crate) fn warm_up(
 }
 
 pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared) {
-    let Shared {
-        queue,
-        capacity,
-        slowdown_us,
-    } = shared;
+    let Shared { queue, capacity } = shared;
     let pads = queue.limits().pads;
     while let Some(batch) = queue.next_batch() {
         // Inputs whose client left while queued are not worth computing.
@@ -64,10 +58,6 @@ pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared)
                     "backend panicked".into(),
                 ))
             });
-        let extra = slowdown_us.load(Ordering::Relaxed);
-        if extra > 0 {
-            std::thread::sleep(Duration::from_micros(extra));
-        }
         let inference = started.elapsed();
         capacity.finish(replica, real, result.is_ok().then_some(inference));
 

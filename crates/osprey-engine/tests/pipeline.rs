@@ -266,39 +266,6 @@ async fn a_new_model_revision_never_sees_old_vectors() {
     cache.clear().await.expect("clear");
 }
 
-#[tokio::test]
-async fn admission_is_asked_only_about_misses() {
-    let engine = engine_at(&model_dir());
-    let cache = Arc::new(TieredCache::open(&memory_only()).await.expect("cache"));
-    let p = Pipeline::new(engine, Some(cache));
-    let known = vec!["admitted once".to_string()];
-    p.embed(&known, EmbedOptions::default())
-        .await
-        .expect("warm");
-
-    // Every text cached: admission is not consulted, so a full queue cannot refuse it.
-    let (out, ticket) = p
-        .embed_admitted(&known, EmbedOptions::default(), |_| {
-            Err::<(), _>(osprey_engine::EngineError::ShuttingDown)
-        })
-        .await
-        .expect("served from the cache");
-    assert!(ticket.is_none());
-    assert_eq!(out.computed, 0);
-
-    // With a miss, admission sees exactly the missing texts and can refuse.
-    let mixed = vec!["admitted once".to_string(), "a new text".to_string()];
-    let mut seen = Vec::new();
-    let refused = p
-        .embed_admitted(&mixed, EmbedOptions::default(), |missing| {
-            seen = missing.iter().map(|s| s.to_string()).collect();
-            Err::<(), _>(osprey_engine::EngineError::ShuttingDown)
-        })
-        .await;
-    assert!(refused.is_err());
-    assert_eq!(seen, ["a new text"]);
-}
-
 /// Entries already on disk or in Redis were stored under keys made in one fixed
 /// order (model, revision, backend, pooling, normalize, truncate, dimensions); the
 /// pipeline must keep finding them, for every option set.

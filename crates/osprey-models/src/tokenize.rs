@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
 
 use crate::{ModelError, Result};
@@ -28,12 +29,47 @@ pub struct TextTokenizer {
     truncating: Tokenizer,
     whole: Tokenizer,
     max_len: usize,
+    /// Where a text may be cut with its tokens staying the first tokens of the
+    /// whole text; `None` when the tokenizer gives no such place.
+    cuts: Option<Cuts>,
 }
+
+/// Places a word-splitting pre-tokenizer never joins across.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cuts {
+    /// Before whitespace.
+    Whitespace,
+    /// BERT's: also before ASCII punctuation and CJK ideographs, which BERT's
+    /// normalizer and pre-tokenizer always split off.
+    Bert,
+}
+
+impl Cuts {
+    fn allows(self, c: char) -> bool {
+        c.is_whitespace() || (self == Self::Bert && (c.is_ascii_punctuation() || is_cjk(c)))
+    }
+}
+
+/// The CJK ideograph blocks BERT's normalizer splits off as words of their own.
+fn is_cjk(c: char) -> bool {
+    matches!(u32::from(c),
+        0x4E00..=0x9FFF | 0x3400..=0x4DBF | 0x20000..=0x2A6DF | 0x2A700..=0x2B73F
+        | 0x2B740..=0x2B81F | 0x2B820..=0x2CEAF | 0xF900..=0xFAFF | 0x2F800..=0x2FA1F)
+}
+
+/// Bytes of text tried per token the model takes before tokenizing the rest: about
+/// twice what English needs, so one try is enough for ordinary text.
+const PREFIX_BYTES_PER_TOKEN: usize = 8;
 
 impl TextTokenizer {
     pub fn load(path: &Path, max_len: usize) -> Result<Self> {
-        let mut whole = Tokenizer::from_file(path)
+        let whole = Tokenizer::from_file(path)
             .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
+        Self::new(whole, max_len)
+    }
+
+    /// Osprey's rules on top of any tokenizer.
+    pub fn new(mut whole: Tokenizer, max_len: usize) -> Result<Self> {
         whole.with_padding(None);
         whole
             .with_truncation(None)
@@ -47,10 +83,18 @@ impl TextTokenizer {
                 direction: TruncationDirection::Right,
             }))
             .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        let cuts = match whole.get_pre_tokenizer() {
+            Some(PreTokenizerWrapper::BertPreTokenizer(_)) => Some(Cuts::Bert),
+            Some(PreTokenizerWrapper::Whitespace(_) | PreTokenizerWrapper::WhitespaceSplit(_)) => {
+                Some(Cuts::Whitespace)
+            }
+            _ => None,
+        };
         Ok(Self {
             truncating,
             whole,
             max_len,
+            cuts,
         })
     }
 
@@ -60,12 +104,28 @@ impl TextTokenizer {
 
     /// Encodes one text with special tokens. Over the maximum length it is cut when
     /// `truncate` holds, and refused with the full token count otherwise.
+    ///
+    /// A long text is tokenized only as far as the model can use: a prefix cut
+    /// between words, grown until its tokens overflow the maximum (its first tokens
+    /// are then the whole text's) or it is the whole text. Tokenizer work per input
+    /// is so bounded by the model's window, not by the text's length.
     pub fn encode(&self, text: &str, truncate: bool) -> Result<Encoded, TokenizeError> {
-        let enc = self
-            .truncating
-            .encode_fast(text, true)
-            .map_err(|e| TokenizeError::Failed(e.to_string()))?;
-        let truncated = !enc.get_overflowing().is_empty();
+        let mut budget = self.max_len.saturating_mul(PREFIX_BYTES_PER_TOKEN);
+        let (enc, truncated) = loop {
+            let part = match self.cuts {
+                Some(cuts) => prefix_between_words(text, budget, cuts),
+                None => text,
+            };
+            let enc = self
+                .truncating
+                .encode_fast(part, true)
+                .map_err(|e| TokenizeError::Failed(e.to_string()))?;
+            let truncated = !enc.get_overflowing().is_empty();
+            if truncated || part.len() == text.len() {
+                break (enc, truncated);
+            }
+            budget = budget.saturating_mul(4);
+        };
         if truncated && !truncate {
             // Only this error path pays for a second, untruncated encoding.
             let tokens = self
@@ -82,5 +142,51 @@ impl TextTokenizer {
             ids: enc.get_ids().to_vec(),
             truncated,
         })
+    }
+}
+
+/// The longest prefix of `text` of at most `budget` bytes that ends just before a
+/// place the tokenizer cuts anyway; the whole text when it fits, and an empty
+/// prefix when no such place exists in the budget, so the caller grows the budget.
+fn prefix_between_words(text: &str, budget: usize, cuts: Cuts) -> &str {
+    if text.len() <= budget {
+        return text;
+    }
+    let mut end = budget;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    if text[end..].chars().next().is_some_and(|c| cuts.allows(c)) {
+        return &text[..end];
+    }
+    let cut = text[..end]
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| cuts.allows(c))
+        .map_or(0, |(i, _)| i);
+    &text[..cut]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes_end_between_words() {
+        let bert = Cuts::Bert;
+        assert_eq!(prefix_between_words("short", 10, bert), "short");
+        assert_eq!(
+            prefix_between_words("hello world again", 13, bert),
+            "hello world"
+        );
+        assert_eq!(prefix_between_words("hello, world", 5, bert), "hello");
+        assert_eq!(
+            prefix_between_words("hello, world", 5, Cuts::Whitespace),
+            ""
+        );
+        assert_eq!(prefix_between_words("nowhitespaceatall", 5, bert), "");
+        assert_eq!(prefix_between_words("长江长江", 7, bert), "长江");
+        // Never inside a character.
+        assert_eq!(prefix_between_words("é é é", 4, bert), "é");
     }
 }

@@ -34,18 +34,6 @@ pub enum ApiError {
         message: String,
         retry_after_secs: u64,
     },
-    #[error("{0} requests are in flight, the most this server admits; retry shortly")]
-    Busy(usize),
-    #[error("the request's deadline of {0} ms passed before it finished")]
-    DeadlineExceeded(u64),
-    #[error(
-        "the work queued and running would take about {wait_ms} ms to finish this request, more than its deadline of {deadline_ms} ms; retry shortly"
-    )]
-    DeadlineUnreachable {
-        wait_ms: u64,
-        deadline_ms: u64,
-        retry_after_secs: u64,
-    },
     #[error(transparent)]
     Engine(#[from] EngineError),
     #[error("cache: {0}")]
@@ -74,22 +62,22 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            Self::NotReady | Self::Busy(_) | Self::DeadlineUnreachable { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::DeadlineExceeded(_) => StatusCode::GATEWAY_TIMEOUT,
             // A tier the operator asked for (clear, stats) is unreachable.
             Self::Cache(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Engine(e) => match e {
                 EngineError::InputTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 EngineError::Tokenize { .. } => StatusCode::UNPROCESSABLE_ENTITY,
                 EngineError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
-                EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                EngineError::Busy { .. }
+                | EngineError::DeadlineUnreachable { .. }
+                | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+                EngineError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
                 EngineError::Backend(_) | EngineError::Model(_) | EngineError::Spawn(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
@@ -125,9 +113,9 @@ impl ApiError {
             Self::Unauthorized { missing: false, .. } => Some("invalid_credentials"),
             Self::Forbidden(_) => Some("insufficient_scope"),
             Self::RateLimited { .. } => Some("rate_limited"),
-            Self::Busy(_) => Some("too_many_in_flight"),
-            Self::DeadlineExceeded(_) => Some("deadline_exceeded"),
-            Self::DeadlineUnreachable { .. } => Some("deadline_unreachable"),
+            Self::Engine(EngineError::Busy { .. }) => Some("too_many_in_flight"),
+            Self::Engine(EngineError::DeadlineExceeded { .. }) => Some("deadline_exceeded"),
+            Self::Engine(EngineError::DeadlineUnreachable { .. }) => Some("deadline_unreachable"),
             _ => None,
         }
     }
@@ -184,9 +172,9 @@ impl IntoResponse for ApiError {
         if let Self::RateLimited {
             retry_after_secs, ..
         }
-        | Self::DeadlineUnreachable {
+        | Self::Engine(EngineError::DeadlineUnreachable {
             retry_after_secs, ..
-        } = &self
+        }) = &self
         {
             h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         } else if matches!(

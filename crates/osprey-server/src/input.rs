@@ -9,7 +9,7 @@ use crate::{ApiError, AppState, ServerConfig};
 
 /// Checks the content type, reads the body within the size limit, decompresses it
 /// within its own limit and parses it.
-pub async fn read_json<T: de::DeserializeOwned>(
+pub async fn read_json<T: de::DeserializeOwned + Send + 'static>(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
@@ -32,20 +32,33 @@ pub async fn read_json<T: de::DeserializeOwned>(
             ApiError::MalformedJson(format!("could not read the request body: {e}"))
         }
     })?;
+    let bytes_len = bytes.len();
     let encoding = match headers.get(header::CONTENT_ENCODING) {
         None => None,
         Some(v) => Some(
             v.to_str()
-                .map_err(|_| ApiError::UnsupportedEncoding("(not text)".into()))?,
+                .map_err(|_| ApiError::UnsupportedEncoding("(not text)".into()))?
+                .to_owned(),
         ),
     };
-    let json = osprey_wire::decode_body(
-        encoding,
-        &bytes,
-        state.protection.limits().max_decompressed_bytes,
-    )?;
-    Ok(osprey_wire::parse_json(&json)?)
+    let max = state.protection.limits().max_decompressed_bytes;
+    let decode = move || -> Result<T, ApiError> {
+        let json = osprey_wire::decode_body(encoding.as_deref(), &bytes, max)?;
+        Ok(osprey_wire::parse_json(&json)?)
+    };
+    // A small plain body parses in microseconds; a compressed or large one can take
+    // milliseconds of CPU, which belong on the blocking pool, not a runtime worker.
+    if headers.contains_key(header::CONTENT_ENCODING) || bytes_len > INLINE_PARSE_BYTES {
+        tokio::task::spawn_blocking(decode)
+            .await
+            .map_err(|_| ApiError::MalformedJson("the body could not be decoded".into()))?
+    } else {
+        decode()
+    }
 }
+
+/// Bodies up to this size are decoded on the calling task.
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
 
 fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(value) = headers.get(header::CONTENT_TYPE) else {

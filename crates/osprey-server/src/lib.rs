@@ -1,10 +1,10 @@
 //! Osprey's HTTP API: the embedding routes (text-embeddings-inference and OpenAI
 //! shapes), model info, health, and Prometheus metrics.
 
-mod admission;
 pub mod auth;
 mod compression;
 mod config;
+mod deadline;
 mod error;
 mod input;
 mod limits;
@@ -16,9 +16,9 @@ mod routes;
 mod state;
 mod tls;
 
-pub use admission::DEADLINE_HEADER;
 pub use auth::AuthConfig;
 pub use config::ServerConfig;
+pub use deadline::DEADLINE_HEADER;
 pub use error::ApiError;
 pub use limits::LimitsConfig;
 pub use observe::{

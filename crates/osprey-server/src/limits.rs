@@ -28,6 +28,17 @@ pub struct LimitsConfig {
     pub compression_min_bytes: u64,
 }
 
+impl LimitsConfig {
+    /// What each model's admission control is given.
+    pub fn admission(&self) -> osprey_engine::AdmissionConfig {
+        osprey_engine::AdmissionConfig {
+            max_in_flight: self.max_in_flight,
+            deadline: (self.deadline_ms > 0)
+                .then(|| std::time::Duration::from_millis(self.deadline_ms)),
+        }
+    }
+}
+
 impl Default for LimitsConfig {
     fn default() -> Self {
         Self {

@@ -1,4 +1,4 @@
-//! Alerts end to end: a real server whose model is made slow pushes p99 latency
+//! Alerts end to end: a real server whose (fake) replicas are made slow pushes p99 latency
 //! over the objective; a real webhook receiver must get exactly one alert (after
 //! a failed first delivery is retried) and, once the model is fast again, exactly
 //! one resolution of the same alert.
@@ -14,7 +14,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use common::{client, get, post_json};
-use osprey_server::{AlertsConfig, ObserveConfig, SloConfig};
+use osprey_engine::BatchingConfig;
+use osprey_server::{AlertsConfig, ObserveConfig, Protection, ServerConfig, SloConfig};
+use osprey_testkit::Script;
 use serde_json::{Value, json};
 
 #[derive(Default)]
@@ -76,7 +78,15 @@ async fn slow_model_fires_one_latency_alert_then_resolves_it() {
         },
         ..ObserveConfig::default()
     };
-    let server = common::start_observed(observe, None);
+    // Fake replicas: the test scripts how long each batch takes.
+    let script = Script::new();
+    let server = common::start_fake(
+        ServerConfig::default(),
+        BatchingConfig::default(),
+        Protection::default(),
+        Some(observe),
+        &script,
+    );
     let c = client();
     let url = format!("{}/embed", server.base);
     let mut n = 0u64;
@@ -91,8 +101,8 @@ async fn slow_model_fires_one_latency_alert_then_resolves_it() {
         assert_eq!(r.status, 200, "{}", r.text);
     };
 
-    // Slow: each batch takes 120 ms more than the model needs.
-    server.engine.set_test_slowdown(Duration::from_millis(120));
+    // Slow: each batch takes 120 ms.
+    script.set_latency(Duration::from_millis(120));
     let deadline = Instant::now() + Duration::from_secs(60);
     while accepted(&inbox).is_empty() {
         assert!(Instant::now() < deadline, "no alert within 60 s");
@@ -106,7 +116,7 @@ async fn slow_model_fires_one_latency_alert_then_resolves_it() {
     );
 
     // Fast again: the alert resolves once the window holds only fast requests.
-    server.engine.set_test_slowdown(Duration::ZERO);
+    script.set_latency(Duration::ZERO);
     while accepted(&inbox).len() < 2 {
         assert!(Instant::now() < deadline, "no resolution within 60 s");
         send().await;

@@ -16,6 +16,7 @@ use futures::future::join_all;
 use osprey_engine::BatchingConfig;
 use osprey_server::auth::{JwtAlgorithm, JwtConfig, digest_hex};
 use osprey_server::{AuthConfig, LimitsConfig, Protection, ServerConfig, TlsConfig};
+use osprey_testkit::Script;
 use serde_json::{Value, json};
 use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -612,7 +613,7 @@ async fn overload_is_refused_at_once_with_bounded_memory() {
         "RSS grew {:.0} MB under overload",
         after - before
     );
-    assert_eq!(s.protection.in_flight(), 0, "every slot returned");
+    assert_eq!(s.engine.admission().in_flight(), 0, "every slot returned");
     assert_eq!(
         embed(&c, &s.base, json!({"inputs": "after the storm"}))
             .await
@@ -631,63 +632,51 @@ fn longest_text() -> String {
         .clone()
 }
 
-/// Waits (boundedly) until the engine has nothing queued or running.
-async fn settle(s: &TestServer) {
-    for _ in 0..600 {
-        let load = s.engine.load();
-        if load.queued_tokens == 0 && load.running_tokens() == 0 {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("the engine never went idle");
-}
-
-/// A request the replicas' measured rates say can finish in time is admitted; when
-/// the model then slows down past its deadline, it gets 504 and its queued inputs
-/// are taken out of the queue.
+/// A request admitted to an idle engine whose replicas then stall past its deadline
+/// gets 504, and its queued inputs are taken out of the queue (fake replicas: the
+/// stall is theirs to script).
 #[tokio::test]
 async fn deadline_drops_queued_work_with_504() {
-    let _g = exclusive().await;
-    let s = guarded_server();
+    let script = Script::new();
+    let batching = BatchingConfig {
+        max_batch_requests: 1,
+        ..BatchingConfig::default()
+    };
+    let s = start_fake(
+        small_limits(),
+        batching,
+        Protection::default(),
+        None,
+        &script,
+    );
     let c = client();
-    settle(s).await;
     let metric = |text: &str| metric_sum(text, "osprey_cancelled_items_total");
     let cancelled_before = metric(&get(&c, &format!("{}/metrics", s.base)).await.text);
 
-    // Six maximum-length inputs: three batches of 512 tokens on two replicas, so
-    // one batch still waits when the deadline passes. The deadline is four times
-    // what the measured rate needs, so admission takes the request.
-    let long = longest_text();
-    let texts: Vec<String> = (0..6).map(|i| format!("{long} {i}")).collect();
-    let rate = s.engine.tokens_per_second().expect("rate known");
-    let needs_ms = (6.0 * 256.0 / rate * 1000.0) as u64;
-    let deadline_ms = (4 * needs_ms).max(1000);
-    // Each batch now takes longer than the whole deadline.
-    s.engine
-        .set_test_slowdown(Duration::from_millis(deadline_ms));
+    // Six inputs, one per batch: two run (held at the gate), four wait in the queue.
+    script.hold();
+    let texts: Vec<String> = (0..6).map(|i| format!("held input {i}")).collect();
     let r = Reply::read(
         c.post(format!("{}/embed", s.base))
-            .header(osprey_server::DEADLINE_HEADER, deadline_ms.to_string())
+            .header(osprey_server::DEADLINE_HEADER, "300")
             .json(&json!({ "inputs": texts }))
             .send()
             .await
             .expect("send"),
     )
     .await;
-    s.engine.set_test_slowdown(Duration::ZERO);
     r.assert_error(504, "deadline");
     assert_eq!(r.json["error"]["code"], "deadline_exceeded");
-
-    // The queue empties: the inputs were taken out, not left for the replicas.
+    // The queue empties at once: the inputs were taken out, not left for the replicas.
     let mut waited = 0;
-    while s.engine.queued_tokens() > 0 && waited < 600 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    while s.engine.queued_tokens() > 0 && waited < 100 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
         waited += 1;
     }
     assert_eq!(s.engine.queued_tokens(), 0);
+    script.release();
     let cancelled = metric(&get(&c, &format!("{}/metrics", s.base)).await.text) - cancelled_before;
-    assert!(cancelled >= 1.0, "queued inputs cancelled: {cancelled}");
+    assert!(cancelled >= 4.0, "queued inputs cancelled: {cancelled}");
     assert_eq!(
         embed(&c, &s.base, json!({"inputs": "after the deadline"}))
             .await

@@ -186,6 +186,7 @@ impl Config {
             backend: self.model.backend,
             onnxruntime_lib: self.model.onnxruntime_lib.clone(),
             batching: self.batching.clone(),
+            admission: self.limits.admission(),
         }
     }
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use osprey_engine::{BackendKind, BatchingConfig, Engine, EngineConfig};
+use osprey_engine::{AdmissionConfig, BackendKind, BatchingConfig, Engine, EngineConfig};
 
 /// The default model, or `OSPREY_TEST_MODEL`.
 pub fn model_dir() -> PathBuf {
@@ -25,6 +25,7 @@ pub fn engine_at(dir: &Path) -> Arc<Engine> {
             threads: 1,
             ..BatchingConfig::default()
         },
+        admission: AdmissionConfig::default(),
     };
     Arc::new(Engine::start(&config).expect("engine starts (run `make model`)"))
 }

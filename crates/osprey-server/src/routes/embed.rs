@@ -4,27 +4,26 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use osprey_engine::EmbedOptions;
 use osprey_wire::EmbedRequest;
 
+use super::Call;
 use crate::input::read_json;
 use crate::{ApiError, AppState};
 
 pub async fn tei(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    call: Call,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let req: EmbedRequest = read_json(&state, &headers, body).await?;
+    let req: EmbedRequest = read_json(&state, &call.headers, body).await?;
     let opts = EmbedOptions {
         normalize: req.normalize,
         truncate: req.truncate,
         dimensions: None,
     };
-    let (out, stages) = super::run(&state, &req.inputs.0, opts, started).await?;
+    let (out, stages) = super::run(&state, &call, &req.inputs.0, opts).await?;
     let t = Instant::now();
     // Each entry carries its vector already rendered as JSON: join them.
     let size: usize = out.entries.iter().map(|e| e.json().len() + 1).sum();

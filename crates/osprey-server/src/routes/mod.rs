@@ -11,11 +11,12 @@ pub mod stats;
 
 use std::time::Instant;
 
-use axum::http::{HeaderName, HeaderValue, Method, Uri, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
 use osprey_engine::{CacheStatus, EmbedOptions, Embedded};
 
 use crate::observe::{Stage, Timing};
+use crate::protect::Caller;
 use crate::{ApiError, AppState};
 
 pub async fn not_found(method: Method, uri: Uri) -> ApiError {
@@ -26,31 +27,26 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// The shared part of every embedding route: limits, then the engine.
+/// The shared part of every embedding route: limits, then the model's admission
+/// control, then the engine.
 pub(crate) async fn run(
     state: &AppState,
+    call: &Call,
     inputs: &[String],
     opts: EmbedOptions,
-    validate_started: Instant,
 ) -> Result<(Embedded, Timing), ApiError> {
+    let asked = crate::deadline::asked(&call.headers)?;
     crate::input::check_inputs(&state.config, inputs)?;
-    state.protection.charge_items(inputs.len())?;
-    let engine = state.engine()?;
-    let validate = validate_started.elapsed();
+    state
+        .protection
+        .charge_items(call.caller.as_ref(), inputs.len())?;
+    let pipeline = state.engine()?;
+    let validate = call.started.elapsed();
     if state.observe.config.log_request_text {
         tracing::debug!(?inputs, "request texts");
     }
-    // Admission control sees only what the cache lacks: hits are never refused.
-    // The ticket counts this request as outstanding until it returns.
-    let (out, _outstanding) = engine
-        .embed_admitted(inputs, opts, |missing| {
-            state.protection.check_queue(
-                &engine.engine().load(),
-                engine.info().max_input_tokens,
-                missing,
-            )
-        })
-        .await?;
+    let permit = pipeline.engine().admission().enter(asked)?;
+    let out = pipeline.embed_permitted(inputs, opts, &permit).await?;
     let metrics = state.observe.config.metrics;
     if metrics {
         crate::observe::embedded_items(inputs.len());
@@ -64,6 +60,31 @@ pub(crate) async fn run(
     timing.set(Stage::Inference, t.inference);
     timing.set(Stage::Postprocess, t.postprocess);
     Ok((out, timing))
+}
+
+/// What an inference handler knows of its request besides the body.
+pub(crate) struct Call {
+    pub headers: HeaderMap,
+    pub caller: Option<Caller>,
+    /// When validation started: the request's arrival at the handler.
+    pub started: Instant,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Call {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            started: Instant::now(),
+            caller: parts.extensions.remove::<Caller>(),
+            // The handler reads the body's headers from here; nothing after the
+            // extractors needs the request's own.
+            headers: std::mem::take(&mut parts.headers),
+        })
+    }
 }
 
 // Names parsed once, not per response.

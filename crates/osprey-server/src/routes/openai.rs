@@ -4,7 +4,6 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use base64::Engine as _;
 use osprey_engine::EmbedOptions;
@@ -12,6 +11,7 @@ use osprey_engine::cache::Entry;
 use osprey_wire::{EmbeddingsRequest, EncodingFormat};
 use serde::Serialize;
 
+use super::Call;
 use crate::input::read_json;
 use crate::{ApiError, AppState};
 
@@ -38,11 +38,10 @@ struct EmbeddingsResponse<'a> {
 
 pub async fn embeddings(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    call: Call,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let req: EmbeddingsRequest = read_json(&state, &headers, body).await?;
+    let req: EmbeddingsRequest = read_json(&state, &call.headers, body).await?;
     let engine = state.engine()?;
     let dims = engine.info().dims;
     let dimensions = match req.dimensions {
@@ -59,7 +58,7 @@ pub async fn embeddings(
         truncate: req.truncate,
         dimensions,
     };
-    let (out, stages) = super::run(&state, &req.input.0, opts, started).await?;
+    let (out, stages) = super::run(&state, &call, &req.input.0, opts).await?;
     let t = Instant::now();
     let model = req.model.as_deref().unwrap_or(engine.info().id.as_str());
     let body = match req.encoding_format {

@@ -12,6 +12,7 @@ use std::time::Duration;
 use osprey_engine::cache::{CacheConfig, TieredCache};
 use osprey_engine::{BackendKind, BatchingConfig, Engine, EngineConfig, Pipeline};
 use osprey_server::{AppState, ObserveConfig, Protection, ServerConfig};
+use osprey_testkit::{Script, fake_engine};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -82,7 +83,26 @@ pub fn small_queue_server() -> &'static TestServer {
 }
 
 fn start(server: ServerConfig, batching: BatchingConfig) -> TestServer {
-    start_full(server, batching, Protection::default(), None, None)
+    start_full(server, batching, Protection::default(), None, None, None)
+}
+
+/// A server of its own on fake replicas driven by `script`: for queueing,
+/// deadline and alert logic, never for numbers.
+pub fn start_fake(
+    server: ServerConfig,
+    batching: BatchingConfig,
+    protection: Protection,
+    observe: Option<ObserveConfig>,
+    script: &Arc<Script>,
+) -> TestServer {
+    start_full(
+        server,
+        batching,
+        protection,
+        None,
+        observe,
+        Some(script.clone()),
+    )
 }
 
 /// A server with auth, limits or TLS as given; `https://` when TLS is on.
@@ -91,7 +111,7 @@ pub fn start_with(
     batching: BatchingConfig,
     protection: Protection,
 ) -> TestServer {
-    start_full(server, batching, protection, None, None)
+    start_full(server, batching, protection, None, None, None)
 }
 
 /// A server of its own (it lives until the test binary exits), with a cache when
@@ -101,7 +121,7 @@ pub fn start_with_cache(
     batching: BatchingConfig,
     cache: Option<CacheConfig>,
 ) -> TestServer {
-    start_full(server, batching, Protection::default(), cache, None)
+    start_full(server, batching, Protection::default(), cache, None, None)
 }
 
 /// A server of its own observed as a test asks (its own SLO and alert settings).
@@ -112,6 +132,7 @@ pub fn start_observed(observe: ObserveConfig, cache: Option<CacheConfig>) -> Tes
         Protection::default(),
         cache,
         Some(observe),
+        None,
     )
 }
 
@@ -121,6 +142,7 @@ fn start_full(
     protection: Protection,
     cache: Option<CacheConfig>,
     observe: Option<ObserveConfig>,
+    fake: Option<Arc<Script>>,
 ) -> TestServer {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
@@ -159,8 +181,12 @@ fn start_full(
                     backend: BackendKind::Candle,
                     onnxruntime_lib: None,
                     batching,
+                    admission: protection.limits().admission(),
                 };
-                let loading = tokio::task::spawn_blocking(move || Engine::start(&config));
+                let loading = tokio::task::spawn_blocking(move || match fake {
+                    Some(script) => fake_engine(&config.batching, config.admission, &script),
+                    None => Engine::start(&config),
+                });
 
                 // The engine slot is only filled below, so these see the loading state.
                 let base = format!("{scheme}:{}", addr.port());

@@ -1,0 +1,44 @@
+//! Test seams shared by Osprey's crates. A fake backend stands in for a model where
+//! a test checks queueing, admission, scaling or alert logic, never numbers: its
+//! vectors are a deterministic function of the token ids, its per-batch latency
+//! and failures are scripted, and a gate holds batches until the test lets them go.
+
+mod backend;
+mod tokenizer;
+
+pub use backend::{FakeBackend, Script};
+pub use tokenizer::fake_tokenizer;
+
+use std::sync::Arc;
+
+use osprey_engine::{AdmissionConfig, BatchingConfig, Engine, EngineError, ModelParts, Pooling};
+
+/// Dimensions of the fake model's vectors.
+pub const FAKE_DIMS: usize = 8;
+
+/// Most tokens the fake model takes per input.
+pub const FAKE_MAX_TOKENS: usize = 128;
+
+/// An engine on `batching.replicas` fake replicas sharing one script. The warm-up
+/// runs before the script can hold anything, so it is never gated.
+pub fn fake_engine(
+    batching: &BatchingConfig,
+    admission: AdmissionConfig,
+    script: &Arc<Script>,
+) -> Result<Engine, EngineError> {
+    let replicas = batching.replicas.max(1);
+    let parts = ModelParts {
+        id: "osprey/fake".into(),
+        revision: "fake-0".into(),
+        dims: FAKE_DIMS,
+        pooling: Pooling::Mean,
+        normalizes: true,
+        tokenizer: fake_tokenizer(FAKE_MAX_TOKENS)?,
+        backends: (0..replicas)
+            .map(|_| Box::new(FakeBackend::new(script.clone())) as Box<dyn osprey_engine::Backend>)
+            .collect(),
+        pads: false,
+        threads_per_replica: 1,
+    };
+    Engine::launch(parts, batching, admission)
+}
