@@ -18,11 +18,10 @@ impl CacheKey {
 }
 
 impl fmt::Debug for CacheKey {
+    /// The first 8 bytes in hex: enough to tell keys apart in logs.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for b in &self.0[..8] {
-            write!(f, "{b:02x}")?;
-        }
-        f.write_str("…")
+        let hex = blake3::Hash::from_bytes(self.0).to_hex();
+        write!(f, "{}…", &hex[..16])
     }
 }
 

@@ -7,6 +7,7 @@
 //! [`CacheKey`] per text, and use [`TieredCache::get_many`] / [`TieredCache::put_many`].
 
 mod breaker;
+mod clock;
 mod codec;
 mod config;
 mod disk;
@@ -16,10 +17,11 @@ mod key;
 mod memory;
 mod redis_tier;
 mod stats;
-#[cfg(feature = "test-support")]
+#[cfg(any(test, feature = "test-support"))]
 pub mod testkit;
 mod tiered;
 
+pub use clock::{Clock, SharedClock, SystemClock};
 pub use codec::{CODEC_VERSION, decode, encode};
 pub use config::{CacheConfig, DiskConfig, MemoryConfig, RedisConfig};
 pub use disk::DiskTier;

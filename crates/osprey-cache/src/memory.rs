@@ -1,27 +1,50 @@
 //! L1: an in-process moka cache bounded in bytes, with TinyLFU admission (a
 //! one-off text does not push out a popular one) and a TTL.
+//!
+//! moka keeps time by its own internal clock, which cannot be replaced from
+//! outside the crate (and `expire_after` durations are measured on that clock too).
+//! So each entry also carries its expiry in unix ms from the tier's [`Clock`],
+//! checked on read: that stamp decides what a lookup sees, while moka's own TTL,
+//! set to the same length, frees the memory of entries nobody reads again.
+//!
+//! [`Clock`]: crate::Clock
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use moka::sync::Cache;
 
+use crate::clock::{self, SharedClock};
 use crate::stats::{Tier, TierHealth, TierSnapshot, TierStats};
 use crate::{CacheKey, Entry, MemoryConfig};
 
+/// An entry and when it expires (unix ms, 0 = never).
+#[derive(Clone)]
+struct Stamped {
+    entry: Entry,
+    expires: u64,
+}
+
 pub struct MemoryTier {
-    cache: Cache<CacheKey, Entry>,
+    cache: Cache<CacheKey, Stamped>,
     capacity: u64,
+    ttl_ms: u64,
+    clock: SharedClock,
     stats: Arc<TierStats>,
 }
 
 impl MemoryTier {
     pub fn new(config: &MemoryConfig) -> Self {
+        Self::with_clock(config, clock::system())
+    }
+
+    /// [`MemoryTier::new`] with the clock that stamps and checks expiry.
+    pub fn with_clock(config: &MemoryConfig, clock: SharedClock) -> Self {
         let stats = Arc::new(TierStats::new(Tier::Memory));
         let counted = stats.clone();
         let mut builder = Cache::builder()
             .max_capacity(config.max_bytes)
-            .weigher(|_k: &CacheKey, v: &Entry| v.weight())
+            .weigher(|_k: &CacheKey, v: &Stamped| v.entry.weight())
             .eviction_listener(move |_k, _v, cause| {
                 if cause.was_evicted() {
                     counted.evicted(1);
@@ -33,22 +56,35 @@ impl MemoryTier {
         Self {
             cache: builder.build(),
             capacity: config.max_bytes,
+            ttl_ms: config.ttl_secs.saturating_mul(1000),
+            clock,
             stats,
         }
     }
 
-    /// Looks up every key; `None` where absent.
+    /// Looks up every key; `None` where absent or expired.
     pub fn get_many(&self, keys: &[CacheKey]) -> Vec<Option<Entry>> {
         let t = Instant::now();
-        let found: Vec<Option<Entry>> = keys.iter().map(|k| self.cache.get(k)).collect();
-        let hits = found.iter().filter(|f| f.is_some()).count() as u64;
-        self.stats
-            .lookups(hits, keys.len() as u64 - hits, t.elapsed());
+        let now = self.clock.now_ms();
+        let found: Vec<Option<Entry>> = keys.iter().map(|k| self.get(k, now)).collect();
+        self.stats.answered(&found, t);
         found
     }
 
+    fn get(&self, key: &CacheKey, now: u64) -> Option<Entry> {
+        let stamped = self.cache.get(key)?;
+        if clock::expired(stamped.expires, now) {
+            // Counted as moka counts its own expiries: an eviction.
+            self.cache.invalidate(key);
+            self.stats.evicted(1);
+            return None;
+        }
+        Some(stamped.entry)
+    }
+
     pub fn put(&self, key: CacheKey, entry: Entry) {
-        self.cache.insert(key, entry);
+        let expires = clock::expiry(self.clock.now_ms(), self.ttl_ms);
+        self.cache.insert(key, Stamped { entry, expires });
     }
 
     pub fn clear(&self) {
@@ -73,6 +109,7 @@ impl MemoryTier {
 mod tests {
     use super::*;
     use crate::KeySpace;
+    use crate::testkit::ManualClock;
 
     fn key(i: usize) -> CacheKey {
         KeySpace::new("m", "r").key(&i.to_string())
@@ -99,15 +136,34 @@ mod tests {
         assert!(s.evictions > 0 || s.entries.expect("entries") < 100);
     }
 
+    /// A 1 MiB tier on a clock moved by hand.
+    fn timed_tier(ttl_secs: u64) -> (MemoryTier, ManualClock) {
+        let clock = ManualClock::new();
+        let config = MemoryConfig {
+            max_bytes: 1 << 20,
+            ttl_secs,
+        };
+        (MemoryTier::with_clock(&config, clock.shared()), clock)
+    }
+
     #[test]
     fn entries_expire() {
-        let tier = MemoryTier::new(&MemoryConfig {
-            max_bytes: 1 << 20,
-            ttl_secs: 1,
-        });
+        let (tier, clock) = timed_tier(1);
         tier.put(key(1), Entry::new(vec![1.0], 1));
         assert!(tier.get_many(&[key(1)])[0].is_some());
-        std::thread::sleep(Duration::from_millis(1100));
-        assert!(tier.get_many(&[key(1)])[0].is_none());
+        clock.advance(Duration::from_millis(999));
+        assert!(tier.get_many(&[key(1)])[0].is_some(), "alive until its TTL");
+        clock.advance(Duration::from_millis(1));
+        assert!(tier.get_many(&[key(1)])[0].is_none(), "expired at its TTL");
+        let s = tier.snapshot();
+        assert_eq!((s.entries, s.evictions), (Some(0), 1), "{s:?}");
+    }
+
+    #[test]
+    fn no_ttl_keeps_entries() {
+        let (tier, clock) = timed_tier(0);
+        tier.put(key(1), Entry::new(vec![1.0], 1));
+        clock.advance(Duration::from_secs(365 * 24 * 3600));
+        assert!(tier.get_many(&[key(1)])[0].is_some());
     }
 }

@@ -150,9 +150,7 @@ impl RedisTier {
                 })
             })
             .collect();
-        let hits = found.iter().filter(|f| f.is_some()).count() as u64;
-        self.stats
-            .lookups(hits, keys.len() as u64 - hits, t.elapsed());
+        self.stats.answered(&found, t);
         found
     }
 

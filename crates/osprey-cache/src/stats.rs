@@ -6,7 +6,7 @@
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use metrics::Counter;
 use osprey_metrics::{HistogramSnapshot, LatencyHistogram};
@@ -128,6 +128,12 @@ impl TierStats {
             lookup: OnceLock::new(),
             lookup_seconds: LatencyHistogram::default(),
         }
+    }
+
+    /// Counts one lookup's answers (a hit where something was found) and its time.
+    pub fn answered<T>(&self, found: &[Option<T>], started: Instant) {
+        let hits = found.iter().filter(|f| f.is_some()).count() as u64;
+        self.lookups(hits, found.len() as u64 - hits, started.elapsed());
     }
 
     pub fn lookups(&self, hits: u64, misses: u64, took: Duration) {

@@ -4,6 +4,7 @@
 
 use serde::Serialize;
 
+use crate::clock::{self, SharedClock};
 use crate::stats::{CacheStats, Tier, TierHealth};
 use crate::{CacheConfig, CacheKey, DiskTier, Entry, MemoryTier, RedisTier, Result};
 
@@ -32,14 +33,23 @@ impl TieredCache {
     /// Opens the configured tiers. Redis connects lazily, so this succeeds while
     /// Redis is down (the tier then reports degraded). Call inside a Tokio runtime.
     pub async fn open(config: &CacheConfig) -> Result<Self> {
+        Self::open_with_clock(config, clock::system()).await
+    }
+
+    /// [`TieredCache::open`] with the clock the memory and disk tiers keep their
+    /// TTLs by (Redis keeps its own).
+    pub async fn open_with_clock(config: &CacheConfig, clock: SharedClock) -> Result<Self> {
         config.validate().map_err(crate::CacheError::Config)?;
-        let memory = (config.memory.max_bytes > 0).then(|| MemoryTier::new(&config.memory));
+        let memory = (config.memory.max_bytes > 0)
+            .then(|| MemoryTier::with_clock(&config.memory, clock.clone()));
         let disk = match &config.disk.path {
             Some(path) => {
                 let (disk, path) = (config.disk.clone(), path.clone());
-                let opened = tokio::task::spawn_blocking(move || DiskTier::open(&disk, &path))
-                    .await
-                    .map_err(|e| crate::CacheError::Disk(e.to_string()))??;
+                let opened = tokio::task::spawn_blocking(move || {
+                    DiskTier::open_with_clock(&disk, &path, clock)
+                })
+                .await
+                .map_err(|e| crate::CacheError::Disk(e.to_string()))??;
                 Some(opened)
             }
             None => None,
@@ -105,7 +115,7 @@ impl TieredCache {
         }
         if let Some(disk) = &self.disk {
             let wanted: Vec<CacheKey> = missing.iter().map(|&i| keys[i]).collect();
-            let found = disk.get_many(&wanted);
+            let found = disk.get_many(&wanted).await;
             missing = self.fill(keys, &missing, found, Tier::Disk, &mut out);
         }
         if missing.is_empty() {

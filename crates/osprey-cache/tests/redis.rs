@@ -4,41 +4,12 @@
 
 use std::time::Duration;
 
-use osprey_cache::testkit::{PrivateRedis, free_port};
-use osprey_cache::{
-    CacheConfig, CacheKey, DiskConfig, Entry, KeySpace, MemoryConfig, RedisConfig, RedisTier, Tier,
-    TieredCache,
+use osprey_cache::testkit::{
+    PrivateRedis, free_port, redis_config, shared_redis_url, unique_prefix,
 };
-
-fn shared_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-/// A key prefix of its own, so parallel tests and runs never see each other's keys.
-fn prefix(name: &str) -> String {
-    format!(
-        "osprey-test:{name}:{}:{}:",
-        std::process::id(),
-        rand_suffix()
-    )
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
-}
-
-fn config(url: &str, prefix: &str) -> RedisConfig {
-    RedisConfig {
-        url: Some(url.into()),
-        key_prefix: prefix.into(),
-        timeout_ms: 200,
-        failure_threshold: 2,
-        retry_interval_ms: 100,
-        ..RedisConfig::default()
-    }
-}
+use osprey_cache::{
+    CacheConfig, CacheKey, DiskConfig, Entry, KeySpace, MemoryConfig, RedisTier, Tier, TieredCache,
+};
 
 fn key(i: usize) -> CacheKey {
     KeySpace::new("model", "rev").key(&format!("sentence {i}"))
@@ -55,8 +26,9 @@ fn entry(i: usize) -> Entry {
 
 #[tokio::test]
 async fn writes_behind_and_reads_back_with_mget() {
-    let p = prefix("rw");
-    let tier = RedisTier::connect(&config(&shared_url(), &p), &shared_url()).expect("connect");
+    let p = unique_prefix("rw");
+    let tier = RedisTier::connect(&redis_config(&shared_redis_url(), &p), &shared_redis_url())
+        .expect("connect");
     for i in 0..50 {
         tier.put(key(i), entry(i));
     }
@@ -77,22 +49,45 @@ async fn writes_behind_and_reads_back_with_mget() {
 
 #[tokio::test]
 async fn entries_expire_with_their_ttl() {
-    let p = prefix("ttl");
-    let mut c = config(&shared_url(), &p);
+    let p = unique_prefix("ttl");
+    let mut c = redis_config(&shared_redis_url(), &p);
     c.ttl_secs = 1;
-    let tier = RedisTier::connect(&c, &shared_url()).expect("connect");
+    let tier = RedisTier::connect(&c, &shared_redis_url()).expect("connect");
     tier.put(key(1), entry(1));
     tier.flush().await;
     assert!(tier.get_many(&[key(1)]).await[0].is_some());
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    // Redis keeps the TTL by its own clock: check the one the write set, then
+    // play its passing by moving the expiry into the past, rather than sleeping.
+    let mut conn = redis::Client::open(shared_redis_url().as_str())
+        .expect("client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connection");
+    let mut name = p.as_bytes().to_vec();
+    name.extend_from_slice(key(1).as_bytes());
+    let ttl: i64 = redis::cmd("PTTL")
+        .arg(&name)
+        .query_async(&mut conn)
+        .await
+        .expect("PTTL");
+    assert!(
+        (1..=1000).contains(&ttl),
+        "written with a 1 s TTL, PTTL {ttl}"
+    );
+    let _: () = redis::cmd("PEXPIREAT")
+        .arg(&name)
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .expect("PEXPIREAT");
     assert!(tier.get_many(&[key(1)]).await[0].is_none(), "expired");
 }
 
 #[tokio::test]
 async fn corrupt_values_read_as_misses() {
-    let p = prefix("corrupt");
-    let url = shared_url();
-    let tier = RedisTier::connect(&config(&url, &p), &url).expect("connect");
+    let p = unique_prefix("corrupt");
+    let url = shared_redis_url();
+    let tier = RedisTier::connect(&redis_config(&url, &p), &url).expect("connect");
     let client = redis::Client::open(url.as_str()).expect("client");
     let mut conn = client
         .get_multiplexed_async_connection()
@@ -115,12 +110,12 @@ async fn corrupt_values_read_as_misses() {
 
 #[tokio::test]
 async fn two_caches_share_the_redis_tier() {
-    let p = prefix("shared");
-    let url = shared_url();
+    let p = unique_prefix("shared");
+    let url = shared_redis_url();
     let cfg = CacheConfig {
         memory: MemoryConfig::default(),
         disk: DiskConfig::default(),
-        redis: config(&url, &p),
+        redis: redis_config(&url, &p),
     };
     let a = TieredCache::open(&cfg).await.expect("a");
     let b = TieredCache::open(&cfg).await.expect("b");
@@ -140,7 +135,7 @@ async fn a_dead_redis_opens_the_circuit_and_a_live_one_closes_it() {
     let port = free_port();
     let mut redis = PrivateRedis::start(port);
     let url = redis.url();
-    let tier = RedisTier::connect(&config(&url, "osprey:"), &url).expect("connect");
+    let tier = RedisTier::connect(&redis_config(&url, "osprey:"), &url).expect("connect");
     tier.put(key(1), entry(1));
     tier.flush().await;
     assert!(tier.get_many(&[key(1)]).await[0].is_some());
@@ -178,7 +173,7 @@ async fn starts_while_redis_is_down() {
     let cfg = CacheConfig {
         memory: MemoryConfig::default(),
         disk: DiskConfig::default(),
-        redis: config(&url, "osprey:"),
+        redis: redis_config(&url, "osprey:"),
     };
     let cache = TieredCache::open(&cfg).await.expect("opens without redis");
     cache.put_many(&[(key(1), entry(1))]);
@@ -192,7 +187,7 @@ async fn a_slow_redis_costs_at_most_the_timeout() {
     let port = free_port();
     let redis = PrivateRedis::start(port);
     let url = redis.url();
-    let tier = RedisTier::connect(&config(&url, "osprey:"), &url).expect("connect");
+    let tier = RedisTier::connect(&redis_config(&url, "osprey:"), &url).expect("connect");
     tier.put(key(1), entry(1));
     tier.flush().await;
     // Block the Redis server for two seconds: our calls must give up after 200 ms.

@@ -7,33 +7,13 @@ mod common;
 use std::time::Duration;
 
 use common::{Reply, client, get, post_json, start_with_cache};
-use osprey_cache::testkit::{PrivateRedis, free_port};
+use osprey_cache::testkit::{
+    PrivateRedis, free_port, redis_config, shared_redis_url, unique_prefix,
+};
 use osprey_engine::BatchingConfig;
-use osprey_engine::cache::{CacheConfig, DiskConfig, MemoryConfig, RedisConfig};
+use osprey_engine::cache::{CacheConfig, DiskConfig, MemoryConfig};
 use osprey_server::ServerConfig;
 use serde_json::json;
-
-fn redis_url() -> String {
-    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
-}
-
-fn unique(name: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("osprey-test:{name}:{}:{nanos}:", std::process::id())
-}
-
-fn redis_tier(url: &str, prefix: &str) -> RedisConfig {
-    RedisConfig {
-        url: Some(url.into()),
-        key_prefix: prefix.into(),
-        timeout_ms: 200,
-        failure_threshold: 2,
-        retry_interval_ms: 100,
-        ..RedisConfig::default()
-    }
-}
 
 fn no_memory() -> MemoryConfig {
     MemoryConfig {
@@ -63,7 +43,7 @@ async fn x_cache_tells_miss_hit_and_partial_and_admin_clears() {
                 path: Some(dir.path().join("cache.redb")),
                 ..DiskConfig::default()
             },
-            redis: redis_tier(&redis_url(), &unique("xcache")),
+            redis: redis_config(&shared_redis_url(), &unique_prefix("xcache")),
         }),
     );
     let base = &server.base;
@@ -144,10 +124,10 @@ async fn disk_tier_answers_when_memory_misses() {
 
 #[tokio::test]
 async fn a_second_instance_answers_from_redis() {
-    let prefix = unique("shared");
+    let prefix = unique_prefix("shared");
     let config = || {
         Some(CacheConfig {
-            redis: redis_tier(&redis_url(), &prefix),
+            redis: redis_config(&shared_redis_url(), &prefix),
             ..CacheConfig::default()
         })
     };
@@ -190,7 +170,7 @@ async fn redis_killed_mid_load_fails_no_request() {
         BatchingConfig::default(),
         Some(CacheConfig {
             memory: no_memory(),
-            redis: redis_tier(&url, "osprey:"),
+            redis: redis_config(&url, "osprey:"),
             ..CacheConfig::disabled()
         }),
     );

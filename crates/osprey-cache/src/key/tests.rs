@@ -47,3 +47,10 @@ fn text_cannot_pose_as_an_option() {
     let b = KeySpace::new("m", "r").key("x");
     assert_ne!(a, b);
 }
+
+#[test]
+fn debug_shows_the_first_eight_bytes_in_hex() {
+    let mut bytes = [0xee; 32];
+    bytes[..8].copy_from_slice(&[0x00, 0x01, 0x0a, 0x10, 0x7f, 0x80, 0xab, 0xff]);
+    assert_eq!(format!("{:?}", CacheKey(bytes)), "00010a107f80abff…");
+}
