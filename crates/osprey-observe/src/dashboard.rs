@@ -140,3 +140,68 @@ impl Observer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use crate::config::ObserveConfig;
+    use crate::monitor::Observer;
+    use crate::stats::{Sample, TierSecond};
+
+    #[test]
+    fn data_has_a_column_per_line_and_stage_and_tier() {
+        let obs = Observer::new(ObserveConfig::default());
+        let empty = serde_json::to_value(obs.dashboard(None)).expect("json");
+        assert_eq!(
+            empty["series"]["stages"].as_object().map(|m| m.len()),
+            Some(7)
+        );
+        obs.stats.record(Duration::from_millis(5), 200, 2, None);
+        let sample = Sample {
+            cache: vec![TierSecond {
+                tier: "memory",
+                hits: 3,
+                misses: 1,
+            }],
+            ..Sample::default()
+        };
+        obs.stats.roll(100, sample);
+        obs.stats.roll(101, Sample::default());
+        let d = serde_json::to_value(obs.dashboard(Some(99))).expect("json");
+        assert_eq!(d["now"], 101);
+        let s = &d["series"];
+        assert_eq!(s["t"], serde_json::json!([100, 101]));
+        assert_eq!(s["rps"], serde_json::json!([1, 0]));
+        assert_eq!(s["hit_rate"]["memory"], serde_json::json!([0.75, null]));
+        assert_eq!(s["stages"]["cache"], serde_json::json!([null, null]));
+        assert!(s["p99"][0].as_f64().is_some() && s["p99"][1].is_null());
+        for key in ["minute", "slo", "slo_config", "cores", "metrics_enabled"] {
+            assert!(!d[key].is_null(), "{key}");
+        }
+        assert!(d["alerts"]["active"].is_array() && d["alerts"]["recent"].is_array());
+        let later = serde_json::to_value(obs.dashboard(Some(100))).expect("json");
+        assert_eq!(later["series"]["t"], serde_json::json!([101]));
+    }
+
+    #[test]
+    fn stats_report_keeps_its_window_names() {
+        let obs = Observer::new(ObserveConfig::default());
+        let r = serde_json::to_value(obs.report(1.5)).expect("json");
+        for w in ["1m", "5m", "1h"] {
+            assert_eq!(r["windows"][w]["requests"], 0, "{w}");
+        }
+        assert_eq!(r["uptime_seconds"], 1.5);
+        assert_eq!(r["alerts_active"], 0);
+    }
+
+    #[test]
+    fn an_infinite_latency_objective_does_not_panic() {
+        let mut config = ObserveConfig::default();
+        config.slo.latency_ms = f64::INFINITY;
+        let obs = Observer::new(config);
+        obs.stats.record(Duration::from_secs(30), 200, 1, None);
+        obs.stats.roll(1, Sample::default());
+        assert_eq!(obs.stats.summary(10).slow, 0, "an hour's objective is met");
+    }
+}
