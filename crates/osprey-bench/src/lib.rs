@@ -15,7 +15,6 @@ pub mod compare;
 pub mod corpus;
 pub mod error;
 pub mod load;
-pub mod procstat;
 pub mod progress;
 pub mod recorder;
 pub mod report;

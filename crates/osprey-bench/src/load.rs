@@ -12,12 +12,12 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use osprey_metrics::process::Proc;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand_distr::{Distribution, Exp};
 
 use crate::client::Conn;
-use crate::procstat;
 use crate::progress::Progress;
 use crate::recorder::{Recorder, Sample};
 use crate::report::{RunReport, ServerStats};
@@ -115,7 +115,7 @@ pub async fn run(
         let cell = cpu_at_start.clone();
         tokio::task::spawn_local(async move {
             tokio::time::sleep_until(measure_from.into()).await;
-            cell.set(procstat::cpu_seconds(pid).map(|c| (c, Instant::now())));
+            cell.set(Proc::Pid(pid).cpu_seconds().map(|c| (c, Instant::now())));
         });
     }
 
@@ -313,11 +313,11 @@ fn finish(
     let timeline = rec.finish_timeline(end);
     let server = spec.pid.and_then(|pid| {
         let (cpu0, t0) = cpu_at_start?;
-        let cpu1 = procstat::cpu_seconds(pid)?;
+        let cpu1 = Proc::Pid(pid).cpu_seconds()?;
         let wall = t0.elapsed().as_secs_f64().max(1e-9);
         Some(ServerStats {
             cpu_percent: (cpu1 - cpu0) / wall * 100.0,
-            rss_mb: procstat::rss_mb(pid)?,
+            rss_mb: Proc::Pid(pid).rss_bytes()? as f64 / (1024.0 * 1024.0),
         })
     });
     let (mode, concurrency, rate, arrival, connections) = match spec.load {

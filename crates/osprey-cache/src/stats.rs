@@ -1,6 +1,6 @@
 //! Per-tier counters. Each event bumps the tier's own atomic counter (for
-//! `/admin/cache` and `osprey cache stats`) and the matching Prometheus metric in
-//! one call, so the two can never disagree. Lookup durations, taken on every
+//! `/admin/cache` and `osprey cache stats`) and emits the matching telemetry event
+//! in one call, so the two can never disagree. Lookup durations, taken on every
 //! request, go to a striped histogram of the tier's own, which the server renders
 //! as `osprey_cache_lookup_duration_seconds` from the tier's snapshot.
 
@@ -8,7 +8,10 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use metrics::Counter;
+use osprey_metrics::event::{
+    CacheCorrupt, CacheErrored, CacheEvicted, CacheLookup, CacheLookupCounters, CacheSize,
+    CacheSkipped, CacheWriteDropped, CacheWritten, Event,
+};
 use osprey_metrics::{HistogramSnapshot, LatencyHistogram};
 use serde::Serialize;
 
@@ -49,18 +52,10 @@ pub struct TierStats {
     writes: AtomicU64,
     dropped_writes: AtomicU64,
     evictions: AtomicU64,
-    lookup: OnceLock<LookupCounters>,
+    /// Resolved on first use rather than with the tier, which may open before the
+    /// recorder is installed.
+    lookup: OnceLock<CacheLookupCounters>,
     lookup_seconds: LatencyHistogram,
-}
-
-/// The counters every lookup updates, resolved once: a registry lookup with a
-/// label costs allocations and a hash each time, on every request. Resolved on
-/// first use rather than with the tier, which may open before the recorder is
-/// installed.
-#[derive(Debug)]
-struct LookupCounters {
-    hits: Counter,
-    misses: Counter,
 }
 
 /// A snapshot of one tier, as served by `/admin/cache`.
@@ -137,57 +132,71 @@ impl TierStats {
     }
 
     pub fn lookups(&self, hits: u64, misses: u64, took: Duration) {
-        let m = self.lookup.get_or_init(|| {
-            let t = self.tier.label();
-            LookupCounters {
-                hits: metrics::counter!("osprey_cache_requests_total", "tier" => t, "result" => "hit"),
-                misses: metrics::counter!("osprey_cache_requests_total", "tier" => t, "result" => "miss"),
-            }
-        });
+        let counters = self
+            .lookup
+            .get_or_init(|| CacheLookupCounters::new(self.tier.label()));
         if hits > 0 {
             self.hits.fetch_add(hits, Ordering::Relaxed);
-            m.hits.increment(hits);
         }
         if misses > 0 {
             self.misses.fetch_add(misses, Ordering::Relaxed);
-            m.misses.increment(misses);
         }
+        CacheLookup { hits, misses }.emit(counters);
         self.lookup_seconds.record(took);
     }
 
     pub fn error(&self, items: u64) {
         self.errors.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("osprey_cache_requests_total", "tier" => self.tier.label(), "result" => "error")
-            .increment(items);
+        CacheErrored {
+            tier: self.tier.label(),
+            items,
+        }
+        .emit();
     }
 
     pub fn corrupt(&self) {
         self.corrupt.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!("osprey_cache_corrupt_total", "tier" => self.tier.label()).increment(1);
+        CacheCorrupt {
+            tier: self.tier.label(),
+        }
+        .emit();
     }
 
     pub fn written(&self, n: u64) {
         self.writes.fetch_add(n, Ordering::Relaxed);
-        metrics::counter!("osprey_cache_writes_total", "tier" => self.tier.label(), "result" => "ok")
-            .increment(n);
+        CacheWritten {
+            tier: self.tier.label(),
+            entries: n,
+        }
+        .emit();
     }
 
     pub fn dropped(&self, n: u64) {
         self.dropped_writes.fetch_add(n, Ordering::Relaxed);
-        metrics::counter!("osprey_cache_writes_total", "tier" => self.tier.label(), "result" => "dropped")
-            .increment(n);
+        CacheWriteDropped {
+            tier: self.tier.label(),
+            entries: n,
+        }
+        .emit();
     }
 
     pub fn evicted(&self, n: u64) {
         self.evictions.fetch_add(n, Ordering::Relaxed);
-        metrics::counter!("osprey_cache_evictions_total", "tier" => self.tier.label()).increment(n);
+        CacheEvicted {
+            tier: self.tier.label(),
+            entries: n,
+        }
+        .emit();
     }
 
     /// Publishes the tier's size as gauges.
     pub fn size(&self, entries: u64, bytes: u64) {
-        let t = self.tier.label();
-        metrics::gauge!("osprey_cache_entries", "tier" => t).set(entries as f64);
-        metrics::gauge!("osprey_cache_bytes", "tier" => t).set(bytes as f64);
+        CacheSize {
+            tier: self.tier.label(),
+            entries,
+            bytes,
+        }
+        .emit();
     }
 
     pub fn snapshot(&self, health: TierHealth) -> TierSnapshot {
@@ -220,7 +229,10 @@ impl TierStats {
 impl TierStats {
     /// Lookups not attempted because the tier is unavailable (circuit open).
     pub fn skipped(&self, items: u64) {
-        metrics::counter!("osprey_cache_requests_total", "tier" => self.tier.label(), "result" => "skipped")
-            .increment(items);
+        CacheSkipped {
+            tier: self.tier.label(),
+            items,
+        }
+        .emit();
     }
 }

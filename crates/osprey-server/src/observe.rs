@@ -1,89 +1,28 @@
-//! Request metrics and the Prometheus recorder; the rolling statistics, SLOs,
-//! alerts and profiler that build on them live in the submodules.
+//! The HTTP side of observation: the request middleware (metrics, rolling
+//! statistics, access log), the `/metrics` text, and the engine as the observer's
+//! sampler sees it. Everything else lives in `osprey-observe`.
 
-mod alerts;
-mod anomaly;
-mod config;
-mod latency;
-mod monitor;
-mod process;
-mod requests;
-mod scrape;
-mod slo;
-mod stats;
 mod timing;
-mod webhook;
 
-pub use alerts::{AlertEvent, AlertStatus, Severity};
-pub use config::{AlertsConfig, ObserveConfig, SloConfig};
-pub use latency::quantile_ms;
-pub use monitor::Observer;
-pub use requests::embedded_items;
-pub use scrape::refresh_gauges;
-pub use stats::{STAGES, Second};
-pub use timing::{Stage, Timing};
+pub use osprey_observe::{
+    AlertEvent, AlertStatus, AlertsConfig, ObserveConfig, Observer, Severity, SloConfig, Stage,
+    detached_metrics, embedded_items, install_metrics,
+};
+pub use timing::Timing;
 
 use std::cell::RefCell;
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::HeaderName;
+use axum::http::{HeaderName, Method};
 use axum::middleware::Next;
 use axum::response::Response;
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use osprey_engine::cache::CacheStats;
+use osprey_metrics::event::{Event, ModelLoaded, QueueCapacity, QueueDepth};
+use osprey_observe::{EngineProbe, EngineTotals, TierSecond};
 use tracing::Instrument;
 
-use crate::AppState;
-
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
-
-/// Installs the process-wide Prometheus recorder once and returns its handle.
-pub fn install_metrics() -> PrometheusHandle {
-    HANDLE
-        .get_or_init(|| {
-            let recorder = builder().build_recorder();
-            let handle = recorder.handle();
-            // Another recorder may already be installed (an embedding program's); then
-            // this handle still renders, just without the metrics recorded elsewhere.
-            let _ = metrics::set_global_recorder(recorder);
-            let upkeep = handle.clone();
-            std::thread::Builder::new()
-                .name("osprey-metrics-upkeep".into())
-                .spawn(move || {
-                    loop {
-                        std::thread::sleep(Duration::from_secs(5));
-                        upkeep.run_upkeep();
-                    }
-                })
-                .ok();
-            handle
-        })
-        .clone()
-}
-
-/// A handle to a recorder that is never installed: with metrics turned off every
-/// `metrics::` call stays a no-op and `/metrics` renders empty.
-pub fn detached_metrics() -> PrometheusHandle {
-    PrometheusBuilder::new().build_recorder().handle()
-}
-
-fn builder() -> PrometheusBuilder {
-    let latency = osprey_metrics::LATENCY_SECONDS;
-    let sizes = [
-        1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 4096.0, 16384.0,
-    ];
-    let ratio = [1.0, 1.05, 1.1, 1.25, 1.5, 2.0, 3.0, 5.0];
-    let built = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), &latency)
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("osprey_batch_size".into()), &sizes))
-        .and_then(|b| b.set_buckets_for_metric(Matcher::Full("osprey_batch_tokens".into()), &sizes))
-        .and_then(|b| {
-            b.set_buckets_for_metric(Matcher::Full("osprey_batch_padding_ratio".into()), &ratio)
-        });
-    built.unwrap_or_else(|_| PrometheusBuilder::new())
-}
+use crate::{AppState, EngineSlot};
 
 /// The routes whose latency the statistics, SLOs and alerts judge: the inference
 /// routes (dashboards polling `/metrics` must not dilute them).
@@ -123,6 +62,26 @@ fn route_label(path: Option<&MatchedPath>) -> &'static str {
     })
 }
 
+/// The method label: the standard methods by name, any other as `other` (a client
+/// picks the method, and each label value is a series kept for good).
+fn method_label(m: &Method) -> &'static str {
+    static KNOWN: [Method; 9] = [
+        Method::POST,
+        Method::GET,
+        Method::DELETE,
+        Method::HEAD,
+        Method::PUT,
+        Method::OPTIONS,
+        Method::PATCH,
+        Method::CONNECT,
+        Method::TRACE,
+    ];
+    KNOWN
+        .iter()
+        .find(|k| *k == m)
+        .map_or("other", |k| k.as_str())
+}
+
 static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 /// Counts and times every request by route and status, feeds the rolling
@@ -156,13 +115,13 @@ pub async fn record_request(State(state): State<AppState>, req: Request, next: N
     if obs.config.metrics {
         let stages = timing.and_then(Timing::stages);
         if let Some(stages) = stages {
-            requests::stages(stages);
+            osprey_observe::stages(stages);
         }
         if is_inference(route) {
             obs.stats
                 .record(elapsed, status, timing.map_or(0, |t| t.items), stages);
         }
-        requests::request(route, &method, status, elapsed);
+        osprey_observe::request(route, method_label(&method), status, elapsed);
     }
     if let Some(span) = log_span {
         let _entered = span.enter();
@@ -179,16 +138,62 @@ pub async fn record_request(State(state): State<AppState>, req: Request, next: N
     resp
 }
 
-/// The whole scrape: the recorder's families, then the per-request ones kept
-/// outside it (when metrics are on), with the cache's lookup durations from its
-/// statistics.
-pub fn render(state: &AppState, cache: Option<&CacheStats>) -> String {
-    let mut out = state.metrics.render();
-    if state.observe.config.metrics {
-        requests::render(&mut out);
-        if let Some(cache) = cache {
-            requests::render_cache_lookups(&mut out, cache);
-        }
+/// Sets the gauges read when `/metrics` is scraped: the observer's, and the
+/// model's and queue's.
+pub fn refresh_gauges(state: &AppState) {
+    let obs = &state.observe;
+    if !obs.config.metrics {
+        return;
     }
-    out
+    obs.refresh_gauges(state.started.elapsed());
+    if let Some(p) = state.engine.get() {
+        let info = p.info();
+        ModelLoaded {
+            model: &info.id,
+            revision: &info.revision,
+            backend: info.backend,
+        }
+        .emit();
+        QueueCapacity {
+            tokens: info.max_queue_tokens as u64,
+        }
+        .emit();
+        QueueDepth {
+            tokens: p.engine().queued_tokens() as u64,
+        }
+        .emit();
+    }
+}
+
+/// The whole scrape, with the cache's lookup durations from its statistics.
+pub fn render(state: &AppState, cache: Option<&CacheStats>) -> String {
+    let lookups = cache.map(|c| c.tiers.iter().map(|t| (t.tier.label(), &t.lookup_seconds)));
+    osprey_observe::render(&state.metrics, state.observe.config.metrics, lookups)
+}
+
+/// The loaded engine's queue, batches and cache lookups, for the observer's
+/// once-a-second sampler.
+impl EngineProbe for EngineSlot {
+    fn totals(&self) -> Option<EngineTotals> {
+        let p = self.get()?;
+        let (batches, batch_items) = p.engine().batch_counts();
+        let cache = p.cache().map_or_else(Vec::new, |cache| {
+            cache
+                .stats()
+                .tiers
+                .iter()
+                .map(|t| TierSecond {
+                    tier: t.tier.label(),
+                    hits: t.hits,
+                    misses: t.misses,
+                })
+                .collect()
+        });
+        Some(EngineTotals {
+            queue_tokens: p.engine().queued_tokens() as u64,
+            batches,
+            batch_items,
+            cache,
+        })
+    }
 }

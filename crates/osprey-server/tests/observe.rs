@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use common::TestServer;
 use common::{Reply, client, get, post_json};
 use osprey_engine::cache::CacheConfig;
+use osprey_observe::STAGES;
 use osprey_server::ObserveConfig;
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, MutexGuard};
@@ -104,7 +105,7 @@ async fn scrape_has_the_design_families_and_counts_known_traffic() {
     );
     assert_eq!(delta("osprey_request_duration_seconds", &ok), 5.0);
     assert_eq!(delta("osprey_embedded_items_total", &[]), 10.0);
-    for stage in osprey_server_stages() {
+    for stage in STAGES {
         assert_eq!(
             delta("osprey_stage_duration_seconds", &[("stage", stage)]),
             5.0,
@@ -170,18 +171,6 @@ async fn scrape_has_the_design_families_and_counts_known_traffic() {
     }
 }
 
-fn osprey_server_stages() -> [&'static str; 7] {
-    [
-        "validate",
-        "cache",
-        "tokenize",
-        "queue",
-        "inference",
-        "postprocess",
-        "serialize",
-    ]
-}
-
 fn server_timing(r: &Reply) -> HashMap<String, f64> {
     let header = r.header("server-timing").expect("a Server-Timing header");
     header
@@ -220,7 +209,7 @@ async fn request_ids_are_kept_or_made_and_server_timing_adds_up() {
         assert_eq!(r.status, 200, "{}", r.text);
         assert_eq!(r.header("x-request-id"), Some("client-chosen-id-42"));
         let stages = server_timing(&r);
-        let names: Vec<&str> = osprey_server_stages().to_vec();
+        let names: Vec<&str> = STAGES.to_vec();
         for n in &names {
             let v = stages
                 .get(*n)

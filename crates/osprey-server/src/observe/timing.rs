@@ -5,19 +5,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use axum::http::HeaderValue;
 
-use super::stats::STAGES;
-
-/// The stages of [`STAGES`], by position.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stage {
-    Validate,
-    Cache,
-    Tokenize,
-    Queue,
-    Inference,
-    Postprocess,
-    Serialize,
-}
+use osprey_observe::{STAGES, Stage};
 
 /// What a handler learned that the request middleware reports: the stage timings
 /// (when timing is on) and how many inputs the request held. Travels back in the
@@ -52,8 +40,8 @@ impl Timing {
     }
 
     /// `Server-Timing` with every stage in milliseconds to the microsecond
-    /// (`validate;dur=0.012, cache;dur=0.031, ...`). Written by hand into one buffer
-    /// that becomes the header without a copy: formatting machinery and a second
+    /// (`validate;dur=0.012, cache;dur=0.031, ...`). Written into one buffer that
+    /// becomes the header without a copy: formatting machinery and a second
     /// allocation were a visible share of a cache hit.
     pub fn header(&self) -> Option<HeaderValue> {
         let nanos = self.stages()?;
@@ -65,7 +53,7 @@ impl Timing {
             out.extend_from_slice(name.as_bytes());
             out.extend_from_slice(b";dur=");
             let us = ns.saturating_add(500) / 1000;
-            push_decimal(&mut out, us / 1000);
+            out.extend_from_slice(itoa::Buffer::new().format(us / 1000).as_bytes());
             out.push(b'.');
             let frac = us % 1000;
             out.extend_from_slice(&[
@@ -76,20 +64,6 @@ impl Timing {
         }
         HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
     }
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 #[cfg(test)]

@@ -2,11 +2,10 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde_json::{Value, json};
+use osprey_observe::AlertList;
 
 use crate::AppState;
 
-pub async fn list(State(state): State<AppState>) -> Json<Value> {
-    let (active, recent) = state.observe.alerts();
-    Json(json!({"active": active, "recent": recent}))
+pub async fn list(State(state): State<AppState>) -> Json<AlertList> {
+    Json(state.observe.alert_list())
 }

@@ -5,24 +5,12 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use osprey_observe::StatsReport;
 
 use crate::AppState;
 
-pub async fn json(State(state): State<AppState>) -> Json<Value> {
-    let obs = &state.observe;
-    let (active, _) = obs.alerts();
-    Json(json!({
-        "uptime_seconds": state.started.elapsed().as_secs_f64(),
-        "metrics_enabled": obs.config.metrics,
-        "windows": {
-            "1m": obs.stats.summary(60),
-            "5m": obs.stats.summary(300),
-            "1h": obs.stats.summary(3600),
-        },
-        "slo": obs.slo(),
-        "alerts_active": active.len(),
-    }))
+pub async fn json(State(state): State<AppState>) -> Json<StatsReport> {
+    Json(state.observe.report(state.started.elapsed().as_secs_f64()))
 }
 
 pub async fn csv(State(state): State<AppState>) -> Response {

@@ -13,7 +13,7 @@ use std::time::Duration;
 use osprey_metrics::Striped;
 use serde::Serialize;
 
-use super::latency::{BUCKETS, bucket, quantile_ms};
+use crate::latency::{BUCKETS, bucket, quantile_ms};
 
 /// The stages every embedding request is timed in, in order.
 pub const STAGES: [&str; 7] = [
@@ -25,6 +25,18 @@ pub const STAGES: [&str; 7] = [
     "postprocess",
     "serialize",
 ];
+
+/// The stages of [`STAGES`], by position.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    Validate,
+    Cache,
+    Tokenize,
+    Queue,
+    Inference,
+    Postprocess,
+    Serialize,
+}
 
 /// Seconds of history kept.
 pub const HISTORY_SECS: usize = 3600;
@@ -255,7 +267,10 @@ impl RollingStats {
         self.lock().back().map(|s| s.t)
     }
 
-    /// The whole history as CSV, one row per second.
+    /// The whole history as CSV, one row per second. Every field is a number or a
+    /// fixed stage name, so nothing ever needs quoting or escaping: written directly
+    /// rather than through a CSV writer, which would be a new dependency for no
+    /// difference in output.
     pub fn csv(&self) -> String {
         let h = self.lock();
         let mut out = String::with_capacity(64 + h.len() * 160);

@@ -2,8 +2,8 @@
 
 use serde::Serialize;
 
-use super::config::SloConfig;
-use super::stats::Summary;
+use crate::config::SloConfig;
+use crate::stats::Summary;
 
 /// One objective's state. The burn rate is the share of bad requests divided by
 /// the share the objective allows: 1 spends the budget exactly over the window,

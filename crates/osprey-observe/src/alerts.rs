@@ -2,13 +2,15 @@
 //! alerts. The book emits an event only when an alert starts, escalates or
 //! resolves, so a condition that holds for an hour is one message, not thousands.
 
+mod anomalies;
+mod thresholds;
+
 use std::collections::VecDeque;
 
 use serde::Serialize;
 
-use super::anomaly::baseline;
-use super::config::AlertsConfig;
-use super::stats::{Second, Summary};
+use crate::config::AlertsConfig;
+use crate::stats::{Second, Summary};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -42,6 +44,16 @@ pub struct AlertEvent {
     pub resolved_at_ms: Option<u64>,
 }
 
+/// Every rule that holds for the judged `window`, given the `base` seconds before
+/// it: the thresholds, then (with `anomaly_sigma` set) the anomalies.
+pub fn evaluate(cfg: &AlertsConfig, window: &Summary, base: &[&Second]) -> Vec<Condition> {
+    let mut out = thresholds::holding(cfg, window);
+    if cfg.anomaly_sigma > 0.0 {
+        out.extend(anomalies::holding(cfg, window, base));
+    }
+    out
+}
+
 /// A rule that holds right now.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Condition {
@@ -50,166 +62,6 @@ pub struct Condition {
     pub value: f64,
     pub threshold: f64,
     pub summary: String,
-}
-
-fn graded(cfg: &AlertsConfig, value: f64, threshold: f64) -> Severity {
-    if value >= threshold * cfg.critical_factor {
-        Severity::Critical
-    } else {
-        Severity::Warning
-    }
-}
-
-/// Every rule that holds for the judged `window`, given the `base` seconds before it.
-pub fn evaluate(cfg: &AlertsConfig, window: &Summary, base: &[&Second]) -> Vec<Condition> {
-    let mut out = Vec::new();
-    let enough = window.requests >= cfg.min_requests.max(1);
-    if let (true, Some(p99)) = (enough && cfg.latency_ms > 0.0, window.latency_ms.p99)
-        && p99 > cfg.latency_ms
-    {
-        out.push(Condition {
-            key: "latency",
-            severity: graded(cfg, p99, cfg.latency_ms),
-            value: p99,
-            threshold: cfg.latency_ms,
-            summary: format!(
-                "p99 latency {p99:.1} ms over the last {} s is above {} ms",
-                window.seconds, cfg.latency_ms
-            ),
-        });
-    }
-    if let (true, Some(rate)) = (enough && cfg.error_rate > 0.0, window.error_rate)
-        && rate > cfg.error_rate
-    {
-        out.push(Condition {
-            key: "error_rate",
-            severity: graded(cfg, rate, cfg.error_rate),
-            value: rate,
-            threshold: cfg.error_rate,
-            summary: format!(
-                "{:.1}% of requests failed over the last {} s (threshold {:.1}%)",
-                rate * 100.0,
-                window.seconds,
-                cfg.error_rate * 100.0
-            ),
-        });
-    }
-    if cfg.cpu_percent > 0.0 && window.cpu_percent_mean > cfg.cpu_percent {
-        out.push(Condition {
-            key: "cpu",
-            severity: Severity::Warning,
-            value: window.cpu_percent_mean,
-            threshold: cfg.cpu_percent,
-            summary: format!(
-                "CPU at {:.0}% of all cores over the last {} s (threshold {:.0}%)",
-                window.cpu_percent_mean, window.seconds, cfg.cpu_percent
-            ),
-        });
-    }
-    let rss_mb = window.rss_bytes_max as f64 / (1024.0 * 1024.0);
-    if cfg.memory_mb > 0.0 && rss_mb > cfg.memory_mb {
-        out.push(Condition {
-            key: "memory",
-            severity: graded(cfg, rss_mb, cfg.memory_mb),
-            value: rss_mb,
-            threshold: cfg.memory_mb,
-            summary: format!(
-                "resident memory {rss_mb:.0} MiB is above {} MiB",
-                cfg.memory_mb
-            ),
-        });
-    }
-    let lookups = window.cache.first().map_or(0, |c| c.hits + c.misses);
-    if let (true, Some(rate)) = (
-        cfg.cache_hit_rate > 0.0 && lookups >= cfg.min_requests.max(1),
-        window.cache_hit_rate,
-    ) && rate < cfg.cache_hit_rate
-    {
-        out.push(Condition {
-            key: "cache_hit_rate",
-            severity: Severity::Warning,
-            value: rate,
-            threshold: cfg.cache_hit_rate,
-            summary: format!(
-                "cache hit rate {:.1}% over the last {} s is below {:.1}%",
-                rate * 100.0,
-                window.seconds,
-                cfg.cache_hit_rate * 100.0
-            ),
-        });
-    }
-    if cfg.anomaly_sigma > 0.0 {
-        anomalies(cfg, window, base, &mut out);
-    }
-    out
-}
-
-/// Latency, error rate and throughput against their per-second baselines.
-fn anomalies(cfg: &AlertsConfig, window: &Summary, base: &[&Second], out: &mut Vec<Condition>) {
-    let sigma = cfg.anomaly_sigma;
-    let busy: Vec<&&Second> = base.iter().filter(|s| s.requests > 0).collect();
-    let min = cfg.min_baseline_secs.max(2) as usize;
-    let enough = window.requests >= cfg.min_requests.max(1);
-    if busy.len() >= min && enough {
-        if let (Some(b), Some(p99)) = (
-            baseline(busy.iter().filter_map(|s| s.p99_ms())),
-            window.latency_ms.p99,
-        ) {
-            let z = b.z(p99, (b.mean * 0.1).max(0.1));
-            if z >= sigma {
-                out.push(Condition {
-                    key: "latency_anomaly",
-                    severity: Severity::Warning,
-                    value: p99,
-                    threshold: b.mean + sigma * b.std,
-                    summary: format!(
-                        "p99 latency {p99:.1} ms is {z:.1}σ above its baseline of {:.1} ms",
-                        b.mean
-                    ),
-                });
-            }
-        }
-        if let (Some(b), Some(rate)) = (
-            baseline(busy.iter().map(|s| s.errors as f64 / s.requests as f64)),
-            window.error_rate,
-        ) {
-            let z = b.z(rate, 0.01);
-            if z >= sigma {
-                out.push(Condition {
-                    key: "error_rate_anomaly",
-                    severity: Severity::Warning,
-                    value: rate,
-                    threshold: b.mean + sigma * b.std,
-                    summary: format!(
-                        "error rate {:.1}% is {z:.1}σ above its baseline of {:.1}%",
-                        rate * 100.0,
-                        b.mean * 100.0
-                    ),
-                });
-            }
-        }
-    }
-    if base.len() >= min
-        && let Some(b) = baseline(base.iter().map(|s| s.requests as f64))
-        && b.mean >= 1.0
-    {
-        let rps = window.requests_per_second;
-        let z = b.z(rps, (b.mean * 0.1).max(1.0));
-        if z.abs() >= sigma {
-            let dir = if z < 0.0 { "dropped" } else { "jumped" };
-            out.push(Condition {
-                key: "throughput_anomaly",
-                severity: Severity::Warning,
-                value: rps,
-                threshold: b.mean,
-                summary: format!(
-                    "throughput {dir} to {rps:.1} req/s, {:.1}σ from its baseline of {:.1} req/s",
-                    z.abs(),
-                    b.mean
-                ),
-            });
-        }
-    }
 }
 
 struct Active {
@@ -299,9 +151,9 @@ impl AlertBook {
 
 #[cfg(test)]
 mod tests {
-    use super::super::latency::{BUCKETS, bucket};
-    use super::super::stats::{Latency, Sample};
     use super::*;
+    use crate::latency::{BUCKETS, bucket};
+    use crate::stats::{Latency, Sample};
 
     fn cond(key: &'static str, severity: Severity) -> Condition {
         Condition {

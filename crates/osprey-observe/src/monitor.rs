@@ -7,14 +7,31 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use osprey_metrics::Gauge;
+use osprey_metrics::process::Proc;
 use tokio::sync::mpsc;
 
-use super::alerts::{AlertBook, AlertEvent, AlertStatus, evaluate};
-use super::config::ObserveConfig;
-use super::process;
-use super::slo::{self, SloStatus};
-use super::stats::{RollingStats, Sample, TierSecond};
-use crate::EngineSlot;
+use crate::alerts::{AlertBook, AlertEvent, AlertStatus, evaluate};
+use crate::config::ObserveConfig;
+use crate::slo::{self, SloStatus};
+use crate::stats::{RollingStats, Sample, TierSecond};
+
+/// What the engine has done since it started, read once a second.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineTotals {
+    /// Tokens waiting in the batch queue now.
+    pub queue_tokens: u64,
+    /// Batches run, and the inputs in them.
+    pub batches: u64,
+    pub batch_items: u64,
+    /// Cache lookups by tier, first tier first.
+    pub cache: Vec<TierSecond>,
+}
+
+/// The engine as the sampler sees it, supplied by whoever runs one.
+pub trait EngineProbe: Send + Sync + 'static {
+    /// `None` while no engine is loaded.
+    fn totals(&self) -> Option<EngineTotals>;
+}
 
 pub struct Observer {
     pub config: ObserveConfig,
@@ -48,9 +65,8 @@ impl Drop for ProfileSlot {
 
 impl Observer {
     pub fn new(config: ObserveConfig) -> Self {
-        let slow = Duration::from_secs_f64(config.slo.latency_ms.max(0.0) / 1000.0);
         Self {
-            stats: RollingStats::new(slow),
+            stats: RollingStats::new(config.slo.latency()),
             in_flight: Gauge::default(),
             book: Mutex::new(AlertBook::new(&config.alerts)),
             slo: Mutex::new(SloStatus::default()),
@@ -78,7 +94,7 @@ impl Observer {
     }
 
     /// Starts the sampler and the alert evaluator on the current runtime (once).
-    pub fn start(self: &Arc<Self>, engine: Arc<EngineSlot>) {
+    pub fn start(self: &Arc<Self>, engine: Arc<dyn EngineProbe>) {
         if !self.config.metrics || self.started.swap(true, Ordering::SeqCst) {
             return;
         }
@@ -91,61 +107,19 @@ impl Observer {
                 .alerts
                 .webhook_url
                 .clone()
-                .map(|url| super::webhook::spawn(&self.config.alerts, url));
+                .map(|url| crate::webhook::spawn(&self.config.alerts, url));
             tokio::spawn(async move { me.evaluate_alerts(webhook).await });
         }
     }
 
-    async fn sample_every_second(self: Arc<Self>, engine: Arc<EngineSlot>) {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    async fn sample_every_second(self: Arc<Self>, engine: Arc<dyn EngineProbe>) {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut prev_cpu = process::sample().map_or(0.0, |p| p.cpu_seconds);
-        let mut prev_wall = Instant::now();
-        let mut prev_batches = (0u64, 0u64);
-        let mut prev_cache: Vec<TierSecond> = Vec::new();
+        let mut sampler = Sampler::new();
         loop {
             tick.tick().await;
-            let mut sample = Sample::default();
-            if let Some(p) = process::sample() {
-                let wall = prev_wall.elapsed().as_secs_f64().max(1e-3);
-                sample.cpu_percent = ((p.cpu_seconds - prev_cpu) / wall / cores * 100.0).max(0.0);
-                sample.rss_bytes = p.rss_bytes;
-                prev_cpu = p.cpu_seconds;
-            }
-            prev_wall = Instant::now();
+            let mut sample = sampler.next(engine.totals());
             sample.in_flight = self.in_flight.get().max(0) as u64;
-            if let Some(p) = engine.get() {
-                sample.queue_tokens = p.engine().queued_tokens() as u64;
-                let (b, i) = p.engine().batch_counts();
-                sample.batches = b.saturating_sub(prev_batches.0);
-                sample.batch_items = i.saturating_sub(prev_batches.1);
-                prev_batches = (b, i);
-                if let Some(cache) = p.cache() {
-                    let now: Vec<TierSecond> = cache
-                        .stats()
-                        .tiers
-                        .iter()
-                        .map(|t| TierSecond {
-                            tier: t.tier.label(),
-                            hits: t.hits,
-                            misses: t.misses,
-                        })
-                        .collect();
-                    sample.cache = now
-                        .iter()
-                        .map(|t| {
-                            let before = prev_cache.iter().find(|p| p.tier == t.tier);
-                            TierSecond {
-                                tier: t.tier,
-                                hits: t.hits.saturating_sub(before.map_or(0, |b| b.hits)),
-                                misses: t.misses.saturating_sub(before.map_or(0, |b| b.misses)),
-                            }
-                        })
-                        .collect();
-                    prev_cache = now;
-                }
-            }
             self.stats.roll(unix_ms() / 1000, sample);
             let status = slo::status(
                 &self.config.slo,
@@ -181,6 +155,61 @@ impl Observer {
                     let _ = tx.send(e);
                 }
             }
+        }
+    }
+}
+
+/// Turns totals read once a second into the second's sample: CPU as a share of
+/// all cores since the last reading, batches and cache lookups as differences.
+struct Sampler {
+    cores: f64,
+    cpu_seconds: f64,
+    at: Instant,
+    batches: (u64, u64),
+    cache: Vec<TierSecond>,
+}
+
+impl Sampler {
+    fn new() -> Self {
+        Self {
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+            cpu_seconds: Proc::This.cpu_seconds().unwrap_or(0.0),
+            at: Instant::now(),
+            batches: (0, 0),
+            cache: Vec::new(),
+        }
+    }
+
+    fn next(&mut self, engine: Option<EngineTotals>) -> Sample {
+        let mut sample = Sample::default();
+        if let Some(p) = Proc::This.sample() {
+            let wall = self.at.elapsed().as_secs_f64().max(1e-3);
+            let cpu = (p.cpu_seconds - self.cpu_seconds) / wall / self.cores * 100.0;
+            sample.cpu_percent = cpu.max(0.0);
+            sample.rss_bytes = p.rss_bytes;
+            self.cpu_seconds = p.cpu_seconds;
+        }
+        self.at = Instant::now();
+        if let Some(e) = engine {
+            sample.queue_tokens = e.queue_tokens;
+            sample.batches = e.batches.saturating_sub(self.batches.0);
+            sample.batch_items = e.batch_items.saturating_sub(self.batches.1);
+            self.batches = (e.batches, e.batch_items);
+            if !e.cache.is_empty() {
+                sample.cache = e.cache.iter().map(|t| self.since_last(t)).collect();
+                self.cache = e.cache;
+            }
+        }
+        sample
+    }
+
+    /// One tier's lookups since the last reading.
+    fn since_last(&self, now: &TierSecond) -> TierSecond {
+        let before = self.cache.iter().find(|p| p.tier == now.tier);
+        TierSecond {
+            tier: now.tier,
+            hits: now.hits.saturating_sub(before.map_or(0, |b| b.hits)),
+            misses: now.misses.saturating_sub(before.map_or(0, |b| b.misses)),
         }
     }
 }

@@ -3,10 +3,11 @@
 
 use std::time::Duration;
 
+use osprey_metrics::event::{AlertDelivered, AlertDeliveryFailed, AlertDropped, Event};
 use tokio::sync::mpsc;
 
-use super::alerts::AlertEvent;
-use super::config::AlertsConfig;
+use crate::alerts::AlertEvent;
+use crate::config::AlertsConfig;
 
 pub fn spawn(cfg: &AlertsConfig, url: String) -> mpsc::UnboundedSender<AlertEvent> {
     let (tx, mut rx) = mpsc::unbounded_channel::<AlertEvent>();
@@ -40,23 +41,26 @@ async fn deliver(
         let outcome = client.post(url).json(event).send().await;
         let why = match outcome {
             Ok(r) if r.status().is_success() => {
-                metrics::counter!("osprey_alert_deliveries_total", "result" => "ok").increment(1);
+                AlertDelivered { alert: event.key }.emit();
                 return;
             }
             Ok(r) => format!("status {}", r.status()),
             Err(e) => e.to_string(),
         };
-        metrics::counter!("osprey_alert_deliveries_total", "result" => "retry").increment(1);
-        tracing::warn!(alert = event.key, attempt, error = %why, "alert webhook delivery failed");
+        AlertDeliveryFailed {
+            alert: event.key,
+            attempt,
+            error: &why,
+        }
+        .emit();
         if attempt < retries {
             tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(Duration::from_secs(60));
+            wait = wait.saturating_mul(2).min(Duration::from_secs(60));
         }
     }
-    metrics::counter!("osprey_alert_deliveries_total", "result" => "dropped").increment(1);
-    tracing::error!(
-        alert = event.key,
-        "alert webhook gave up after {} attempts",
-        retries + 1
-    );
+    AlertDropped {
+        alert: event.key,
+        attempts: retries.saturating_add(1),
+    }
+    .emit();
 }

@@ -7,39 +7,20 @@
 //! series are found through a per-thread table, the shared one is locked only the
 //! first time a thread meets a (route, method, status).
 //!
-//! Process-wide, like the recorder they sit beside.
+//! Process-wide, like the recorder they sit beside. Kept out of the `metrics`
+//! facade on purpose: a recorder histogram keeps every sample with a timestamp in
+//! a shared list (an epoch pin and two contended atomics per sample), these are
+//! two relaxed adds on the calling thread's own cache lines.
 
 use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
-use axum::http::Method;
+use osprey_metrics::event::name;
+use osprey_metrics::{Counter, HistogramSnapshot, LatencyHistogram};
 
-use osprey_engine::cache::CacheStats;
-use osprey_metrics::{Counter, LatencyHistogram};
-
-use super::stats::STAGES;
-
-/// The method label: the standard methods by name, any other as `other` (a client
-/// picks the method, and each label value is a series kept for good).
-fn method_label(m: &Method) -> &'static str {
-    static KNOWN: [Method; 9] = [
-        Method::POST,
-        Method::GET,
-        Method::DELETE,
-        Method::HEAD,
-        Method::PUT,
-        Method::OPTIONS,
-        Method::PATCH,
-        Method::CONNECT,
-        Method::TRACE,
-    ];
-    KNOWN
-        .iter()
-        .find(|k| *k == m)
-        .map_or("other", |k| k.as_str())
-}
+use crate::stats::STAGES;
 
 /// One (route, method, status): its counter, and the duration histogram it shares
 /// with the route's other methods of that status.
@@ -126,14 +107,14 @@ fn series(route: &'static str, method: &'static str, status: u16) -> &'static Se
     s
 }
 
-/// Counts and times one finished request. `route` is interned per thread, so this
-/// thread's table compares it by address.
-pub fn request(route: &'static str, method: &Method, status: u16, elapsed: Duration) {
+/// Counts and times one finished request. `route` is interned per thread and
+/// `method` one of a fixed set of labels, so this thread's table compares them by
+/// address.
+pub fn request(route: &'static str, method: &'static str, status: u16, elapsed: Duration) {
     type Seen = (*const u8, &'static str, u16, &'static Series);
     thread_local! {
         static SEEN: RefCell<Vec<Seen>> = const { RefCell::new(Vec::new()) };
     }
-    let method = method_label(method);
     let s = SEEN.with(|cell| {
         let mut seen = cell.borrow_mut();
         let found = seen
@@ -168,12 +149,14 @@ pub fn embedded_items(n: usize) {
 }
 
 /// `osprey_cache_lookup_duration_seconds{tier}`, from each tier's own histogram.
-pub fn render_cache_lookups(out: &mut String, cache: &CacheStats) {
-    out.push_str("# TYPE osprey_cache_lookup_duration_seconds histogram\n");
-    for t in &cache.tiers {
-        let labels = format!("tier=\"{}\"", t.tier.label());
-        t.lookup_seconds
-            .render(out, "osprey_cache_lookup_duration_seconds", &labels);
+pub fn render_cache_lookups<'a>(
+    out: &mut String,
+    tiers: impl Iterator<Item = (&'a str, &'a HistogramSnapshot)>,
+) {
+    let family = name::CACHE_LOOKUP_DURATION;
+    let _ = writeln!(out, "# TYPE {family} histogram");
+    for (tier, lookups) in tiers {
+        lookups.render(out, family, &format!("tier=\"{tier}\""));
     }
     out.push('\n');
 }
@@ -182,34 +165,35 @@ pub fn render_cache_lookups(out: &mut String, cache: &CacheStats) {
 pub fn render(out: &mut String) {
     let f = families();
     let reg = registry();
-    out.push_str("# TYPE osprey_requests_total counter\n");
+    let _ = writeln!(out, "# TYPE {} counter", name::REQUESTS);
     for s in &reg.series {
         let _ = writeln!(
             out,
-            "osprey_requests_total{{route=\"{}\",method=\"{}\",status=\"{}\"}} {}",
+            "{}{{route=\"{}\",method=\"{}\",status=\"{}\"}} {}",
+            name::REQUESTS,
             s.route,
             s.method,
             s.status,
             s.count.get()
         );
     }
-    out.push_str("\n# TYPE osprey_request_duration_seconds histogram\n");
+    let _ = writeln!(out, "\n# TYPE {} histogram", name::REQUEST_DURATION);
     let mut labels = String::new();
     for d in &reg.durations {
         labels.clear();
         let _ = write!(labels, "route=\"{}\",status=\"{}\"", d.route, d.status);
-        d.histogram
-            .render(out, "osprey_request_duration_seconds", &labels);
+        d.histogram.render(out, name::REQUEST_DURATION, &labels);
     }
-    out.push_str("\n# TYPE osprey_stage_duration_seconds histogram\n");
-    for (name, h) in STAGES.iter().zip(&f.stages) {
+    let _ = writeln!(out, "\n# TYPE {} histogram", name::STAGE_DURATION);
+    for (stage, h) in STAGES.iter().zip(&f.stages) {
         labels.clear();
-        let _ = write!(labels, "stage=\"{name}\"");
-        h.render(out, "osprey_stage_duration_seconds", &labels);
+        let _ = write!(labels, "stage=\"{stage}\"");
+        h.render(out, name::STAGE_DURATION, &labels);
     }
+    let items = name::EMBEDDED_ITEMS;
     let _ = write!(
         out,
-        "\n# TYPE osprey_embedded_items_total counter\nosprey_embedded_items_total {}\n\n",
+        "\n# TYPE {items} counter\n{items} {}\n\n",
         f.items.get()
     );
 }
