@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use osprey_metrics::event::{Event, RejectReason, RequestRejected};
 use tokio::time::Instant;
 
 use crate::{EngineError, Load};
@@ -51,29 +52,9 @@ impl Default for AdmissionConfig {
     }
 }
 
-/// Why a request was refused, for the rejection counter's `reason` label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Rejection {
-    InFlight,
-    QueueFull,
-    DeadlineUnreachable,
-    Deadline,
-}
-
-impl Rejection {
-    pub fn reason(self) -> &'static str {
-        match self {
-            Self::InFlight => "in_flight",
-            Self::QueueFull => "queue_full",
-            Self::DeadlineUnreachable => "deadline_unreachable",
-            Self::Deadline => "deadline",
-        }
-    }
-}
-
-/// Counts a refusal; the one place the engine's rejections are recorded.
-pub(crate) fn rejected(why: Rejection) {
-    metrics::counter!("osprey_rejected_total", "reason" => why.reason()).increment(1);
+/// Counts a refusal.
+pub(crate) fn rejected(reason: RejectReason) {
+    RequestRejected { reason }.emit();
 }
 
 /// When a request must be done, and the budget it was given.
@@ -121,7 +102,7 @@ impl Permit {
         match tokio::time::timeout_at(d.at, work).await {
             Ok(out) => out,
             Err(_) => {
-                rejected(Rejection::Deadline);
+                rejected(RejectReason::Deadline);
                 Err(EngineError::DeadlineExceeded {
                     ms: d.budget.as_millis() as u64,
                 })
@@ -179,7 +160,7 @@ impl Admission {
         };
         let max = self.config.max_in_flight;
         if max > 0 && before >= max {
-            rejected(Rejection::InFlight);
+            rejected(RejectReason::InFlight);
             return Err(EngineError::Busy { max_in_flight: max });
         }
         Ok(permit)
@@ -258,7 +239,7 @@ fn fits(queued: usize, capacity: usize, own: usize) -> Result<(), EngineError> {
     if fits_queue(queued, own, capacity) {
         return Ok(());
     }
-    rejected(Rejection::QueueFull);
+    rejected(RejectReason::QueueFull);
     Err(EngineError::Overloaded { queued, capacity })
 }
 
@@ -287,7 +268,7 @@ fn check_deadline(wait: Duration, deadline: Deadline) -> Result<(), EngineError>
     if wait <= left {
         return Ok(());
     }
-    rejected(Rejection::DeadlineUnreachable);
+    rejected(RejectReason::DeadlineUnreachable);
     Err(EngineError::DeadlineUnreachable {
         wait_ms: wait.as_millis() as u64,
         deadline_ms: deadline.budget.as_millis() as u64,

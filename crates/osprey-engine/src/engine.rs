@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use osprey_metrics::event::{Event, ItemsCancelled, RejectReason};
 use osprey_models::{
     Backend, BackendOptions, ModelDir, Pooling, TextTokenizer, TokenizeError, l2_normalize,
     load_backends,
@@ -164,7 +165,7 @@ impl Drop for CancelOnDrop<'_> {
         if self.armed {
             let n = self.queue.cancel(self.request);
             if n > 0 {
-                metrics::counter!("osprey_cancelled_items_total").increment(n as u64);
+                ItemsCancelled { items: n as u64 }.emit();
             }
         }
     }
@@ -365,7 +366,7 @@ impl Engine {
         match self.queue.push(items) {
             Ok(()) => {}
             Err(Rejected::Full { queued }) => {
-                crate::admission::rejected(crate::admission::Rejection::QueueFull);
+                crate::admission::rejected(RejectReason::QueueFull);
                 return Err(EngineError::Overloaded {
                     queued,
                     capacity: self.queue.limits().max_queue_tokens,

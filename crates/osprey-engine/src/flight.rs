@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use osprey_cache::{CacheKey, Entry};
+use osprey_metrics::event::{Event, ItemsCancelled};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -67,7 +68,10 @@ impl Drop for Flight {
         // A task that ran has queued its inputs, and the engine counts them when
         // dropping them from the queue; one that never ran is counted here.
         if !self.started.load(Ordering::Acquire) && !self.task.is_finished() {
-            metrics::counter!("osprey_cancelled_items_total").increment(self.keys.len() as u64);
+            ItemsCancelled {
+                items: self.keys.len() as u64,
+            }
+            .emit();
         }
         self.registry.forget(self.id, &self.keys);
     }

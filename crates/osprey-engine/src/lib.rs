@@ -12,9 +12,7 @@ mod pipeline;
 mod queue;
 mod worker;
 
-pub use admission::{
-    Admission, AdmissionConfig, Deadline, Permit, Rejection, Ticket, estimate_tokens,
-};
+pub use admission::{Admission, AdmissionConfig, Deadline, Permit, Ticket, estimate_tokens};
 pub use capacity::{Load, ReplicaLoad};
 pub use config::{BatchingConfig, EngineConfig};
 pub use engine::{EmbedOptions, Embeddings, Engine, ModelInfo, ModelParts, Timings};

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use osprey_cache::{CacheKey, Entry, KeySpace, Tier, TieredCache};
+use osprey_metrics::event::{Event, ItemsCoalesced};
 
 use crate::flight::{Completion, Flight, Outcome, Registry};
 use crate::{EmbedOptions, Engine, EngineError, ModelInfo, Permit, Timings};
@@ -257,7 +258,10 @@ impl Pipeline {
             })
             .sum();
         if joined_items > 0 {
-            metrics::counter!("osprey_coalesced_items_total").increment(joined_items as u64);
+            ItemsCoalesced {
+                items: joined_items as u64,
+            }
+            .emit();
         }
         let flights: Vec<&Arc<Flight>> = claim.own.iter().chain(claim.joined.iter()).collect();
         let outcomes = futures::future::join_all(flights.iter().map(|f| f.wait())).await;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use osprey_metrics::event::{Event, QueueDepth};
 use tokio::sync::oneshot;
 
 /// What a worker sends back for one input.
@@ -90,7 +91,10 @@ impl BatchQueue {
         }
         st.tokens += tokens;
         st.items.extend(items);
-        metrics::gauge!("osprey_queue_tokens").set(st.tokens as f64);
+        QueueDepth {
+            tokens: st.tokens as u64,
+        }
+        .emit();
         drop(st);
         self.wake.notify_one();
         Ok(())
@@ -109,7 +113,10 @@ impl BatchQueue {
             keep
         });
         st.tokens -= freed;
-        metrics::gauge!("osprey_queue_tokens").set(st.tokens as f64);
+        QueueDepth {
+            tokens: st.tokens as u64,
+        }
+        .emit();
         before - st.items.len()
     }
 
@@ -141,7 +148,10 @@ impl BatchQueue {
                 self.batched_items
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);
                 st.tokens -= batch.iter().map(|i| i.ids.len()).sum::<usize>();
-                metrics::gauge!("osprey_queue_tokens").set(st.tokens as f64);
+                QueueDepth {
+                    tokens: st.tokens as u64,
+                }
+                .emit();
                 let more = !st.items.is_empty();
                 drop(st);
                 if more {

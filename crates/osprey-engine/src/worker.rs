@@ -5,6 +5,7 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
 
+use osprey_metrics::event::{BatchRan, Event, InferenceFailed, InferenceSucceeded};
 use osprey_models::Backend;
 
 use crate::capacity::Capacity;
@@ -63,17 +64,17 @@ pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared)
 
         let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         let computed = if pads { longest * seqs.len() } else { real };
-        metrics::histogram!("osprey_batch_size").record(seqs.len() as f64);
-        metrics::histogram!("osprey_batch_tokens").record(real as f64);
-        metrics::histogram!("osprey_batch_padding_ratio")
-            .record(computed as f64 / real.max(1) as f64);
-        metrics::counter!("osprey_batch_padded_tokens_total").increment(computed as u64);
-        metrics::counter!("osprey_batch_real_tokens_total").increment(real as u64);
-        metrics::histogram!("osprey_batch_duration_seconds").record(inference.as_secs_f64());
+        BatchRan {
+            items: seqs.len(),
+            real_tokens: real,
+            computed_tokens: computed,
+            inference,
+        }
+        .emit();
 
         match result {
             Ok(vectors) if vectors.len() == batch.len() => {
-                metrics::counter!("osprey_inference_total", "result" => "ok").increment(1);
+                InferenceSucceeded { items: batch.len() }.emit();
                 for (item, v) in batch.into_iter().zip(vectors) {
                     let _ = item.reply.send(ItemResult {
                         embedding: Ok(v),
@@ -83,7 +84,6 @@ pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared)
                 }
             }
             other => {
-                metrics::counter!("osprey_inference_total", "result" => "error").increment(1);
                 let message = match other {
                     Err(e) => e.to_string(),
                     Ok(v) => format!(
@@ -92,7 +92,11 @@ pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared)
                         batch.len()
                     ),
                 };
-                tracing::error!(error = %message, batch = batch.len(), "inference failed");
+                InferenceFailed {
+                    items: batch.len(),
+                    error: &message,
+                }
+                .emit();
                 for item in batch {
                     let _ = item.reply.send(ItemResult {
                         embedding: Err(message.clone()),

@@ -6,6 +6,8 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
+use osprey_metrics::event::{AuthFailed, AuthFailure, Event, RejectReason, RequestRejected};
+
 use crate::auth::{AuthConfig, AuthSetupError, Authenticator, Scope};
 use crate::limits::LimitsConfig;
 use crate::rate_limit::{Budget, ClientKey, RateLimits};
@@ -139,12 +141,16 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             Ok(principal) => principal.client(),
             Err(e) => {
                 let reason = if e.status() == 401 {
-                    "unauthorized"
+                    AuthFailure::Unauthorized
                 } else {
-                    "forbidden"
+                    AuthFailure::Forbidden
                 };
-                metrics::counter!("osprey_auth_failures_total", "reason" => reason).increment(1);
-                tracing::debug!(path = req.uri().path(), error = %e, "refused credentials");
+                AuthFailed {
+                    reason,
+                    path: req.uri().path(),
+                    error: &e,
+                }
+                .emit();
                 return refuse(req, e.into_response()).await;
             }
         },
@@ -158,7 +164,10 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         Ok(b) => b,
         Err(refused) => {
             let (e, budget) = *refused;
-            metrics::counter!("osprey_rejected_total", "reason" => "rate_limit").increment(1);
+            RequestRejected {
+                reason: RejectReason::RateLimit,
+            }
+            .emit();
             let mut resp = e.into_response();
             budget.write(resp.headers_mut());
             return refuse(req, resp).await;
