@@ -173,10 +173,10 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             return refuse(req, resp).await;
         }
     };
-    if class == RouteClass::Inference {
-        if let Err(e) = queue_has_room(&state, &req) {
-            return refuse(req, e.into_response()).await;
-        }
+    if class == RouteClass::Inference
+        && let Err(e) = queue_has_room(&state, &req)
+    {
+        return refuse(req, e.into_response()).await;
     }
     let mut req = req;
     if !p.rate.is_off() {
