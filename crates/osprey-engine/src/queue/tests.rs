@@ -32,6 +32,15 @@ fn push(
     q.push(items).map(|_| rxs)
 }
 
+/// The lengths of the inputs in the next batch, in batch order.
+fn next_lens(q: &BatchQueue) -> Vec<usize> {
+    q.next_batch()
+        .expect("batch")
+        .iter()
+        .map(|i| i.ids.len())
+        .collect()
+}
+
 #[test]
 fn small_queue_goes_in_one_batch() {
     let q = BatchQueue::new(limits(true));
@@ -49,13 +58,7 @@ fn batches_respect_count_and_group_by_length() {
     let batch = q.next_batch().expect("batch");
     let lens: Vec<usize> = batch.iter().map(|i| i.ids.len()).collect();
     assert_eq!(lens, vec![10, 11, 10, 10]);
-    let next: Vec<usize> = q
-        .next_batch()
-        .expect("batch")
-        .iter()
-        .map(|i| i.ids.len())
-        .collect();
-    assert_eq!(next, vec![40, 40]);
+    assert_eq!(next_lens(&q), [40, 40]);
     assert_eq!(q.next_batch().expect("batch").len(), 1);
 }
 
@@ -93,13 +96,7 @@ fn packed_cost_counts_real_tokens() {
     });
     let _r = push(&q, 1, &[50, 5, 5, 5, 5]).expect("admitted");
     // 50 + 5 + 5 = 60; count limit 4 is not reached but the next 5 would exceed 60.
-    let lens: Vec<usize> = q
-        .next_batch()
-        .expect("batch")
-        .iter()
-        .map(|i| i.ids.len())
-        .collect();
-    assert_eq!(lens, vec![50, 5, 5]);
+    assert_eq!(next_lens(&q), [50, 5, 5]);
 }
 
 #[test]
@@ -152,18 +149,6 @@ fn padding_waste_is_bounded() {
     });
     // All fit the budget, but padding 10 to 40 would waste most of the batch.
     let _r = push(&q, 1, &[10, 40, 11, 12, 38]).expect("admitted");
-    let lens: Vec<usize> = q
-        .next_batch()
-        .expect("batch")
-        .iter()
-        .map(|i| i.ids.len())
-        .collect();
-    assert_eq!(lens, vec![10, 11, 12]);
-    let lens: Vec<usize> = q
-        .next_batch()
-        .expect("batch")
-        .iter()
-        .map(|i| i.ids.len())
-        .collect();
-    assert_eq!(lens, vec![40, 38]);
+    assert_eq!(next_lens(&q), [10, 11, 12]);
+    assert_eq!(next_lens(&q), [40, 38]);
 }
