@@ -16,6 +16,7 @@ use osprey_metrics::process::Proc;
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
 use rand_distr::{Distribution, Exp};
+use tokio::task::JoinHandle;
 
 use crate::client::Conn;
 use crate::progress::Progress;
@@ -64,6 +65,26 @@ struct Schedule {
 }
 
 impl Schedule {
+    fn new(spec: &RunSpec, clock: Clock, rate: f64, arrival: Arrival) -> Self {
+        let poisson = match arrival {
+            Arrival::Poisson => Exp::new(rate)
+                .ok()
+                .map(|e| (e, SmallRng::seed_from_u64(spec.seed ^ 0x9e37))),
+            Arrival::Constant => None,
+        };
+        Self {
+            start: clock.begin,
+            end: clock.deadline,
+            measure_from: clock.measure_from,
+            rate,
+            poisson,
+            index: 0,
+            next_s: 0.0,
+            measured: 0,
+            limit: spec.requests,
+        }
+    }
+
     fn claim(&mut self) -> Option<Instant> {
         if interrupted() || self.limit.is_some_and(|l| self.measured >= l) {
             return None;
@@ -92,6 +113,39 @@ struct Shared {
     started: Cell<u64>,
 }
 
+impl Shared {
+    /// Sends the workload's next body on `conn` and records the exchange, its
+    /// latency counted from `start` (when the request was due).
+    async fn send(&self, conn: &mut Conn, start: Option<Instant>) {
+        let next = self.workload.borrow_mut().next_body();
+        let body_len = next.body.len() as u64;
+        let sent = Instant::now();
+        let ex = conn.post(next.body).await;
+        let done = Instant::now();
+        self.recorder.borrow_mut().record(Sample {
+            start: start.map_or(sent, |s| s.min(sent)),
+            sent,
+            done,
+            result: &ex.result,
+            items: next.items,
+            bytes_sent: body_len,
+            bytes_received: ex.bytes_received,
+        });
+    }
+
+    fn count_started(&self) {
+        self.started.set(self.started.get() + 1);
+    }
+}
+
+/// The instants a run is laid out by.
+#[derive(Clone, Copy)]
+struct Clock {
+    begin: Instant,
+    measure_from: Instant,
+    deadline: Instant,
+}
+
 /// Runs one load level and returns its report (assertions not yet checked).
 pub async fn run(
     spec: &RunSpec,
@@ -101,7 +155,11 @@ pub async fn run(
 ) -> RunReport {
     let begin = Instant::now();
     let measure_from = begin + spec.warmup;
-    let deadline = measure_from + spec.duration;
+    let clock = Clock {
+        begin,
+        measure_from,
+        deadline: measure_from + spec.duration,
+    };
     let open = matches!(spec.load, Load::Open { .. });
     let interval = interval_for(spec.duration);
     let shared = Rc::new(Shared {
@@ -109,154 +167,22 @@ pub async fn run(
         workload: RefCell::new(workload),
         started: Cell::new(0),
     });
-
-    let cpu_at_start = Rc::new(Cell::new(None));
-    if let Some(pid) = spec.pid {
-        let cell = cpu_at_start.clone();
-        tokio::task::spawn_local(async move {
-            tokio::time::sleep_until(measure_from.into()).await;
-            cell.set(Proc::Pid(pid).cpu_seconds().map(|c| (c, Instant::now())));
-        });
-    }
-
-    let done = Rc::new(Cell::new(false));
-    let ticker = {
-        let shared = shared.clone();
-        let done = done.clone();
-        let total = spec.warmup + spec.duration;
-        let bar_enabled = !progress.is_hidden();
-        async move {
-            if !bar_enabled {
-                return;
-            }
-            let mut tick = tokio::time::interval(Duration::from_millis(250));
-            let mut last = (Instant::now(), 0u64);
-            while !done.get() {
-                tick.tick().await;
-                let now = Instant::now();
-                let snap = shared.recorder.borrow().snapshot();
-                let dt = now.duration_since(last.0).as_secs_f64().max(1e-3);
-                let rate = snap.completed.saturating_sub(last.1) as f64 / dt;
-                last = (now, snap.completed);
-                progress.update(
-                    now.duration_since(begin),
-                    total,
-                    now < measure_from,
-                    rate,
-                    &snap,
-                );
-            }
-        }
-    };
-
-    let mut workers = Vec::new();
-    let limit = spec.requests;
-    match spec.load {
+    let cpu_at_start = spawn_cpu_probe(spec.pid, measure_from);
+    let done = Cell::new(false);
+    let ticker = tick_progress(&shared, &done, clock, spec.warmup + spec.duration, progress);
+    let workers = match spec.load {
         Load::Closed { concurrency } => {
-            for _ in 0..concurrency {
-                let shared = shared.clone();
-                let mut conn = Conn::new(target.endpoint.clone());
-                workers.push(tokio::task::spawn_local(async move {
-                    loop {
-                        let now = Instant::now();
-                        if now >= deadline || interrupted() {
-                            break;
-                        }
-                        if now >= measure_from {
-                            if limit.is_some_and(|l| shared.started.get() >= l) {
-                                break;
-                            }
-                            shared.started.set(shared.started.get() + 1);
-                        }
-                        let next = shared.workload.borrow_mut().next_body();
-                        let body_len = next.body.len() as u64;
-                        let sent = Instant::now();
-                        let ex = conn.post(next.body).await;
-                        let done = Instant::now();
-                        shared.recorder.borrow_mut().record(Sample {
-                            start: sent,
-                            sent,
-                            done,
-                            result: &ex.result,
-                            items: next.items,
-                            bytes_sent: body_len,
-                            bytes_received: ex.bytes_received,
-                        });
-                    }
-                }));
-            }
+            spawn_closed(&shared, target, clock, concurrency, spec.requests)
         }
         Load::Open {
             rate,
             arrival,
             connections,
         } => {
-            let poisson = match arrival {
-                Arrival::Poisson => Exp::new(rate)
-                    .ok()
-                    .map(|e| (e, SmallRng::seed_from_u64(spec.seed ^ 0x9e37))),
-                Arrival::Constant => None,
-            };
-            let schedule = Rc::new(RefCell::new(Schedule {
-                start: begin,
-                end: deadline,
-                measure_from,
-                rate,
-                poisson,
-                index: 0,
-                next_s: 0.0,
-                measured: 0,
-                limit,
-            }));
-            let timeout = spec.timeout;
-            for _ in 0..connections {
-                let shared = shared.clone();
-                let schedule = schedule.clone();
-                let mut conn = Conn::new(target.endpoint.clone());
-                workers.push(tokio::task::spawn_local(async move {
-                    loop {
-                        let Some(due) = schedule.borrow_mut().claim() else {
-                            break;
-                        };
-                        let now = Instant::now();
-                        if now.saturating_duration_since(due) > timeout {
-                            // Already a whole timeout late: the client would have given up.
-                            shared.recorder.borrow_mut().record_dropped(due, now);
-                            continue;
-                        }
-                        // Ahead of schedule: wait, and measure from when the timer
-                        // let us go (its slack is the generator's, not the
-                        // server's). Behind schedule: the server held us back, so
-                        // measure from when the request was due.
-                        let start = if due > now {
-                            tokio::time::sleep_until(due.into()).await;
-                            Instant::now()
-                        } else {
-                            due
-                        };
-                        if due >= measure_from {
-                            shared.started.set(shared.started.get() + 1);
-                        }
-                        let next = shared.workload.borrow_mut().next_body();
-                        let body_len = next.body.len() as u64;
-                        let sent = Instant::now();
-                        let ex = conn.post(next.body).await;
-                        let done = Instant::now();
-                        shared.recorder.borrow_mut().record(Sample {
-                            start: start.min(sent),
-                            sent,
-                            done,
-                            result: &ex.result,
-                            items: next.items,
-                            bytes_sent: body_len,
-                            bytes_received: ex.bytes_received,
-                        });
-                    }
-                }));
-            }
+            let schedule = Schedule::new(spec, clock, rate, arrival);
+            spawn_open(&shared, target, schedule, connections, spec.timeout)
         }
-    }
-
+    };
     let workers_done = async {
         for w in workers {
             let _ = w.await;
@@ -266,32 +192,144 @@ pub async fn run(
     tokio::join!(workers_done, ticker);
     progress.finish();
 
-    let shared = match Rc::try_unwrap(shared) {
-        Ok(s) => s,
-        Err(rc) => {
-            // A task still holds a handle (cannot happen once all are joined);
-            // report from a snapshot instead of failing.
-            let r = rc
-                .recorder
-                .replace(Recorder::new(measure_from, interval, open));
-            return finish(
-                spec,
-                target,
-                r,
-                rc.started.get(),
-                cpu_at_start.get(),
-                deadline,
-            );
-        }
+    let (recorder, started) = match Rc::try_unwrap(shared) {
+        Ok(s) => (s.recorder.into_inner(), s.started.get()),
+        // A task still holds a handle (cannot happen once all are joined);
+        // report from a snapshot instead of failing.
+        Err(rc) => (
+            rc.recorder
+                .replace(Recorder::new(measure_from, interval, open)),
+            rc.started.get(),
+        ),
     };
     finish(
         spec,
         target,
-        shared.recorder.into_inner(),
-        shared.started.get(),
+        recorder,
+        started,
         cpu_at_start.get(),
-        deadline,
+        clock.deadline,
     )
+}
+
+/// The server's CPU time when measuring starts, for its CPU share over the run.
+fn spawn_cpu_probe(pid: Option<u32>, measure_from: Instant) -> Rc<Cell<Option<(f64, Instant)>>> {
+    let cpu_at_start = Rc::new(Cell::new(None));
+    if let Some(pid) = pid {
+        let cell = cpu_at_start.clone();
+        tokio::task::spawn_local(async move {
+            tokio::time::sleep_until(measure_from.into()).await;
+            cell.set(Proc::Pid(pid).cpu_seconds().map(|c| (c, Instant::now())));
+        });
+    }
+    cpu_at_start
+}
+
+/// Updates the progress line four times a second until `done`.
+async fn tick_progress(
+    shared: &Shared,
+    done: &Cell<bool>,
+    clock: Clock,
+    total: Duration,
+    progress: &Progress,
+) {
+    if progress.is_hidden() {
+        return;
+    }
+    let mut tick = tokio::time::interval(Duration::from_millis(250));
+    let mut last = (Instant::now(), 0u64);
+    while !done.get() {
+        tick.tick().await;
+        let now = Instant::now();
+        let snap = shared.recorder.borrow().snapshot();
+        let dt = now.duration_since(last.0).as_secs_f64().max(1e-3);
+        let rate = snap.completed.saturating_sub(last.1) as f64 / dt;
+        last = (now, snap.completed);
+        progress.update(
+            now.duration_since(clock.begin),
+            total,
+            now < clock.measure_from,
+            rate,
+            &snap,
+        );
+    }
+}
+
+/// `concurrency` workers, each sending its next request when the last answers.
+fn spawn_closed(
+    shared: &Rc<Shared>,
+    target: &Target,
+    clock: Clock,
+    concurrency: usize,
+    limit: Option<u64>,
+) -> Vec<JoinHandle<()>> {
+    (0..concurrency)
+        .map(|_| {
+            let shared = shared.clone();
+            let mut conn = Conn::new(target.endpoint.clone());
+            tokio::task::spawn_local(async move {
+                loop {
+                    let now = Instant::now();
+                    if now >= clock.deadline || interrupted() {
+                        break;
+                    }
+                    if now >= clock.measure_from {
+                        if limit.is_some_and(|l| shared.started.get() >= l) {
+                            break;
+                        }
+                        shared.count_started();
+                    }
+                    shared.send(&mut conn, None).await;
+                }
+            })
+        })
+        .collect()
+}
+
+/// `connections` workers taking requests off the schedule as they fall due.
+fn spawn_open(
+    shared: &Rc<Shared>,
+    target: &Target,
+    schedule: Schedule,
+    connections: usize,
+    timeout: Duration,
+) -> Vec<JoinHandle<()>> {
+    let measure_from = schedule.measure_from;
+    let schedule = Rc::new(RefCell::new(schedule));
+    (0..connections)
+        .map(|_| {
+            let shared = shared.clone();
+            let schedule = schedule.clone();
+            let mut conn = Conn::new(target.endpoint.clone());
+            tokio::task::spawn_local(async move {
+                loop {
+                    let Some(due) = schedule.borrow_mut().claim() else {
+                        break;
+                    };
+                    let now = Instant::now();
+                    if now.saturating_duration_since(due) > timeout {
+                        // Already a whole timeout late: the client would have given up.
+                        shared.recorder.borrow_mut().record_dropped(due, now);
+                        continue;
+                    }
+                    // Ahead of schedule: wait, and measure from when the timer
+                    // let us go (its slack is the generator's, not the
+                    // server's). Behind schedule: the server held us back, so
+                    // measure from when the request was due.
+                    let start = if due > now {
+                        tokio::time::sleep_until(due.into()).await;
+                        Instant::now()
+                    } else {
+                        due
+                    };
+                    if due >= measure_from {
+                        shared.count_started();
+                    }
+                    shared.send(&mut conn, Some(start)).await;
+                }
+            })
+        })
+        .collect()
 }
 
 fn finish(
@@ -311,29 +349,8 @@ fn finish(
     let secs = elapsed.as_secs_f64().max(1e-9);
     let end = rec.last_done.unwrap_or(deadline).max(rec.measure_from);
     let timeline = rec.finish_timeline(end);
-    let server = spec.pid.and_then(|pid| {
-        let (cpu0, t0) = cpu_at_start?;
-        let cpu1 = Proc::Pid(pid).cpu_seconds()?;
-        let wall = t0.elapsed().as_secs_f64().max(1e-9);
-        Some(ServerStats {
-            cpu_percent: (cpu1 - cpu0) / wall * 100.0,
-            rss_mb: Proc::Pid(pid).rss_bytes()? as f64 / (1024.0 * 1024.0),
-        })
-    });
-    let (mode, concurrency, rate, arrival, connections) = match spec.load {
-        Load::Closed { concurrency } => ("closed", Some(concurrency), None, None, concurrency),
-        Load::Open {
-            rate,
-            arrival,
-            connections,
-        } => (
-            "open",
-            None,
-            Some(rate),
-            Some(arrival.name().to_string()),
-            connections,
-        ),
-    };
+    let server = spec.pid.and_then(|pid| server_stats(pid, cpu_at_start?));
+    let (mode, concurrency, rate, arrival, connections) = load_columns(spec.load);
     RunReport {
         name: spec.name.clone(),
         url: target.url.clone(),
@@ -368,6 +385,42 @@ fn finish(
         server,
         assertions: Vec::new(),
         objective: Vec::new(),
+    }
+}
+
+/// The server's CPU share since `start` and its resident memory now.
+fn server_stats(pid: u32, (cpu0, t0): (f64, Instant)) -> Option<ServerStats> {
+    let cpu1 = Proc::Pid(pid).cpu_seconds()?;
+    let wall = t0.elapsed().as_secs_f64().max(1e-9);
+    Some(ServerStats {
+        cpu_percent: (cpu1 - cpu0) / wall * 100.0,
+        rss_mb: Proc::Pid(pid).rss_bytes()? as f64 / (1024.0 * 1024.0),
+    })
+}
+
+type LoadColumns = (
+    &'static str,
+    Option<usize>,
+    Option<f64>,
+    Option<String>,
+    usize,
+);
+
+/// The report's mode, concurrency, rate, arrival and connections.
+fn load_columns(load: Load) -> LoadColumns {
+    match load {
+        Load::Closed { concurrency } => ("closed", Some(concurrency), None, None, concurrency),
+        Load::Open {
+            rate,
+            arrival,
+            connections,
+        } => (
+            "open",
+            None,
+            Some(rate),
+            Some(arrival.name().to_string()),
+            connections,
+        ),
     }
 }
 
@@ -439,25 +492,12 @@ mod tests {
 
     #[test]
     fn timeline_intervals_stay_under_about_60_points() {
-        assert_eq!(
-            interval_for(Duration::from_secs(2)),
-            Duration::from_millis(50)
-        );
-        assert_eq!(
-            interval_for(Duration::from_secs(5)),
-            Duration::from_millis(100)
-        );
-        assert_eq!(
-            interval_for(Duration::from_secs(20)),
-            Duration::from_millis(500)
-        );
-        assert_eq!(
-            interval_for(Duration::from_secs(60)),
-            Duration::from_secs(1)
-        );
-        assert_eq!(
-            interval_for(Duration::from_secs(600)),
-            Duration::from_secs(10)
-        );
+        for (run_s, step_ms) in [(2, 50), (5, 100), (20, 500), (60, 1000), (600, 10_000)] {
+            assert_eq!(
+                interval_for(Duration::from_secs(run_s)),
+                Duration::from_millis(step_ms),
+                "{run_s} s"
+            );
+        }
     }
 }

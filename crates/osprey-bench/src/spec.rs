@@ -186,101 +186,21 @@ impl RunSpec {
             )
         })?;
         crate::target::parse_url(&url)?;
-        let dur = |v: &Option<String>, default: Duration| match v {
-            Some(s) => parse_duration(s),
-            None => Ok(default),
-        };
-        let load = match (f.concurrency, f.rate) {
-            (Some(_), Some(_)) => {
-                return Err(BenchError::invalid(
-                    "load",
-                    "give --concurrency or --rate, not both",
-                ));
-            }
-            (_, Some(rate)) => {
-                if !(rate.is_finite() && rate > 0.0) {
-                    return Err(BenchError::invalid(
-                        "--rate",
-                        "must be a positive number of requests per second",
-                    ));
-                }
-                // Enough connections to absorb normal jitter, not so many that
-                // a slow server gets a flood of connects.
-                let connections = f
-                    .connections
-                    .unwrap_or(((rate / 50.0).ceil() as usize).clamp(16, 256));
-                if connections == 0 {
-                    return Err(BenchError::invalid("--connections", "must be at least 1"));
-                }
-                Load::Open {
-                    rate,
-                    arrival: f.arrival.unwrap_or(Arrival::Constant),
-                    connections,
-                }
-            }
-            (c, None) => {
-                let concurrency = c.unwrap_or(DEFAULT_CONCURRENCY);
-                if concurrency == 0 || concurrency > 100_000 {
-                    return Err(BenchError::invalid("--concurrency", "must be 1 to 100000"));
-                }
-                Load::Closed { concurrency }
-            }
-        };
+        let load = resolve_load(f)?;
         let workload_specs = f.workload.clone().unwrap_or_else(|| vec!["unique".into()]);
         let workload = WorkloadSpec::parse_all(&workload_specs)?;
-        let mut headers = Vec::new();
-        for h in &f.headers {
-            let (n, v) = h.split_once(':').ok_or_else(|| {
-                BenchError::invalid(format!("--header {h:?}"), "expected 'Name: value'")
-            })?;
-            headers.push((n.trim().to_string(), v.trim().to_string()));
-        }
-        if let Some(key) = &f.api_key {
-            headers.push(("authorization".into(), format!("Bearer {key}")));
-        }
-        let timeout = dur(&f.timeout, Duration::from_secs(30))?;
+        let headers = resolve_headers(f)?;
+        let timeout = duration_or(&f.timeout, Duration::from_secs(30))?;
         if timeout.is_zero() {
             return Err(BenchError::invalid("--timeout", "must be above zero"));
         }
-        for a in f.asserts.iter().chain(&f.objective) {
-            crate::assert::Assertion::parse(a)?;
-        }
-        if let Some(s) = &f.sweep {
-            crate::sweep::SweepPlan::parse(s)?;
-        }
-        // With only a request count, the count ends the run (an hour at most).
-        let default_duration = if f.requests.is_some() {
-            Duration::from_secs(3600)
-        } else {
-            Duration::from_secs(10)
-        };
-        let duration = dur(&f.duration, default_duration)?;
-        if f.sweep.is_some() && f.objective.is_empty() {
-            return Err(BenchError::invalid(
-                "--sweep",
-                "needs an --objective such as 'p99<100ms' to find the highest load meeting it",
-            ));
-        }
-        if f.requests == Some(0) {
-            return Err(BenchError::invalid("--requests", "must be at least 1"));
-        }
-        if duration.is_zero() && f.requests.is_none() {
-            return Err(BenchError::invalid("--duration", "must be above zero"));
-        }
-        let seed = f.seed.unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(0)
-                .wrapping_add(index as u64)
-        });
-        let name = f.name.clone().unwrap_or_else(|| {
-            let load_part = match load {
-                Load::Closed { concurrency } => format!("c={concurrency}"),
-                Load::Open { rate, .. } => format!("rate={rate}"),
-            };
-            format!("{} {load_part}", workload.describe())
-        });
+        check_assertions_and_sweep(f)?;
+        let duration = resolve_duration(f)?;
+        let seed = f.seed.unwrap_or_else(|| time_seed(index));
+        let name = f
+            .name
+            .clone()
+            .unwrap_or_else(|| default_name(&load, &workload));
         Ok(Self {
             name,
             url,
@@ -288,7 +208,7 @@ impl RunSpec {
             load,
             duration,
             requests: f.requests,
-            warmup: dur(&f.warmup, Duration::ZERO)?,
+            warmup: duration_or(&f.warmup, Duration::ZERO)?,
             workload,
             corpus: f.corpus.clone(),
             headers,
@@ -301,6 +221,120 @@ impl RunSpec {
             seed,
         })
     }
+}
+
+fn duration_or(v: &Option<String>, default: Duration) -> Result<Duration> {
+    match v {
+        Some(s) => parse_duration(s),
+        None => Ok(default),
+    }
+}
+
+/// Closed loop unless a rate is given; never both.
+fn resolve_load(f: &RunFields) -> Result<Load> {
+    match (f.concurrency, f.rate) {
+        (Some(_), Some(_)) => Err(BenchError::invalid(
+            "load",
+            "give --concurrency or --rate, not both",
+        )),
+        (_, Some(rate)) => open_load(f, rate),
+        (c, None) => {
+            let concurrency = c.unwrap_or(DEFAULT_CONCURRENCY);
+            if concurrency == 0 || concurrency > 100_000 {
+                return Err(BenchError::invalid("--concurrency", "must be 1 to 100000"));
+            }
+            Ok(Load::Closed { concurrency })
+        }
+    }
+}
+
+fn open_load(f: &RunFields, rate: f64) -> Result<Load> {
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(BenchError::invalid(
+            "--rate",
+            "must be a positive number of requests per second",
+        ));
+    }
+    // Enough connections to absorb normal jitter, not so many that
+    // a slow server gets a flood of connects.
+    let connections = f
+        .connections
+        .unwrap_or(((rate / 50.0).ceil() as usize).clamp(16, 256));
+    if connections == 0 {
+        return Err(BenchError::invalid("--connections", "must be at least 1"));
+    }
+    Ok(Load::Open {
+        rate,
+        arrival: f.arrival.unwrap_or(Arrival::Constant),
+        connections,
+    })
+}
+
+/// `Name: value` headers, and the API key as a bearer token.
+fn resolve_headers(f: &RunFields) -> Result<Vec<(String, String)>> {
+    let mut headers = Vec::new();
+    for h in &f.headers {
+        let (n, v) = h.split_once(':').ok_or_else(|| {
+            BenchError::invalid(format!("--header {h:?}"), "expected 'Name: value'")
+        })?;
+        headers.push((n.trim().to_string(), v.trim().to_string()));
+    }
+    if let Some(key) = &f.api_key {
+        headers.push(("authorization".into(), format!("Bearer {key}")));
+    }
+    Ok(headers)
+}
+
+/// Parses every assertion, objective and sweep now, so a typo fails before any load.
+fn check_assertions_and_sweep(f: &RunFields) -> Result<()> {
+    for a in f.asserts.iter().chain(&f.objective) {
+        crate::assert::Assertion::parse(a)?;
+    }
+    if let Some(s) = &f.sweep {
+        crate::sweep::SweepPlan::parse(s)?;
+    }
+    if f.sweep.is_some() && f.objective.is_empty() {
+        return Err(BenchError::invalid(
+            "--sweep",
+            "needs an --objective such as 'p99<100ms' to find the highest load meeting it",
+        ));
+    }
+    Ok(())
+}
+
+/// The measured duration; with only a request count, the count ends the run
+/// (an hour at most).
+fn resolve_duration(f: &RunFields) -> Result<Duration> {
+    let default_duration = if f.requests.is_some() {
+        Duration::from_secs(3600)
+    } else {
+        Duration::from_secs(10)
+    };
+    let duration = duration_or(&f.duration, default_duration)?;
+    if f.requests == Some(0) {
+        return Err(BenchError::invalid("--requests", "must be at least 1"));
+    }
+    if duration.is_zero() && f.requests.is_none() {
+        return Err(BenchError::invalid("--duration", "must be above zero"));
+    }
+    Ok(duration)
+}
+
+/// A seed from the clock, different for each run of a scenario.
+fn time_seed(index: usize) -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        .wrapping_add(index as u64)
+}
+
+fn default_name(load: &Load, workload: &WorkloadSpec) -> String {
+    let load_part = match load {
+        Load::Closed { concurrency } => format!("c={concurrency}"),
+        Load::Open { rate, .. } => format!("rate={rate}"),
+    };
+    format!("{} {load_part}", workload.describe())
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub use error::CacheError;
 pub use key::{CacheKey, KeySpace};
 pub use memory::MemoryTier;
 pub use redis_tier::RedisTier;
-pub use stats::{CacheStats, Tier, TierHealth, TierSnapshot, TierStats};
+pub use stats::{CacheStats, HealthStatus, Tier, TierHealth, TierSnapshot, TierStats};
 pub use tiered::{Cleared, Found, TieredCache};
 
 pub type Result<T, E = CacheError> = std::result::Result<T, E>;

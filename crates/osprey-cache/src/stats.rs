@@ -58,47 +58,55 @@ pub struct TierStats {
     lookup_seconds: LatencyHistogram,
 }
 
-/// A snapshot of one tier, as served by `/admin/cache`.
+/// A snapshot of one tier, as served by `/admin/cache` (fields in alphabetical
+/// order, the order that body has always listed them in).
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TierSnapshot {
-    pub tier: Tier,
-    pub hits: u64,
-    pub misses: u64,
-    pub hit_rate: f64,
-    pub errors: u64,
-    pub corrupt: u64,
-    pub writes: u64,
-    pub dropped_writes: u64,
-    pub evictions: u64,
-    /// Entries and bytes held, when the tier can tell cheaply.
-    pub entries: Option<u64>,
+    /// Bytes, capacity and entries are given when the tier can tell cheaply.
     pub bytes: Option<u64>,
     pub capacity_bytes: Option<u64>,
+    pub corrupt: u64,
+    pub dropped_writes: u64,
+    pub entries: Option<u64>,
+    pub errors: u64,
+    pub evictions: u64,
     pub health: TierHealth,
+    pub hit_rate: f64,
+    pub hits: u64,
     /// How long lookups took (for the Prometheus scrape, not the JSON).
     #[serde(skip)]
     pub lookup_seconds: HistogramSnapshot,
+    pub misses: u64,
+    pub tier: Tier,
+    pub writes: u64,
+}
+
+/// Whether a tier answers; serialized as `ok` or `degraded`.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    Ok,
+    Degraded,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct TierHealth {
-    /// `ok` or `degraded`.
-    pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    pub status: HealthStatus,
 }
 
 impl TierHealth {
     pub fn ok() -> Self {
         Self {
-            status: "ok",
+            status: HealthStatus::Ok,
             reason: None,
         }
     }
 
     pub fn degraded(reason: impl Into<String>) -> Self {
         Self {
-            status: "degraded",
+            status: HealthStatus::Degraded,
             reason: Some(reason.into()),
         }
     }

@@ -24,8 +24,8 @@ pub struct TieredCache {
 /// What `clear` removed.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Cleared {
-    pub memory: bool,
     pub disk: bool,
+    pub memory: bool,
     pub redis_keys: Option<u64>,
 }
 

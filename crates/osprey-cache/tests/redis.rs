@@ -8,7 +8,8 @@ use osprey_cache::testkit::{
     PrivateRedis, free_port, redis_config, shared_redis_url, unique_prefix,
 };
 use osprey_cache::{
-    CacheConfig, CacheKey, DiskConfig, Entry, KeySpace, MemoryConfig, RedisTier, Tier, TieredCache,
+    CacheConfig, CacheKey, DiskConfig, Entry, HealthStatus, KeySpace, MemoryConfig, RedisTier,
+    Tier, TieredCache,
 };
 
 fn key(i: usize) -> CacheKey {
@@ -146,7 +147,7 @@ async fn a_dead_redis_opens_the_circuit_and_a_live_one_closes_it() {
         assert!(tier.get_many(&[key(1)]).await[0].is_none());
     }
     let h = tier.health();
-    assert_eq!(h.status, "degraded", "{h:?}");
+    assert_eq!(h.status, HealthStatus::Degraded, "{h:?}");
     assert!(tier.snapshot().errors >= 2);
     // Writes while open are dropped and counted, never queued without bound.
     tier.put(key(2), entry(2));
@@ -156,7 +157,7 @@ async fn a_dead_redis_opens_the_circuit_and_a_live_one_closes_it() {
     let mut healthy = false;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(50)).await;
-        if tier.health().status == "ok" {
+        if tier.health().status == HealthStatus::Ok {
             healthy = true;
             break;
         }

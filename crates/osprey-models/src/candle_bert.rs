@@ -159,6 +159,7 @@ impl CandleBert {
             emb_norm: t.norm("embeddings.LayerNorm", eps)?,
             layers,
         });
+        check_embeddings(model, &weights)?;
         (0..replicas.max(1))
             .map(|i| {
                 let pool = rayon::ThreadPoolBuilder::new()
@@ -241,6 +242,30 @@ impl CandleBert {
         }
         Ok(x)
     }
+}
+
+/// The config must describe the weights: a wrong `hidden_size` would misread every
+/// row, and too few position rows would index past the table.
+fn check_embeddings(model: &ModelDir, w: &Weights) -> Result<()> {
+    let invalid = |message: String| ModelError::InvalidConfig {
+        path: model.file("config.json"),
+        message,
+    };
+    let (_, width) = w.word.dims2()?;
+    if width != model.config.hidden_size {
+        return Err(invalid(format!(
+            "hidden_size is {} but the weights' embeddings are {width} wide",
+            model.config.hidden_size
+        )));
+    }
+    let (positions, _) = w.position.dims2()?;
+    if positions < model.max_seq_length {
+        return Err(invalid(format!(
+            "sequences of {} tokens need as many position embeddings; the weights hold {positions}",
+            model.max_seq_length
+        )));
+    }
+    Ok(())
 }
 
 impl Backend for CandleBert {

@@ -18,6 +18,8 @@ pub enum ModelError {
         #[source]
         source: serde_json::Error,
     },
+    #[error("invalid model config {path}: {message}")]
+    InvalidConfig { path: PathBuf, message: String },
     #[error("unsupported model: {0}")]
     Unsupported(String),
     #[error("tokenizer: {0}")]

@@ -10,6 +10,8 @@ mod model_dir;
 mod onnx;
 mod pooling;
 mod revision;
+#[cfg(feature = "test-support")]
+pub mod testkit;
 mod tokenize;
 
 pub use backend::{Backend, BackendKind, BackendOptions, load_backends, weights_file};

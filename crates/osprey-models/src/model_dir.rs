@@ -40,6 +40,37 @@ pub struct TransformerConfig {
     pub pad_token_id: Option<u32>,
 }
 
+impl TransformerConfig {
+    /// Refuses sizes that would build an empty model or divide by zero later.
+    fn check(&self) -> std::result::Result<(), String> {
+        let sizes = [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("intermediate_size", self.intermediate_size),
+            ("max_position_embeddings", self.max_position_embeddings),
+            ("type_vocab_size", self.type_vocab_size),
+        ];
+        if let Some((name, _)) = sizes.iter().find(|(_, v)| *v == 0) {
+            return Err(format!("{name} is 0; it must be at least 1"));
+        }
+        if !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            return Err(format!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if !(self.layer_norm_eps.is_finite() && self.layer_norm_eps > 0.0) {
+            return Err(format!(
+                "layer_norm_eps {} must be a positive number",
+                self.layer_norm_eps
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn default_max_positions() -> usize {
     512
 }
@@ -103,15 +134,12 @@ impl ModelDir {
             });
         }
         let config: TransformerConfig = read_json(&path, "config.json")?;
-        if !config
-            .hidden_size
-            .is_multiple_of(config.num_attention_heads.max(1))
-        {
-            return Err(ModelError::Unsupported(format!(
-                "hidden_size {} is not a multiple of num_attention_heads {}",
-                config.hidden_size, config.num_attention_heads
-            )));
-        }
+        config
+            .check()
+            .map_err(|message| ModelError::InvalidConfig {
+                path: path.join("config.json"),
+                message,
+            })?;
         require(&path, "tokenizer.json")?;
 
         let modules: Vec<ModuleEntry> = if path.join("modules.json").is_file() {
@@ -134,6 +162,12 @@ impl ModelDir {
         } else {
             None
         };
+        if max_from_st == Some(0) {
+            return Err(ModelError::InvalidConfig {
+                path: path.join("sentence_bert_config.json"),
+                message: "max_seq_length is 0; it must be at least 1".into(),
+            });
+        }
         let max_seq_length = max_from_st
             .unwrap_or(config.max_position_embeddings)
             .min(config.max_position_embeddings);

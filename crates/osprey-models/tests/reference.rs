@@ -5,6 +5,7 @@
 
 use std::path::PathBuf;
 
+use osprey_models::testkit::model_dir;
 use osprey_models::{
     BackendKind, BackendOptions, ModelDir, TextTokenizer, l2_normalize, load_backends,
 };
@@ -23,14 +24,6 @@ struct Case {
     untruncated_token_count: usize,
     embedding: Vec<f64>,
     embedding_unnormalized: Vec<f64>,
-}
-
-fn model_dir() -> PathBuf {
-    std::env::var_os("OSPREY_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
-        })
 }
 
 fn reference() -> Reference {

@@ -1,22 +1,23 @@
 //! Request ids for requests that arrive without one: random (version 4) UUIDs made
 //! without a system call. Each thread keys SipHash with random keys of its own and
 //! hashes a counter; the usual generator asks the kernel for fresh random bytes
-//! and allocates twice for every request.
+//! for every request. `uuid` sets the version bits and formats.
 
 use std::cell::Cell;
 use std::hash::{BuildHasher, RandomState};
 
 use axum::http::{HeaderValue, Request};
 use tower_http::request_id::{MakeRequestId, RequestId};
+use uuid::Uuid;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MakeUuid;
 
 impl MakeRequestId for MakeUuid {
     fn make_request_id<B>(&mut self, _request: &Request<B>) -> Option<RequestId> {
-        HeaderValue::from_bytes(&uuid_v4(random_u128()))
-            .ok()
-            .map(RequestId::new)
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let id = uuid_v4(random_u128()).hyphenated().encode_lower(&mut buf);
+        HeaderValue::from_str(id).ok().map(RequestId::new)
     }
 }
 
@@ -38,20 +39,9 @@ fn random_u128() -> u128 {
     })
 }
 
-/// `xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx` with the version and variant bits set.
-fn uuid_v4(random: u128) -> [u8; 36] {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bits = (random & 0xffff_ffff_ffff_0fff_3fff_ffff_ffff_ffff) | 0x4000_8000_0000_0000_0000;
-    let mut out = [b'-'; 36];
-    let mut nibble: u32 = 32;
-    for (i, slot) in out.iter_mut().enumerate() {
-        if matches!(i, 8 | 13 | 18 | 23) {
-            continue;
-        }
-        nibble -= 1;
-        *slot = HEX[((bits >> (nibble * 4)) & 0xf) as usize];
-    }
-    out
+/// A version 4 UUID from random bits: the version and variant bits overwrite six.
+fn uuid_v4(random: u128) -> Uuid {
+    uuid::Builder::from_random_bytes(random.to_be_bytes()).into_uuid()
 }
 
 #[cfg(test)]
@@ -61,9 +51,9 @@ mod tests {
     #[test]
     fn ids_are_version_4_uuids_and_differ() {
         let a = uuid_v4(u128::MAX);
-        assert_eq!(&a, b"ffffffff-ffff-4fff-bfff-ffffffffffff");
+        assert_eq!(a.to_string(), "ffffffff-ffff-4fff-bfff-ffffffffffff");
         let z = uuid_v4(0);
-        assert_eq!(&z, b"00000000-0000-4000-8000-000000000000");
+        assert_eq!(z.to_string(), "00000000-0000-4000-8000-000000000000");
         let mut seen = std::collections::HashSet::new();
         for _ in 0..10_000 {
             assert!(seen.insert(uuid_v4(random_u128())));

@@ -213,17 +213,21 @@ pub fn check(args: &ConfigArgs) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// Hides the password in `scheme://user:password@host/...`.
-pub fn redact_url(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((auth, host)) => {
-            let user = auth.split_once(':').map_or(auth, |(u, _)| u);
-            format!("{scheme}://{user}:***@{host}")
+/// Hides the password in `scheme://user:password@host/...` (`user:***` whenever
+/// there is a user part). A string with an `@` that does not parse as a URL is
+/// hidden whole: it may hold a secret.
+pub fn redact_url(raw: &str) -> String {
+    const HIDDEN: &str = "***";
+    match url::Url::parse(raw) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            match parsed.set_password(Some(HIDDEN)) {
+                Ok(()) => parsed.into(),
+                Err(()) => HIDDEN.to_owned(),
+            }
         }
-        None => url.to_owned(),
+        Ok(_) => raw.to_owned(),
+        Err(_) if raw.contains('@') => HIDDEN.to_owned(),
+        Err(_) => raw.to_owned(),
     }
 }
 

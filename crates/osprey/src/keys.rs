@@ -4,6 +4,7 @@ use std::io::Read;
 
 use anyhow::{Context, bail};
 use osprey_server::auth::{Scope, digest_hex};
+use serde::Serialize;
 
 use crate::cli::KeyCommand;
 
@@ -20,9 +21,18 @@ pub fn run(command: KeyCommand) -> anyhow::Result<std::process::ExitCode> {
             eprintln!("key (shown once; give it to the client):");
             println!("{key}");
             eprintln!("\nentry for the keys file:");
+            let entry = KeysFile {
+                keys: vec![KeyEntry {
+                    name: &name,
+                    scope: &scope,
+                    sha256: digest_hex(&key),
+                }],
+            };
             println!(
-                "\n[[keys]]\nname = \"{name}\"\nscope = \"{scope}\"\nsha256 = \"{}\"",
-                digest_hex(&key)
+                "\n{}",
+                toml::to_string(&entry)
+                    .context("writing the entry")?
+                    .trim_end()
             );
         }
         KeyCommand::Hash => {
@@ -40,14 +50,22 @@ pub fn run(command: KeyCommand) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
+/// One `[[keys]]` entry of the keys file, as `toml` writes it.
+#[derive(Serialize)]
+struct KeysFile<'a> {
+    keys: Vec<KeyEntry<'a>>,
+}
+
+#[derive(Serialize)]
+struct KeyEntry<'a> {
+    name: &'a str,
+    scope: &'a str,
+    sha256: String,
+}
+
 /// `osp_` and 32 random bytes in hex, from the operating system's generator.
 fn new_key() -> anyhow::Result<String> {
     let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("reading /dev/urandom")?;
-    Ok(bytes.iter().fold(String::from("osp_"), |mut s, b| {
-        s.push_str(&format!("{b:02x}"));
-        s
-    }))
+    getrandom::fill(&mut bytes).context("reading the system's random generator")?;
+    Ok(format!("osp_{}", hex::encode(bytes)))
 }

@@ -2,6 +2,7 @@
 //! (`/health/ready` turns 200 when done), and shut down gracefully on a signal.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -14,6 +15,20 @@ use crate::cli::ServeArgs;
 use crate::config::Config;
 
 pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    let config = Config::load(&args.config, &args.model, overrides(&args))?;
+    crate::logging::init(&config.telemetry.log_format, &config.telemetry.log_level);
+    crate::threads::pin_compute_threads(config.batching.threads_per_replica());
+    // Two runtime workers are plenty next to the replica threads on small machines.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("osprey-http")
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(serve(config))
+}
+
+/// The command-line flags that override the configuration file.
+fn overrides(args: &ServeArgs) -> Vec<(&'static str, figment::value::Value)> {
     let mut overrides: Vec<(&str, figment::value::Value)> = Vec::new();
     if let Some(h) = &args.host {
         overrides.push(("server.host", h.clone().into()));
@@ -33,30 +48,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     if let Some(f) = &args.log_format {
         overrides.push(("telemetry.log_format", f.clone().into()));
     }
-    let config = Config::load(&args.config, &args.model, overrides)?;
-    crate::logging::init(&config.telemetry.log_format, &config.telemetry.log_level);
-    crate::threads::pin_compute_threads(config.batching.threads_per_replica());
-    // Two runtime workers are plenty next to the replica threads on small machines.
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("osprey-http")
-        .build()
-        .context("starting the runtime")?;
-    rt.block_on(serve(config))
+    overrides
 }
 
 async fn serve(config: Config) -> anyhow::Result<std::process::ExitCode> {
-    let protection =
-        Protection::new(&config.auth, &config.limits).context("setting up auth and limits")?;
-    // With metrics off no recorder is installed, so every metric call is a no-op.
-    let metrics = if config.telemetry.metrics {
-        install_metrics()
-    } else {
-        detached_metrics()
-    };
-    let state = AppState::new(config.server.clone(), metrics)
-        .with_protection(protection)
-        .with_observe(config.observe());
+    let state = app_state(&config)?;
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -67,39 +63,17 @@ async fn serve(config: Config) -> anyhow::Result<std::process::ExitCode> {
         auth = config.auth.enabled,
         "listening"
     );
-
-    // Tiers open before the model loads (Redis connects lazily, so a Redis that is
-    // down does not stop the server; a disk tier in use by another process does).
-    let cache = TieredCache::open(&config.cache)
-        .await
-        .context("opening the cache")?;
-    let cache = cache.is_enabled().then(|| Arc::new(cache));
-    if let Some(c) = &cache {
-        let tiers: Vec<&str> = c.stats().tiers.iter().map(|t| t.tier.label()).collect();
-        tracing::info!(?tiers, "cache ready");
-    }
+    let cache = open_cache(&config).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let failed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    {
-        let slot = state.engine.clone();
-        let engine_config = config.engine();
-        let stop_tx = stop_tx.clone();
-        let failed = failed.clone();
-        let cache = cache.clone();
-        tokio::task::spawn_blocking(move || match Engine::start(&engine_config) {
-            Ok(engine) => {
-                tracing::info!("ready");
-                slot.set(Arc::new(Pipeline::new(Arc::new(engine), cache)));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "the model could not be loaded");
-                slot.fail(e.to_string());
-                failed.store(true, std::sync::atomic::Ordering::SeqCst);
-                let _ = stop_tx.send(true);
-            }
-        });
-    }
+    let failed = Arc::new(AtomicBool::new(false));
+    load_engine_in_background(
+        &config,
+        &state,
+        cache.clone(),
+        stop_tx.clone(),
+        failed.clone(),
+    );
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
@@ -119,6 +93,70 @@ async fn serve(config: Config) -> anyhow::Result<std::process::ExitCode> {
             tokio::time::sleep(grace).await;
         } => tracing::warn!("grace period over; closing remaining connections"),
     }
+    release(&state, cache).await;
+    if failed.load(Ordering::SeqCst) {
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    tracing::info!("stopped");
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// The server's state before the model is there: protection, metrics, observation.
+fn app_state(config: &Config) -> anyhow::Result<AppState> {
+    let protection =
+        Protection::new(&config.auth, &config.limits).context("setting up auth and limits")?;
+    // With metrics off no recorder is installed, so every metric call is a no-op.
+    let metrics = if config.telemetry.metrics {
+        install_metrics()
+    } else {
+        detached_metrics()
+    };
+    Ok(AppState::new(config.server.clone(), metrics)
+        .with_protection(protection)
+        .with_observe(config.observe()))
+}
+
+/// Tiers open before the model loads (Redis connects lazily, so a Redis that is
+/// down does not stop the server; a disk tier in use by another process does).
+async fn open_cache(config: &Config) -> anyhow::Result<Option<Arc<TieredCache>>> {
+    let cache = TieredCache::open(&config.cache)
+        .await
+        .context("opening the cache")?;
+    let cache = cache.is_enabled().then(|| Arc::new(cache));
+    if let Some(c) = &cache {
+        let tiers: Vec<&str> = c.stats().tiers.iter().map(|t| t.tier.label()).collect();
+        tracing::info!(?tiers, "cache ready");
+    }
+    Ok(cache)
+}
+
+/// Loads and warms the model off the runtime; fills the engine slot when done, or
+/// marks the failure and stops the server.
+fn load_engine_in_background(
+    config: &Config,
+    state: &AppState,
+    cache: Option<Arc<TieredCache>>,
+    stop_tx: watch::Sender<bool>,
+    failed: Arc<AtomicBool>,
+) {
+    let slot = state.engine.clone();
+    let engine_config = config.engine();
+    tokio::task::spawn_blocking(move || match Engine::start(&engine_config) {
+        Ok(engine) => {
+            tracing::info!("ready");
+            slot.set(Arc::new(Pipeline::new(Arc::new(engine), cache)));
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "the model could not be loaded");
+            slot.fail(e.to_string());
+            failed.store(true, Ordering::SeqCst);
+            let _ = stop_tx.send(true);
+        }
+    });
+}
+
+/// Stops the engine and flushes and closes the cache.
+async fn release(state: &AppState, cache: Option<Arc<TieredCache>>) {
     if let Some(pipeline) = state.engine.get().cloned() {
         let engine = pipeline.engine().clone();
         tokio::task::spawn_blocking(move || engine.shutdown())
@@ -137,11 +175,6 @@ async fn serve(config: Config) -> anyhow::Result<std::process::ExitCode> {
             .await
             .ok();
     }
-    if failed.load(std::sync::atomic::Ordering::SeqCst) {
-        return Ok(std::process::ExitCode::FAILURE);
-    }
-    tracing::info!("stopped");
-    Ok(std::process::ExitCode::SUCCESS)
 }
 
 async fn shutdown_signal() {

@@ -66,6 +66,19 @@ fn nice_step(range: f64, n: f64) -> f64 {
     m * mag
 }
 
+/// Tick values from 0 to `max` (and a hair over, for rounding), about `n` of them.
+fn ticks(max: f64, n: f64) -> impl Iterator<Item = f64> {
+    let step = nice_step(max, n);
+    (0..)
+        .map(move |i| f64::from(i) * step)
+        .take_while(move |v| *v <= max + step * 0.01)
+}
+
+/// The CSS class of a check's result cell.
+fn result_class(passed: bool) -> &'static str {
+    if passed { "pass" } else { "fail" }
+}
+
 fn nice_max(v: f64) -> f64 {
     let step = nice_step(v, 5.0);
     ((v / step).ceil() * step).max(step)
@@ -113,9 +126,7 @@ pub fn timeline_svg(r: &RunReport) -> String {
         r#"<svg class="timeline" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {W} {H}" width="{W}" height="{H}" role="img" aria-label="latency over time">"#
     );
     // Grid and left axis (latency).
-    let step = nice_step(y_max, 5.0);
-    let mut v = 0.0;
-    while v <= y_max + step * 0.01 {
+    for v in ticks(y_max, 5.0) {
         let yy = y(v);
         let _ = write!(
             s,
@@ -125,12 +136,9 @@ pub fn timeline_svg(r: &RunReport) -> String {
             yy + 4.0,
             num(v)
         );
-        v += step;
     }
     // Right axis (requests/s).
-    let rstep = nice_step(rps_max, 5.0);
-    let mut v = 0.0;
-    while v <= rps_max + rstep * 0.01 {
+    for v in ticks(rps_max, 5.0) {
         let yy = TOP + ph - v / rps_max * ph;
         let _ = write!(
             s,
@@ -139,12 +147,9 @@ pub fn timeline_svg(r: &RunReport) -> String {
             yy + 4.0,
             num(v)
         );
-        v += rstep;
     }
     // Time axis.
-    let tstep = nice_step(t_max, 8.0);
-    let mut t = 0.0;
-    while t <= t_max + tstep * 0.01 {
+    for t in ticks(t_max, 8.0) {
         let xx = x(t);
         let _ = write!(
             s,
@@ -154,7 +159,6 @@ pub fn timeline_svg(r: &RunReport) -> String {
             TOP + ph + 16.0,
             num(t)
         );
-        t += tstep;
     }
     let _ = write!(
         s,
@@ -258,9 +262,7 @@ pub fn histogram_svg(r: &RunReport) -> String {
     let x = |ms: f64| LEFT + (ms.max(1e-4).log10() - lo) / (hi - lo) * pw;
     let c_max = nice_max(buckets.iter().map(|b| b.count).max().unwrap_or(1) as f64);
     let y = |c: f64| TOP + ph - c / c_max * ph;
-    let step = nice_step(c_max, 5.0);
-    let mut v = 0.0;
-    while v <= c_max + step * 0.01 {
+    for v in ticks(c_max, 5.0) {
         let _ = write!(
             s,
             r#"<line class="grid" x1="{LEFT}" x2="{:.1}" y1="{:.1}" y2="{:.1}"/><text x="{:.1}" y="{:.1}" text-anchor="end">{}</text>"#,
@@ -271,7 +273,6 @@ pub fn histogram_svg(r: &RunReport) -> String {
             y(v) + 4.0,
             fmt_count(v)
         );
-        v += step;
     }
     let mut prev = 10f64.powf(lo);
     for b in buckets {
@@ -391,7 +392,7 @@ fn stats_table(r: &RunReport) -> String {
                 "<tr><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
                 esc(&a.expr),
                 esc(&a.actual),
-                if a.passed { "pass" } else { "fail" },
+                result_class(a.passed),
                 if a.passed { "pass" } else { "FAIL" }
             );
         }
@@ -410,14 +411,12 @@ fn sweep_table(sw: &SweepSummary) -> String {
         esc(&sw.axis)
     );
     for st in &sw.steps {
+        let [load, rps, p99] = st.figures();
         let _ = write!(
             s,
-            "<tr><td>{}</td><td>{}</td><td>{}</td><td class=\"{}\">{}</td></tr>",
-            fmt_rate(st.load),
-            fmt_rate(st.requests_per_s),
-            fmt_ms(st.p99_ms),
-            if st.passed { "pass" } else { "fail" },
-            if st.passed { "meets" } else { "misses" }
+            "<tr><td>{load}</td><td>{rps}</td><td>{p99}</td><td class=\"{}\">{}</td></tr>",
+            result_class(st.passed),
+            st.verdict()
         );
     }
     s.push_str("</table>");

@@ -9,6 +9,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+use crate::units::{fmt_ms, fmt_rate};
+
 /// Marks a JSON file as ours, and its version.
 pub const FORMAT: &str = "osprey-bench/1";
 
@@ -137,6 +139,22 @@ pub struct SweepStep {
     pub passed: bool,
     pub requests_per_s: f64,
     pub p99_ms: f64,
+}
+
+impl SweepStep {
+    /// Load level, requests/s and p99 ms, as every report prints them.
+    pub fn figures(&self) -> [String; 3] {
+        [
+            fmt_rate(self.load),
+            fmt_rate(self.requests_per_s),
+            fmt_ms(self.p99_ms),
+        ]
+    }
+
+    /// `meets` or `misses` the objective.
+    pub fn verdict(&self) -> &'static str {
+        if self.passed { "meets" } else { "misses" }
+    }
 }
 
 impl BenchReport {

@@ -77,23 +77,20 @@ pub fn run_block(r: &RunReport) -> String {
             sv.cpu_percent, sv.rss_mb
         );
     }
-    for a in &r.objective {
-        let _ = writeln!(
-            s,
-            "  objective    {:<6} {} (actual {})",
-            if a.passed { "meets" } else { "misses" },
-            a.expr,
-            a.actual
-        );
-    }
-    for a in &r.assertions {
-        let _ = writeln!(
-            s,
-            "  assert       {:<4} {} (actual {})",
-            if a.passed { "ok" } else { "FAIL" },
-            a.expr,
-            a.actual
-        );
+    // Objectives read meets/misses and assertions ok/FAIL, in one aligned column.
+    for (label, checks, [yes, no]) in [
+        ("objective", &r.objective, ["meets", "misses"]),
+        ("assert", &r.assertions, ["ok", "FAIL"]),
+    ] {
+        let width = yes.len().max(no.len());
+        for a in checks {
+            let verdict = if a.passed { yes } else { no };
+            let _ = writeln!(
+                s,
+                "  {label:<13}{verdict:<width$} {} (actual {})",
+                a.expr, a.actual
+            );
+        }
     }
     s
 }
@@ -109,13 +106,11 @@ pub fn sweep_block(sw: &SweepSummary) -> String {
         sw.objective.join(", ")
     );
     for st in &sw.steps {
+        let [load, rps, p99] = st.figures();
         let _ = writeln!(
             s,
-            "  {:>10}  {:>10} req/s  p99 {:>8} ms  {}",
-            fmt_rate(st.load),
-            fmt_rate(st.requests_per_s),
-            fmt_ms(st.p99_ms),
-            if st.passed { "meets" } else { "misses" }
+            "  {load:>10}  {rps:>10} req/s  p99 {p99:>8} ms  {}",
+            st.verdict()
         );
     }
     let _ = match sw.best {

@@ -1,18 +1,12 @@
 //! What the engine's tests share: the model and a one-replica engine on it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use osprey_engine::{AdmissionConfig, BackendKind, BatchingConfig, Engine, EngineConfig};
 
 /// The default model, or `OSPREY_TEST_MODEL`.
-pub fn model_dir() -> PathBuf {
-    std::env::var_os("OSPREY_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
-        })
-}
+pub use osprey_models::testkit::model_dir;
 
 /// candle, one replica of one thread: batches and timings are easy to reason about.
 pub fn engine_at(dir: &Path) -> Arc<Engine> {

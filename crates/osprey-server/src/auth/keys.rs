@@ -37,7 +37,7 @@ struct FileEntry {
 
 /// SHA-256 of a key, as stored in the keys file.
 pub fn digest_hex(key: &str) -> String {
-    hex(&Sha256::digest(key.as_bytes()))
+    hex::encode(Sha256::digest(key.as_bytes()))
 }
 
 impl KeyStore {
@@ -133,23 +133,7 @@ impl KeyStore {
 }
 
 fn parse_digest(hex_text: &str) -> Option<[u8; 32]> {
-    let bytes = hex_text.trim().as_bytes();
-    if bytes.len() != 64 {
-        return None;
-    }
     let mut out = [0u8; 32];
-    for (i, pair) in bytes.chunks_exact(2).enumerate() {
-        let hi = (pair[0] as char).to_digit(16)?;
-        let lo = (pair[1] as char).to_digit(16)?;
-        out[i] = (hi * 16 + lo) as u8;
-    }
+    hex::decode_to_slice(hex_text.trim(), &mut out).ok()?;
     Some(out)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::with_capacity(64), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
 }

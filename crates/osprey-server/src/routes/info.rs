@@ -2,30 +2,60 @@
 
 use axum::Json;
 use axum::extract::State;
+use osprey_models::Pooling;
+use serde::Serialize;
 
 use crate::{ApiError, AppState};
 
-pub async fn info(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+/// The `/info` body. Fields stand in alphabetical order, the order clients have
+/// always seen them in.
+#[derive(Debug, Serialize)]
+pub struct Info {
+    backend: &'static str,
+    cache_tiers: Vec<&'static str>,
+    dims: usize,
+    max_batch_requests: usize,
+    max_batch_tokens: usize,
+    max_body_bytes: usize,
+    max_client_batch_size: usize,
+    max_input_chars: usize,
+    max_input_length: usize,
+    max_queue_tokens: usize,
+    model_id: String,
+    model_revision: String,
+    model_type: &'static str,
+    normalizes: bool,
+    pooling: Pooling,
+    replicas: usize,
+    threads_per_replica: usize,
+    version: &'static str,
+}
+
+pub async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
     let engine = state.engine()?;
     let m = engine.info();
-    Ok(Json(serde_json::json!({
-        "model_id": m.id,
-        "model_revision": m.revision,
-        "model_type": "embedding",
-        "dims": m.dims,
-        "max_input_length": m.max_input_tokens,
-        "pooling": m.pooling,
-        "normalizes": m.normalizes,
-        "backend": m.backend,
-        "replicas": m.replicas,
-        "threads_per_replica": m.threads_per_replica,
-        "max_batch_tokens": m.max_batch_tokens,
-        "max_batch_requests": m.max_batch_requests,
-        "max_queue_tokens": m.max_queue_tokens,
-        "max_client_batch_size": state.config.max_inputs,
-        "max_input_chars": state.config.max_input_chars,
-        "max_body_bytes": state.config.max_body_bytes,
-        "cache_tiers": engine.cache().map(|c| c.stats().tiers.iter().map(|t| t.tier.label()).collect::<Vec<_>>()).unwrap_or_default(),
-        "version": env!("CARGO_PKG_VERSION"),
-    })))
+    let cache_tiers = engine
+        .cache()
+        .map(|c| c.stats().tiers.iter().map(|t| t.tier.label()).collect())
+        .unwrap_or_default();
+    Ok(Json(Info {
+        backend: m.backend,
+        cache_tiers,
+        dims: m.dims,
+        max_batch_requests: m.max_batch_requests,
+        max_batch_tokens: m.max_batch_tokens,
+        max_body_bytes: state.config.max_body_bytes,
+        max_client_batch_size: state.config.max_inputs,
+        max_input_chars: state.config.max_input_chars,
+        max_input_length: m.max_input_tokens,
+        max_queue_tokens: m.max_queue_tokens,
+        model_id: m.id.clone(),
+        model_revision: m.revision.clone(),
+        model_type: "embedding",
+        normalizes: m.normalizes,
+        pooling: m.pooling,
+        replicas: m.replicas,
+        threads_per_replica: m.threads_per_replica,
+        version: env!("CARGO_PKG_VERSION"),
+    }))
 }

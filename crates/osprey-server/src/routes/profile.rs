@@ -3,9 +3,11 @@
 
 use std::time::Duration;
 
-use axum::extract::{RawQuery, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
 use serde_json::json;
 
 use crate::{ApiError, AppState};
@@ -15,26 +17,27 @@ const DEFAULT_SECONDS: u64 = 5;
 /// Samples per second: odd, so it does not beat with periodic work.
 const FREQUENCY: i32 = 99;
 
-fn seconds(query: Option<&str>) -> Result<u64, ApiError> {
-    let mut n = DEFAULT_SECONDS;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        if k != "seconds" {
-            return Err(ApiError::Invalid(format!(
-                "unknown query parameter `{k}` (only `seconds`)"
-            )));
-        }
-        n = v
-            .parse()
-            .ok()
-            .filter(|n| (1..=MAX_SECONDS).contains(n))
-            .ok_or_else(|| {
-                ApiError::Invalid(format!(
-                    "seconds must be a whole number from 1 to {MAX_SECONDS}, got `{v}`"
-                ))
-            })?;
-    }
-    Ok(n)
+/// The query string: only `seconds`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileQuery {
+    seconds: Option<String>,
+}
+
+fn seconds(query: Result<Query<ProfileQuery>, QueryRejection>) -> Result<u64, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::Invalid(format!("{} (only `seconds`)", e.body_text())))?;
+    let Some(v) = query.seconds else {
+        return Ok(DEFAULT_SECONDS);
+    };
+    v.parse()
+        .ok()
+        .filter(|n| (1..=MAX_SECONDS).contains(n))
+        .ok_or_else(|| {
+            ApiError::Invalid(format!(
+                "seconds must be a whole number from 1 to {MAX_SECONDS}, got `{v}`"
+            ))
+        })
 }
 
 /// An error in the API's shape for the cases `ApiError` has no variant for.
@@ -56,9 +59,9 @@ fn busy() -> Response {
 
 pub async fn flamegraph(
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
+    query: Result<Query<ProfileQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let n = seconds(query.as_deref())?;
+    let n = seconds(query)?;
     let Some(slot) = state.observe.begin_profile() else {
         return Ok(busy());
     };
@@ -130,12 +133,31 @@ pub async fn flamegraph(
 mod tests {
     use super::*;
 
+    /// What the handler gets for `/admin/profile?QUERY`.
+    fn seconds_of(query: &str) -> Result<u64, ApiError> {
+        let uri: axum::http::Uri = format!("/admin/profile{query}")
+            .parse()
+            .map_err(|_| ApiError::Invalid("bad test uri".into()))?;
+        seconds(Query::try_from_uri(&uri))
+    }
+
     #[test]
     fn seconds_are_bounded() {
-        assert_eq!(seconds(None).ok(), Some(DEFAULT_SECONDS));
-        assert_eq!(seconds(Some("seconds=2")).ok(), Some(2));
-        for bad in ["seconds=0", "seconds=61", "seconds=x", "seconds=", "secs=2"] {
-            assert!(seconds(Some(bad)).is_err(), "{bad}");
+        assert_eq!(seconds_of("").ok(), Some(DEFAULT_SECONDS));
+        assert_eq!(seconds_of("?").ok(), Some(DEFAULT_SECONDS));
+        assert_eq!(seconds_of("?seconds=2").ok(), Some(2));
+        for bad in [
+            "?seconds=0",
+            "?seconds=61",
+            "?seconds=x",
+            "?seconds=",
+            "?secs=2",
+        ] {
+            assert!(seconds_of(bad).is_err(), "{bad}");
         }
+        let Err(ApiError::Invalid(m)) = seconds_of("?secs=2") else {
+            panic!("an unknown parameter is refused");
+        };
+        assert!(m.contains("secs") && m.contains("only `seconds`"), "{m}");
     }
 }

@@ -43,13 +43,7 @@ pub struct LoadingProbe {
     pub embed_body: Value,
 }
 
-pub fn model_dir() -> PathBuf {
-    std::env::var_os("OSPREY_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
-        })
-}
+pub use osprey_models::testkit::model_dir;
 
 /// The server most tests share: small request limits, default batching.
 pub fn main_server() -> &'static TestServer {
@@ -488,29 +482,10 @@ pub fn assert_unit(v: &[f32], what: &str) {
 
 /// Standard base64 (with padding), decoded.
 pub fn base64_decode(s: &str) -> Vec<u8> {
-    fn val(c: u8) -> u32 {
-        match c {
-            b'A'..=b'Z' => u32::from(c - b'A'),
-            b'a'..=b'z' => u32::from(c - b'a') + 26,
-            b'0'..=b'9' => u32::from(c - b'0') + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => panic!("not a base64 character: {:?}", c as char),
-        }
-    }
-    let bytes = s.trim_end_matches('=').as_bytes();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let mut acc = 0u32;
-        for (i, &c) in chunk.iter().enumerate() {
-            acc |= val(c) << (18 - 6 * i);
-        }
-        let n = chunk.len() * 6 / 8;
-        for i in 0..n {
-            out.push((acc >> (16 - 8 * i)) as u8);
-        }
-    }
-    out
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .unwrap_or_else(|e| panic!("not standard base64 ({e}): {s:?}"))
 }
 
 /// One counter or histogram-count sample summed over its labels, from /metrics text.

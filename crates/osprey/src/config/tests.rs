@@ -70,3 +70,31 @@ fn example_file_is_valid_and_matches_defaults() {
     .expect("example");
     assert_eq!(c, Config::default());
 }
+
+#[test]
+fn urls_lose_their_passwords() {
+    let cases = [
+        (
+            "redis://:s3cret@127.0.0.1:6379/0",
+            "redis://:***@127.0.0.1:6379/0",
+        ),
+        (
+            "redis://user:s3cret@cache:6379",
+            "redis://user:***@cache:6379",
+        ),
+        ("redis://user@cache", "redis://user:***@cache"),
+        (
+            "https://u:p%40ss@hooks.example/x?y=1",
+            "https://u:***@hooks.example/x?y=1",
+        ),
+        ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
+        ("https://hooks.example/a@b", "https://hooks.example/a@b"),
+        ("not a url", "not a url"),
+        // Unparsable with an `@`: it may hold a secret, so none of it is shown.
+        ("s3cret@host", "***"),
+        ("http://us er:s3cret@[bad/", "***"),
+    ];
+    for (raw, want) in cases {
+        assert_eq!(redact_url(raw), want, "{raw}");
+    }
+}

@@ -1,16 +1,19 @@
-//! What every test of the binary needs: the model and a clean command.
+//! What every test of the binary needs: the model, a clean command, and ways to
+//! run it.
 
-use std::path::{Path, PathBuf};
+// Each test binary uses a different part of this module.
+#![allow(dead_code)]
+
+mod process;
+
+#[allow(unused_imports)]
+pub use process::*;
+
+use std::path::Path;
 use std::process::Command;
 
 /// The default model, or `OSPREY_TEST_MODEL`.
-pub fn model_dir() -> PathBuf {
-    std::env::var_os("OSPREY_TEST_MODEL")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
-        })
-}
+pub use osprey_models::testkit::model_dir;
 
 /// The binary with a clean environment: no `OSPREY_*` variables from the caller, no
 /// colours, and run from `dir` so no stray `osprey.toml` is picked up.

@@ -1,0 +1,13 @@
+//! For the workspace's tests (feature `test-support`): where the test model is.
+
+use std::path::PathBuf;
+
+/// The model the tests load: `OSPREY_TEST_MODEL` when set, else
+/// `models/all-MiniLM-L6-v2` at the workspace root (`make model` fetches it).
+pub fn model_dir() -> PathBuf {
+    std::env::var_os("OSPREY_TEST_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/all-MiniLM-L6-v2")
+        })
+}

@@ -1,0 +1,211 @@
+//! `osprey serve`: readiness, a real request, graceful shutdown on SIGTERM, and a
+//! disk cache that outlives a restart.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+use crate::{assert_hello_world, reference};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_answers_and_shuts_down_gracefully_on_sigterm() {
+    let port = free_port();
+    let port_arg = port.to_string();
+    let mut server = spawn_server(&[
+        "--model",
+        &model_arg(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port_arg,
+        "--max-batch-tokens",
+        "256",
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("HTTP client");
+
+    // Ready within 60 s.
+    wait_ready(&mut server, &client, &base).await;
+
+    // It embeds, with the flags applied.
+    let resp = client
+        .post(format!("{base}/embed"))
+        .json(&json!({"inputs": "hello world"}))
+        .send()
+        .await
+        .expect("POST /embed");
+    assert_eq!(resp.status(), 200);
+    let vs: Vec<Vec<f32>> = resp.json().await.expect("vectors");
+    assert_eq!(vs.len(), 1);
+    assert_hello_world(&vs[0]);
+    let info: Value = client
+        .get(format!("{base}/info"))
+        .send()
+        .await
+        .expect("GET /info")
+        .json()
+        .await
+        .expect("info JSON");
+    assert_eq!(info["max_batch_tokens"], 256);
+    assert_eq!(info["model_id"], "all-MiniLM-L6-v2");
+
+    // A request of many maximum-length inputs: with 256-token batches it runs as
+    // one batch per input, so it stays in flight for a while.
+    let reference = reference();
+    let long = &reference
+        .cases
+        .iter()
+        .max_by_key(|c| c.untruncated_token_count)
+        .expect("reference cases")
+        .text;
+    let inputs: Vec<String> = (0..32).map(|i| format!("{i} {long}")).collect();
+    let in_flight = {
+        let client = client.clone();
+        let url = format!("{base}/embed");
+        tokio::spawn(async move {
+            let resp = client
+                .post(url)
+                .json(&json!({ "inputs": inputs }))
+                .send()
+                .await
+                .expect("the in-flight request gets an answer");
+            let status = resp.status().as_u16();
+            let vs: Vec<Vec<f32>> = resp.json().await.expect("vectors");
+            (status, vs)
+        })
+    };
+    // In flight means its inputs are queued on the server.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let queued = ready_json(&client, &base)
+            .await
+            .and_then(|j| j["components"]["queue"]["queued_tokens"].as_u64())
+            .unwrap_or(0);
+        if queued > 0 {
+            break;
+        }
+        assert!(
+            !in_flight.is_finished(),
+            "the request finished before it was seen in the queue"
+        );
+        assert!(Instant::now() < deadline, "the request never queued");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    signal(server.child.id(), "TERM");
+
+    let (status, vs) = in_flight.await.expect("the in-flight task");
+    assert_eq!(status, 200, "log:\n{}", server.log());
+    assert_eq!(vs.len(), 32);
+    assert!(vs.iter().all(|v| v.len() == 384));
+
+    let status = server.wait(Duration::from_secs(60)).await;
+    let log = server.log();
+    assert!(status.success(), "exit status {status}; log:\n{log}");
+    assert_eq!(status.code(), Some(0));
+    assert!(log.contains("shutting down"), "log:\n{log}");
+}
+
+#[tokio::test]
+async fn serve_with_a_missing_model_exits_with_an_error() {
+    let mut server = spawn_server(&["--model", "/nonexistent", "--port", "0"]);
+    let status = server.wait(Duration::from_secs(60)).await;
+    let log = server.log();
+    assert!(!status.success(), "log:\n{log}");
+    assert!(
+        log.contains("model directory") && log.contains("/nonexistent"),
+        "the error should name the model directory:\n{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disk_cache_is_warm_after_a_restart_and_the_cli_reads_and_clears_it() {
+    let cache_dir = tempdir();
+    let db = cache_dir.path().join("cache.redb");
+    let db_arg = db.to_string_lossy().into_owned();
+    let env = [
+        ("OSPREY_CACHE__DISK__PATH", db_arg.as_str()),
+        ("OSPREY_CACHE__MEMORY__MAX_BYTES", "0"),
+    ];
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client");
+    let texts = json!({"inputs": ["kept across restarts", "also kept"]});
+    let mut vectors = Vec::new();
+    for (round, expected) in ["miss", "hit-l2"].iter().enumerate() {
+        let port = free_port().to_string();
+        let mut server = spawn_server_with(&["--model", &model_arg(), "--port", &port], &env);
+        let base = format!("http://127.0.0.1:{port}");
+        wait_ready(&mut server, &client, &base).await;
+        let resp = client
+            .post(format!("{base}/embed"))
+            .json(&texts)
+            .send()
+            .await
+            .expect("POST /embed");
+        assert_eq!(resp.status(), 200);
+        let x_cache = resp
+            .headers()
+            .get("x-cache")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        assert_eq!(x_cache.as_deref(), Some(*expected), "round {round}");
+        let v: Vec<Vec<f32>> = resp.json().await.expect("vectors");
+        vectors.push(v);
+        if round == 1 {
+            // While the server holds the file, the CLI asks the server.
+            let out = run(
+                osprey(cache_dir.path()).args(["cache", "stats", "--url", &base]),
+                Duration::from_secs(30),
+            );
+            assert!(out.status.success(), "{}", stderr(&out));
+            let stats: Value = serde_json::from_str(&stdout(&out)).expect("stats JSON");
+            assert_eq!(stats["tiers"][0]["tier"], "disk", "{stats}");
+            assert_eq!(stats["tiers"][0]["entries"], 2, "{stats}");
+            assert_eq!(stats["tiers"][0]["hits"], 2, "{stats}");
+            // Opening the file directly is refused with a hint.
+            let out = run(
+                osprey(cache_dir.path())
+                    .args(["cache", "stats"])
+                    .env("OSPREY_CACHE__DISK__PATH", &db_arg),
+                Duration::from_secs(30),
+            );
+            assert!(!out.status.success());
+            assert!(stderr(&out).contains("--url"), "{}", stderr(&out));
+        }
+        signal(server.child.id(), "TERM");
+        let status = server.wait(Duration::from_secs(30)).await;
+        assert!(status.success(), "log:\n{}", server.log());
+    }
+    assert_eq!(
+        vectors[0], vectors[1],
+        "the disk tier returns what the model computed"
+    );
+
+    let out = run(
+        osprey(cache_dir.path())
+            .args(["cache", "stats"])
+            .env("OSPREY_CACHE__DISK__PATH", &db_arg),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stats: Value = serde_json::from_str(&stdout(&out)).expect("stats JSON");
+    assert_eq!(stats["tiers"]["disk"]["entries"], 2, "{stats}");
+    let out = run(
+        osprey(cache_dir.path())
+            .args(["cache", "clear"])
+            .env("OSPREY_CACHE__DISK__PATH", &db_arg),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let cleared: Value = serde_json::from_str(&stdout(&out)).expect("clear JSON");
+    assert_eq!(
+        cleared["cleared"]["disk"]["entries_removed"], 2,
+        "{cleared}"
+    );
+}
