@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use osprey_models::Pooling;
+use osprey_engine::Pooling;
 use serde::Serialize;
 
 use crate::{ApiError, AppState};
