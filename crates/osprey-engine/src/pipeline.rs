@@ -109,7 +109,7 @@ impl Pipeline {
     }
 
     /// Embeds `texts` in order, from the cache where it can, under a permit of its
-    /// own without a deadline (for callers outside a request).
+    /// own with the configured deadline (for callers outside an HTTP request).
     pub async fn embed(
         &self,
         texts: &[String],
