@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use osprey_engine::cache::{CacheConfig, TieredCache};
 use osprey_engine::{BackendKind, BatchingConfig, Engine, EngineConfig, Pipeline};
-use osprey_server::{AppState, ObserveConfig, Protection, ServerConfig};
+use osprey_server::{AppState, AuthConfig, LimitsConfig, ObserveConfig, Protection, ServerConfig};
 use osprey_testkit::{Script, fake_engine};
 use serde::Deserialize;
 use serde_json::Value;
@@ -46,10 +46,20 @@ pub struct LoadingProbe {
 pub use osprey_models::testkit::model_dir;
 
 /// The server most tests share: small request limits, default batching.
+///
+/// Its deadline is long: its tests check answers, and a burst of them on a machine
+/// whose cores are busy elsewhere would otherwise be refused as unable to finish in
+/// 30 s (admission control is tested on servers of its own).
 pub fn main_server() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
     SERVER.get_or_init(|| {
-        start(
+        let limits = LimitsConfig {
+            deadline_ms: 300_000,
+            ..LimitsConfig::default()
+        };
+        let protection =
+            Protection::new(&AuthConfig::default(), &limits).expect("default auth, long deadline");
+        start_with(
             ServerConfig {
                 max_inputs: MAX_INPUTS,
                 max_input_chars: MAX_INPUT_CHARS,
@@ -57,6 +67,7 @@ pub fn main_server() -> &'static TestServer {
                 ..ServerConfig::default()
             },
             BatchingConfig::default(),
+            protection,
         )
     })
 }
