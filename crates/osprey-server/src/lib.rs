@@ -70,6 +70,9 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(PropagateRequestIdLayer::x_request_id())
         .layer(SetRequestIdLayer::x_request_id(request_id::MakeUuid))
+        .layer(tower::util::MapRequestLayer::new(
+            request_id::keep_if_usable::<axum::body::Body>,
+        ))
         .with_state(state)
 }
 

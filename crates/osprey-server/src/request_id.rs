@@ -10,6 +10,25 @@ use axum::http::{HeaderValue, Request};
 use tower_http::request_id::{MakeRequestId, RequestId};
 use uuid::Uuid;
 
+/// Longest client request id kept; a longer one is replaced by a new id.
+const MAX_CLIENT_ID: usize = 128;
+
+/// Drops a client's `x-request-id` that is longer than 128 bytes or holds anything
+/// but visible ASCII, so a new one is made: the id is echoed in every answer and
+/// written in every log line, and must not carry arbitrary bytes or sizes there.
+pub fn keep_if_usable<B>(mut req: Request<B>) -> Request<B> {
+    let usable = req.headers().get(X_REQUEST_ID).is_none_or(|v| {
+        let b = v.as_bytes();
+        !b.is_empty() && b.len() <= MAX_CLIENT_ID && b.iter().all(|c| c.is_ascii_graphic())
+    });
+    if !usable {
+        req.headers_mut().remove(X_REQUEST_ID);
+    }
+    req
+}
+
+const X_REQUEST_ID: &str = "x-request-id";
+
 #[derive(Debug, Clone, Copy, Default)]
 pub struct MakeUuid;
 
@@ -47,6 +66,28 @@ fn uuid_v4(random: u128) -> Uuid {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn kept(id: &[u8]) -> bool {
+        let req = Request::builder()
+            .header(
+                X_REQUEST_ID,
+                HeaderValue::from_bytes(id).expect("a header value"),
+            )
+            .body(())
+            .expect("request");
+        keep_if_usable(req).headers().contains_key(X_REQUEST_ID)
+    }
+
+    #[test]
+    fn client_ids_are_kept_only_when_short_and_visible() {
+        assert!(kept(b"abc-123_XYZ.req:1"));
+        assert!(kept("x".repeat(128).as_bytes()));
+        assert!(!kept("x".repeat(129).as_bytes()), "too long");
+        assert!(!kept(b"has space"), "not visible ASCII");
+        assert!(!kept(b"a\tb"), "control character");
+        assert!(!kept(b""), "empty");
+        assert!(!kept("caf\u{e9}".as_bytes()), "not ASCII");
+    }
 
     #[test]
     fn ids_are_version_4_uuids_and_differ() {

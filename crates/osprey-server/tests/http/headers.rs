@@ -44,6 +44,21 @@ async fn request_id_and_server_timing() {
             .and_then(|v| v.to_str().ok()),
         Some("test-id-1234")
     );
+    // An id too long (or not visible ASCII) to echo and log is replaced by a new one.
+    let long = "x".repeat(200);
+    let resp = c
+        .post(&url)
+        .header("x-request-id", &long)
+        .json(&json!({"inputs": "echo"}))
+        .send()
+        .await
+        .expect("send");
+    let id = resp
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .expect("an id");
+    assert_eq!(id.len(), 36, "a new UUID, not the client's: {id}");
 
     // The OpenAI route times its stages too; errors still carry a request id.
     let r = post_json(
