@@ -72,7 +72,14 @@ impl JwtVerifier {
                 validation.set_audience(&[aud]);
                 validation.required_spec_claims.insert("aud".into());
             }
-            None => validation.validate_aud = false,
+            None => {
+                // Without an audience, a token the same issuer signed for any other
+                // service is accepted here too.
+                tracing::warn!(
+                    "auth.jwt.audience is not set: tokens issued for any audience are accepted"
+                );
+                validation.validate_aud = false;
+            }
         }
         if let Some(iss) = &config.issuer {
             validation.set_issuer(&[iss]);
@@ -95,10 +102,15 @@ impl JwtVerifier {
             _ => None,
         }
         .ok_or(TokenError::NoScope)?;
-        // The subject names the client for rate limits; tokens without one share a bucket.
-        let subject = claims.get("sub").and_then(Value::as_str).unwrap_or("-");
+        // The subject names the client for rate limits. A token without one is its
+        // own client, named by a digest of the token: were such tokens to share one
+        // name, one caller's traffic would use up every other's limit.
+        let name = match claims.get("sub").and_then(Value::as_str) {
+            Some(subject) => format!("jwt:{subject}"),
+            None => format!("jwt:#{}", &super::digest_hex(token)[..16]),
+        };
         Ok(Principal {
-            name: Arc::from(format!("jwt:{subject}")),
+            name: Arc::from(name),
             scope,
             slot: None,
         })

@@ -419,3 +419,29 @@ fn redacted_hides_the_secret() {
     assert!(!text.contains(SECRET), "{text}");
     assert!(text.contains("<redacted>"), "{text}");
 }
+
+#[test]
+fn tokens_without_a_subject_are_clients_of_their_own() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auth = authenticator(&dir, Some(jwt_config(JwtAlgorithm::HS256)));
+    let unnamed = |exp_offset: u64| {
+        let mut c = claims(json!("infer"));
+        c.as_object_mut().expect("object").remove("sub");
+        c["exp"] = json!(now() + 600 + exp_offset);
+        sign(jsonwebtoken::Algorithm::HS256, &c)
+    };
+    let client = |token: &str| {
+        auth.authorize(&bearer(token), Scope::Infer)
+            .expect("valid token")
+            .client()
+    };
+    let (a, b) = (unnamed(0), unnamed(1));
+    assert_ne!(client(&a), client(&b), "two tokens, two rate-limit buckets");
+    assert_eq!(client(&a), client(&a), "one token, one bucket");
+    let named = sign(jsonwebtoken::Algorithm::HS256, &claims(json!("infer")));
+    assert_eq!(
+        client(&named),
+        ClientKey::Key(Arc::from("jwt:svc-a")),
+        "a subject names its client"
+    );
+}
