@@ -227,6 +227,7 @@ fn open_or_replace(path: &Path, stats: &TierStats) -> Result<Database> {
 }
 
 fn open_db(path: &Path) -> Result<Database> {
+    create_private(path)?;
     match Database::builder()
         .set_cache_size(32 * 1024 * 1024)
         .create(path)
@@ -236,6 +237,21 @@ fn open_db(path: &Path) -> Result<Database> {
             path: path.display().to_string(),
         }),
         Err(e) => Err(CacheError::disk(e)),
+    }
+}
+
+/// Creates the file readable and writable by its owner only (0600) when it does not
+/// exist yet: cached vectors reveal what was embedded. redb initializes an empty
+/// file as a new database. An existing file keeps the mode it was given.
+fn create_private(path: &Path) -> Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -224,3 +224,16 @@ async fn a_full_queue_never_blocks_the_runtime() {
     disk.clear().await.expect("clear");
     assert_eq!(disk.snapshot().entries, Some(0));
 }
+
+#[cfg(unix)]
+#[tokio::test]
+async fn a_new_database_file_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("cache.redb");
+    let tier = DiskTier::open(&config(1 << 20, 0), &path).expect("open");
+    tier.put(key(1), entry(1));
+    tier.flush().await;
+    let mode = std::fs::metadata(&path).expect("file").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}
