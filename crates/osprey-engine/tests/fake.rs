@@ -34,6 +34,21 @@ fn texts(tag: &str, n: usize) -> Vec<String> {
     (0..n).map(|i| format!("{tag} input number {i}")).collect()
 }
 
+type Embedding = tokio::task::JoinHandle<Result<osprey_engine::Embeddings, EngineError>>;
+
+/// Embeds `n` texts tagged `tag` in a task of its own.
+fn spawn_embed(engine: &Arc<Engine>, tag: &str, n: usize) -> Embedding {
+    let (e, t) = (engine.clone(), texts(tag, n));
+    tokio::spawn(async move { e.embed(&t, EmbedOptions::default()).await })
+}
+
+/// Yields until something waits in the engine's queue.
+async fn until_queued(engine: &Engine) {
+    while engine.queued_tokens() == 0 {
+        tokio::task::yield_now().await;
+    }
+}
+
 /// Waits, off the runtime, until `n` batches run on the fake replicas.
 async fn running(script: &Arc<Script>, n: usize) {
     let s = script.clone();
@@ -61,14 +76,7 @@ async fn the_rate_is_known_once_started_and_running_work_delays_new_work() {
     let alone = idle.finish_in(0, 100, 4).expect("rates known");
 
     script.hold();
-    let work = tokio::spawn({
-        let engine = engine.clone();
-        async move {
-            engine
-                .embed(&texts("long", 16), EmbedOptions::default())
-                .await
-        }
-    });
+    let work = spawn_embed(&engine, "long", 16);
     running(&script, 1).await;
     let busy = engine.load();
     assert!(busy.running_tokens() > 0, "the replica shows its batch");
@@ -97,24 +105,17 @@ async fn a_full_queue_refuses_at_once_and_drains_after() {
     let (engine, script) = engine(batching, no_deadline());
     script.hold();
     // The first batch runs (held), the next requests queue until the queue is full.
-    let first = tokio::spawn({
-        let e = engine.clone();
-        async move { e.embed(&texts("first", 1), EmbedOptions::default()).await }
-    });
+    let first = spawn_embed(&engine, "first", 1);
     running(&script, 1).await;
     let mut queued = Vec::new();
     let refused = loop {
-        let e = engine.clone();
-        let t = texts(&format!("q{}", queued.len()), 2);
-        let fut = tokio::spawn(async move { e.embed(&t, EmbedOptions::default()).await });
+        let fut = spawn_embed(&engine, &format!("q{}", queued.len()), 2);
         // Let it reach the queue (or be refused) before the next one.
         tokio::task::yield_now().await;
         if fut.is_finished() {
             break fut.await.expect("task");
         }
-        while engine.queued_tokens() == 0 {
-            tokio::task::yield_now().await;
-        }
+        until_queued(&engine).await;
         queued.push(fut);
         assert!(queued.len() < 100, "the queue never filled");
     };
@@ -142,10 +143,7 @@ async fn deadlines_drop_queued_work() {
     let (engine, script) = engine(one_replica(), no_deadline());
     let pipeline = Pipeline::new(engine.clone(), None);
     script.hold();
-    let blocker = tokio::spawn({
-        let e = engine.clone();
-        async move { e.embed(&texts("blocker", 1), EmbedOptions::default()).await }
-    });
+    let blocker = spawn_embed(&engine, "blocker", 1);
     running(&script, 1).await;
     // Queued behind the held batch; on the paused clock the deadline passes as
     // soon as nothing else can run.
@@ -200,30 +198,17 @@ async fn dropped_requests_leave_the_queue_and_batches_fill_from_it() {
     let (engine, script) = engine(batching, no_deadline());
     let before = script.batch_sizes().len();
     script.hold();
-    let blocker = tokio::spawn({
-        let e = engine.clone();
-        async move { e.embed(&texts("blocker", 1), EmbedOptions::default()).await }
-    });
+    let blocker = spawn_embed(&engine, "blocker", 1);
     running(&script, 1).await;
     // A request that gives up while queued takes its inputs with it.
-    let gone = tokio::spawn({
-        let e = engine.clone();
-        async move { e.embed(&texts("gone", 3), EmbedOptions::default()).await }
-    });
-    while engine.queued_tokens() == 0 {
-        tokio::task::yield_now().await;
-    }
+    let gone = spawn_embed(&engine, "gone", 3);
+    until_queued(&engine).await;
     gone.abort();
     let _ = gone.await;
     assert_eq!(engine.queued_tokens(), 0);
     // Six inputs queued while the replica is busy run in batches of at most four.
-    let waiting = tokio::spawn({
-        let e = engine.clone();
-        async move { e.embed(&texts("six", 6), EmbedOptions::default()).await }
-    });
-    while engine.queued_tokens() == 0 {
-        tokio::task::yield_now().await;
-    }
+    let waiting = spawn_embed(&engine, "six", 6);
+    until_queued(&engine).await;
     script.release();
     blocker.await.expect("task").expect("blocker");
     assert_eq!(waiting.await.expect("task").expect("six").vectors.len(), 6);
@@ -269,18 +254,10 @@ async fn admission_is_charged_only_for_misses() {
 
     // A held batch and a queued request fill the queue.
     script.hold();
-    let blocker = tokio::spawn({
-        let e = engine.clone();
-        async move { e.embed(&texts("blocker", 1), EmbedOptions::default()).await }
-    });
+    let blocker = spawn_embed(&engine, "blocker", 1);
     running(&script, 1).await;
-    let queued = tokio::spawn({
-        let e = engine.clone();
-        async move { e.embed(&texts("queued", 2), EmbedOptions::default()).await }
-    });
-    while engine.queued_tokens() == 0 {
-        tokio::task::yield_now().await;
-    }
+    let queued = spawn_embed(&engine, "queued", 2);
+    until_queued(&engine).await;
     // Every text cached: admission is not consulted, so the full queue cannot refuse it.
     let out = p
         .embed(&known, EmbedOptions::default())
