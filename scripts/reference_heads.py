@@ -23,6 +23,10 @@ Reads JSON on stdin, writes JSON on stdout:
      "tokens": [7, 9],                 token count of each input after truncation
      "ids":    [[101, ...], [...]]}    the token ids themselves
 
+With "embed": true the directory is a sentence-transformers model and the
+answer is {"embeddings": [[...]], "tokens": [...]}: mean-pooled, L2-normalized
+vectors from the same float64 encoder.
+
 A relative model_dir is taken from the current directory.
 """
 from __future__ import annotations
@@ -90,6 +94,16 @@ def logits(ref: BertReference, encodings) -> np.ndarray:
 
 def main() -> int:
     req = json.load(sys.stdin)
+    if req.get("embed"):
+        # A sentence-transformers model: mean-pooled, L2-normalized embeddings.
+        ref = BertReference(req["model_dir"])
+        out = [ref.embed(text) for text in req["inputs"]]
+        json.dump({
+            "embeddings": [o["embedding"].tolist() for o in out],
+            "tokens": [o["token_count"] for o in out],
+        }, sys.stdout)
+        sys.stdout.write("\n")
+        return 0
     ref = load(req["model_dir"])
     encodings = [encode(ref, item) for item in req["inputs"]]
     out = logits(ref, encodings) if encodings else np.zeros((0, 0))

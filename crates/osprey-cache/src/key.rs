@@ -57,6 +57,16 @@ impl KeySpace {
         field(&mut h, text.as_bytes());
         CacheKey(*h.finalize().as_bytes())
     }
+
+    /// The key of a text pair: a marker of its own keeps it apart from every
+    /// single text, and the length prefixes keep `("ab", "c")` apart from `("a", "bc")`.
+    pub fn key_pair(&self, first: &str, second: &str) -> CacheKey {
+        let mut h = self.hasher.clone();
+        h.update(&[0xfe]);
+        field(&mut h, first.as_bytes());
+        field(&mut h, second.as_bytes());
+        CacheKey(*h.finalize().as_bytes())
+    }
 }
 
 fn field(h: &mut blake3::Hasher, bytes: &[u8]) {

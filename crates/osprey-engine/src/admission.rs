@@ -191,9 +191,24 @@ impl Admission {
         max_input_tokens: usize,
         inputs: &[S],
     ) -> Result<Ticket, EngineError> {
-        let own: usize = inputs
-            .iter()
-            .map(|t| estimate_tokens(t.as_ref(), max_input_tokens))
+        let bytes = inputs.iter().map(|t| t.as_ref().len());
+        self.charge_bytes(permit, load, max_input_tokens, bytes)
+    }
+
+    /// [`Admission::charge`] for inputs given by their bytes of text.
+    pub fn charge_bytes(
+        &self,
+        permit: &Permit,
+        load: &Load,
+        max_input_tokens: usize,
+        bytes: impl Iterator<Item = usize>,
+    ) -> Result<Ticket, EngineError> {
+        let mut inputs = 0usize;
+        let own: usize = bytes
+            .map(|b| {
+                inputs += 1;
+                estimate_tokens_of(b, max_input_tokens)
+            })
             .sum();
         fits(load.queued_tokens, load.max_queue_tokens, own)?;
         // Sequentially consistent with the load below: of two requests charged at
@@ -215,7 +230,7 @@ impl Admission {
             .saturating_sub(load.running_tokens())
             .saturating_sub(own)
             .max(load.queued_tokens);
-        if let Some(wait) = predicted_wait(load, ahead, own, inputs.len()) {
+        if let Some(wait) = predicted_wait(load, ahead, own, inputs) {
             check_deadline(wait, deadline)?;
         }
         Ok(ticket)
@@ -225,7 +240,11 @@ impl Admission {
 /// The tokens a text is charged before it is tokenized: at most what the model
 /// takes of one input.
 pub fn estimate_tokens(text: &str, max_input_tokens: usize) -> usize {
-    (text.len() / BYTES_PER_TOKEN + 2).min(max_input_tokens.max(1))
+    estimate_tokens_of(text.len(), max_input_tokens)
+}
+
+fn estimate_tokens_of(bytes: usize, max_input_tokens: usize) -> usize {
+    (bytes / BYTES_PER_TOKEN + 2).min(max_input_tokens.max(1))
 }
 
 /// The queue's one rule: new work fits when the queue holds nothing (so one

@@ -49,7 +49,7 @@ impl BatchingConfig {
 }
 
 /// Everything the engine needs to start.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct EngineConfig {
     pub model_path: PathBuf,
     pub backend: BackendKind,

@@ -7,14 +7,15 @@ use std::time::{Duration, Instant};
 
 use osprey_metrics::event::{Event, ItemsCancelled, RejectReason};
 use osprey_models::{
-    Backend, BackendOptions, ModelDir, Pooling, TextTokenizer, TokenizeError, l2_normalize,
-    load_backends,
+    Backend, BackendOptions, Encoded, ModelDir, Pooling, Task, TextTokenizer, TokenizeError,
+    l2_normalize, load_backends,
 };
 use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::admission::{Admission, AdmissionConfig, Permit, Ticket};
 use crate::capacity::{Capacity, Load};
+use crate::input::TextInput;
 use crate::queue::{BatchQueue, Item, Limits, Rejected};
 use crate::{BatchingConfig, EngineConfig, EngineError, worker};
 
@@ -24,6 +25,10 @@ pub struct ModelInfo {
     pub id: String,
     /// Content hash of the weights and config files.
     pub revision: String,
+    pub task: Task,
+    /// A classifier's labels, in the order of its outputs.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
     pub dims: usize,
     pub max_input_tokens: usize,
     pub backend: &'static str,
@@ -92,6 +97,8 @@ pub struct ModelParts {
     pub id: String,
     /// Content hash of the weights and config files.
     pub revision: String,
+    pub task: Task,
+    pub labels: Vec<String>,
     pub dims: usize,
     pub pooling: Pooling,
     pub normalizes: bool,
@@ -141,7 +148,13 @@ impl ModelParts {
         Ok(Self {
             id: model.id.clone(),
             revision,
-            dims: model.dims(),
+            task: model.task,
+            labels: model.labels.clone(),
+            dims: if model.labels.is_empty() {
+                model.dims()
+            } else {
+                model.labels.len()
+            },
             pooling: model.pooling,
             normalizes: model.normalize,
             tokenizer,
@@ -217,6 +230,8 @@ impl Engine {
         let info = ModelInfo {
             id: parts.id,
             revision: parts.revision,
+            task: parts.task,
+            labels: parts.labels,
             dims: parts.dims,
             max_input_tokens,
             backend: backend_name,
@@ -278,13 +293,17 @@ impl Engine {
 
     /// Charges the texts the cache lacks against the queue and the permit's
     /// deadline; see [`Admission::charge`].
-    pub fn charge<S: AsRef<str>>(
+    pub fn charge<I: TextInput>(
         &self,
         permit: &Permit,
-        texts: &[S],
+        inputs: &[&I],
     ) -> Result<Ticket, EngineError> {
-        self.admission
-            .charge(permit, &self.load(), self.info.max_input_tokens, texts)
+        self.admission.charge_bytes(
+            permit,
+            &self.load(),
+            self.info.max_input_tokens,
+            inputs.iter().map(|i| i.text_bytes()),
+        )
     }
 
     /// Refuses a body the queue cannot take before it is read; see
@@ -295,24 +314,28 @@ impl Engine {
             .check_body(self.queue.queued_tokens(), capacity, declared_bytes)
     }
 
-    /// Tokenizes `texts`; errors name the input by its index in `texts`. Blocking.
-    pub fn tokenize<S: AsRef<str>>(
+    pub fn tokenizer(&self) -> &Arc<TextTokenizer> {
+        &self.tokenizer
+    }
+
+    /// Tokenizes `inputs`; errors name the input by its index. Blocking.
+    pub fn tokenize<I: TextInput>(
         &self,
-        texts: &[S],
+        inputs: &[I],
         truncate: bool,
-    ) -> Result<Vec<Vec<u32>>, EngineError> {
-        tokenize_all(&self.tokenizer, texts, truncate)
+    ) -> Result<Vec<Encoded>, EngineError> {
+        tokenize_all(&self.tokenizer, inputs, truncate)
     }
 
     /// Tokenizes `texts` off the async runtime when there is enough of them to
     /// matter: a request of 120 long inputs takes tens of milliseconds of tokenizer
     /// time, which would stall every other task on the worker (health probes too).
-    pub async fn tokenize_async(
+    pub async fn tokenize_async<I: TextInput>(
         &self,
-        texts: Vec<String>,
+        texts: Vec<I>,
         truncate: bool,
-    ) -> Result<Vec<Vec<u32>>, EngineError> {
-        let bytes: usize = texts.iter().map(String::len).sum();
+    ) -> Result<Vec<Encoded>, EngineError> {
+        let bytes: usize = texts.iter().map(TextInput::text_bytes).sum();
         if bytes <= INLINE_TOKENIZE_BYTES {
             return tokenize_all(&self.tokenizer, &texts, truncate);
         }
@@ -329,7 +352,7 @@ impl Engine {
         opts: EmbedOptions,
     ) -> Result<Embeddings, EngineError> {
         let t0 = Instant::now();
-        let owned = texts.iter().map(|t| t.as_ref().to_owned()).collect();
+        let owned: Vec<String> = texts.iter().map(|t| t.as_ref().to_owned()).collect();
         let encoded = self.tokenize_async(owned, opts.truncate).await?;
         let tokenize = t0.elapsed();
         let mut out = self.embed_tokens(encoded, opts).await?;
@@ -340,21 +363,22 @@ impl Engine {
     /// Embeds token sequences (already truncated to the model's limit) in order.
     pub async fn embed_tokens(
         &self,
-        encoded: Vec<Vec<u32>>,
+        encoded: Vec<Encoded>,
         opts: EmbedOptions,
     ) -> Result<Embeddings, EngineError> {
         let mut timings = Timings::default();
-        let token_counts: Vec<usize> = encoded.iter().map(Vec::len).collect();
+        let token_counts: Vec<usize> = encoded.iter().map(|e| e.ids.len()).collect();
         let tokens = token_counts.iter().sum();
         let request = self.next_request.fetch_add(1, Ordering::Relaxed);
         let enqueued = Instant::now();
         let (items, replies): (Vec<Item>, Vec<oneshot::Receiver<_>>) = encoded
             .into_iter()
-            .map(|ids| {
+            .map(|e| {
                 let (reply, rx) = oneshot::channel();
                 (
                     Item {
-                        ids,
+                        ids: e.ids,
+                        second: e.second,
                         request,
                         enqueued,
                         reply,
@@ -426,15 +450,15 @@ impl Drop for Engine {
 /// the blocking pool costs more than tokenizing a few sentences.
 const INLINE_TOKENIZE_BYTES: usize = 8 * 1024;
 
-fn tokenize_all<S: AsRef<str>>(
+fn tokenize_all<I: TextInput>(
     tokenizer: &TextTokenizer,
-    texts: &[S],
+    inputs: &[I],
     truncate: bool,
-) -> Result<Vec<Vec<u32>>, EngineError> {
-    let mut encoded = Vec::with_capacity(texts.len());
-    for (index, text) in texts.iter().enumerate() {
-        match tokenizer.encode(text.as_ref(), truncate) {
-            Ok(e) => encoded.push(e.ids),
+) -> Result<Vec<Encoded>, EngineError> {
+    let mut encoded = Vec::with_capacity(inputs.len());
+    for (index, input) in inputs.iter().enumerate() {
+        match input.encode(tokenizer, truncate) {
+            Ok(e) => encoded.push(e),
             Err(TokenizeError::TooLong { tokens, max }) => {
                 return Err(EngineError::InputTooLong { index, tokens, max });
             }

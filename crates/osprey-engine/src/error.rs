@@ -26,6 +26,8 @@ pub enum EngineError {
         deadline_ms: u64,
         retry_after_secs: u64,
     },
+    #[error("{0}")]
+    BadTensor(String),
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("inference failed: {0}")]

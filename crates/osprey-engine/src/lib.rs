@@ -8,8 +8,11 @@ mod config;
 mod engine;
 mod error;
 mod flight;
+mod input;
 mod pipeline;
 mod queue;
+mod registry;
+mod tensor_engine;
 mod worker;
 
 pub use admission::{Admission, AdmissionConfig, Deadline, Permit, Ticket, estimate_tokens};
@@ -17,6 +20,12 @@ pub use capacity::{Load, ReplicaLoad};
 pub use config::{BatchingConfig, EngineConfig};
 pub use engine::{EmbedOptions, Embeddings, Engine, ModelInfo, ModelParts, Timings};
 pub use error::EngineError;
+pub use input::{Text, TextInput};
 pub use osprey_cache as cache;
-pub use osprey_models::{Backend, BackendKind, ModelDir, Pooling, TextTokenizer};
+pub use osprey_models::{
+    Backend, BackendKind, ModelDir, Pooling, Task, TextTokenizer, Token, TokenizeError, infer_task,
+};
+pub use osprey_models::{DataType, NamedTensor, TensorData, TensorSpec};
 pub use pipeline::{CacheStatus, Embedded, Pipeline};
+pub use registry::{Backing, Registry, ResolveError, Served};
+pub use tensor_engine::{TensorEngine, TensorInfo};

@@ -9,8 +9,10 @@ use std::time::Instant;
 use osprey_cache::{CacheKey, Entry, KeySpace, Tier, TieredCache};
 use osprey_metrics::event::{Event, ItemsCoalesced};
 
+use osprey_models::Encoded;
+
 use crate::flight::{Completion, Flight, Outcome, Registry};
-use crate::{EmbedOptions, Engine, EngineError, ModelInfo, Permit, Timings};
+use crate::{EmbedOptions, Engine, EngineError, ModelInfo, Permit, TextInput, Timings};
 
 /// Where a response's vectors came from, for the `x-cache` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,9 +112,9 @@ impl Pipeline {
 
     /// Embeds `texts` in order, from the cache where it can, under a permit of its
     /// own with the configured deadline (for callers outside an HTTP request).
-    pub async fn embed(
+    pub async fn embed<I: TextInput>(
         &self,
-        texts: &[String],
+        texts: &[I],
         opts: EmbedOptions,
     ) -> Result<Embedded, EngineError> {
         let permit = self.engine.admission().enter(None)?;
@@ -123,24 +125,24 @@ impl Pipeline {
     /// charged only for the texts the cache does not hold, before any model work
     /// starts, and not at all when every text is cached: a request served from the
     /// cache is never refused for a full queue.
-    pub async fn embed_permitted(
+    pub async fn embed_permitted<I: TextInput>(
         &self,
-        texts: &[String],
+        texts: &[I],
         opts: EmbedOptions,
         permit: &Permit,
     ) -> Result<Embedded, EngineError> {
         permit.within(self.run(texts, opts, permit)).await
     }
 
-    async fn run(
+    async fn run<I: TextInput>(
         &self,
-        texts: &[String],
+        texts: &[I],
         opts: EmbedOptions,
         permit: &Permit,
     ) -> Result<Embedded, EngineError> {
         let t0 = Instant::now();
         let space = self.key_space(opts);
-        let keys: Vec<CacheKey> = texts.iter().map(|t| space.key(t)).collect();
+        let keys: Vec<CacheKey> = texts.iter().map(|t| t.key(&space)).collect();
         let (mut found, lowest_tier) = self.lookup(&keys).await;
         let cached = found.iter().filter(|f| f.is_some()).count();
         let mut timings = Timings {
@@ -150,14 +152,14 @@ impl Pipeline {
         let missing = Missing::of(&keys, &found);
         let mut computed = (0, 0);
         if !missing.keys.is_empty() {
-            let texts_missing: Vec<&str> = missing
+            let texts_missing: Vec<&I> = missing
                 .keys
                 .iter()
-                .map(|k| texts[missing.first_at[k]].as_str())
+                .map(|k| &texts[missing.first_at[k]])
                 .collect();
             // Held until the request is done: its work counts as outstanding.
             let _ticket = self.engine.charge(permit, &texts_missing)?;
-            let owned = texts_missing.iter().map(|t| (*t).to_owned()).collect();
+            let owned = texts_missing.into_iter().cloned().collect();
             let by_key = self
                 .compute(&missing, owned, opts, &mut timings, &mut computed)
                 .await?;
@@ -209,10 +211,10 @@ impl Pipeline {
     /// Runs the model for the missing keys (joining flights already computing some
     /// of them) and returns their entries. `computed` gets the inputs and tokens
     /// this request's own flight ran.
-    async fn compute(
+    async fn compute<I: TextInput>(
         &self,
         missing: &Missing,
-        texts: Vec<String>,
+        texts: Vec<I>,
         opts: EmbedOptions,
         timings: &mut Timings,
         computed: &mut (usize, usize),
@@ -220,7 +222,7 @@ impl Pipeline {
         // Tokenize here, not in the flight: an input error belongs to this request
         // alone and must not fail others that joined its flight.
         let t = Instant::now();
-        let mut encoded: HashMap<CacheKey, Vec<u32>> = self
+        let mut encoded: HashMap<CacheKey, Encoded> = self
             .engine
             .tokenize_async(texts, opts.truncate)
             .await
@@ -231,7 +233,7 @@ impl Pipeline {
             .collect();
         timings.tokenize = t.elapsed();
         let claim = self.flights.claim(&missing.keys, |mine, done| {
-            let ids: Vec<Vec<u32>> = mine
+            let ids: Vec<Encoded> = mine
                 .iter()
                 .map(|k| encoded.remove(k).unwrap_or_default())
                 .collect();
@@ -319,7 +321,7 @@ impl Missing {
 async fn fly(
     engine: Arc<Engine>,
     cache: Option<Arc<TieredCache>>,
-    ids: Vec<Vec<u32>>,
+    ids: Vec<Encoded>,
     opts: EmbedOptions,
     mine: Vec<CacheKey>,
     done: Completion,

@@ -20,6 +20,8 @@ pub(crate) struct ItemResult {
 
 pub(crate) struct Item {
     pub ids: Vec<u32>,
+    /// For a text pair, where its second text begins.
+    pub second: Option<usize>,
     pub request: u64,
     pub enqueued: Instant,
     pub reply: oneshot::Sender<ItemResult>,

@@ -50,15 +50,17 @@ pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared)
         }
         let started = Instant::now();
         let seqs: Vec<&[u32]> = batch.iter().map(|i| i.ids.as_slice()).collect();
+        let second: Vec<Option<usize>> = batch.iter().map(|i| i.second).collect();
         let real: usize = seqs.iter().map(|s| s.len()).sum();
         capacity.begin(replica, real);
         // A backend bug must fail the batch, not kill the replica and hang the queue.
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| backend.embed(&seqs)))
-            .unwrap_or_else(|_| {
-                Err(osprey_models::ModelError::Unsupported(
-                    "backend panicked".into(),
-                ))
-            });
+        let result =
+            std::panic::catch_unwind(AssertUnwindSafe(|| backend.embed_segments(&seqs, &second)))
+                .unwrap_or_else(|_| {
+                    Err(osprey_models::ModelError::Unsupported(
+                        "backend panicked".into(),
+                    ))
+                });
         let inference = started.elapsed();
         capacity.finish(replica, real, result.is_ok().then_some(inference));
 

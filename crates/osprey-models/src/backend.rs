@@ -11,6 +11,23 @@ pub trait Backend: Send {
     /// Pooled, not yet normalized vectors, one per sequence, in the given order.
     /// Sequences carry special tokens and are at most the model's maximum length.
     fn embed(&mut self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>>;
+
+    /// The same for sequences that may be text pairs: `second[i]` is where
+    /// sequence `i`'s second text (token type 1) begins, `None` for one text. A
+    /// classifier returns its logits, one per label, instead of a pooled vector.
+    fn embed_segments(
+        &mut self,
+        seqs: &[&[u32]],
+        second: &[Option<usize>],
+    ) -> Result<Vec<Vec<f32>>> {
+        if second.iter().any(Option::is_some) {
+            return Err(crate::ModelError::Unsupported(format!(
+                "the {} backend takes no text pairs",
+                self.name()
+            )));
+        }
+        self.embed(seqs)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

@@ -8,7 +8,9 @@ use candle_core::safetensors::MmapedSafetensors;
 use candle_core::{DType, Device, IndexOp, Module, Tensor};
 use candle_nn::LayerNorm;
 
-use crate::{Backend, BackendKind, ModelDir, ModelError, Pooling, Result, pool, weights_file};
+use crate::{
+    Backend, BackendKind, ModelDir, ModelError, Pooling, Result, Task, pool, weights_file,
+};
 
 /// A linear layer with its weight stored transposed (`[in, out]`, contiguous), so
 /// the matrix multiply reads it in order instead of repacking it on every call.
@@ -42,9 +44,41 @@ struct Layer {
 struct Weights {
     word: Tensor,
     position: Tensor,
+    /// `[types, hidden]`: row 0 for single texts, row 1 for a pair's second text.
+    token_type: Tensor,
     token_type0: Tensor,
     emb_norm: LayerNorm,
     layers: Vec<Layer>,
+    head: Option<Head>,
+}
+
+/// A sequence classifier's head: BERT's pooler (dense + tanh on the first token's
+/// state), then one logit per label.
+struct Head {
+    pooler: Dense,
+    classifier: Dense,
+}
+
+impl Head {
+    fn load(t: &Tensors, labels: usize) -> Result<Self> {
+        let pooler = t.dense("pooler.dense")?;
+        let classifier = Dense::new(
+            &t.get_raw("classifier.weight")?,
+            t.get_raw("classifier.bias")?,
+        )?;
+        let (_, rows) = classifier.weight_t.dims2()?;
+        if rows != labels {
+            return Err(ModelError::Unsupported(format!(
+                "the classifier has {rows} outputs but config.json names {labels} labels"
+            )));
+        }
+        Ok(Self { pooler, classifier })
+    }
+
+    /// Logits `[n, labels]` from the first-token states `[n, hidden]`.
+    fn forward(&self, cls: &Tensor) -> candle_core::Result<Tensor> {
+        self.classifier.forward(&self.pooler.forward(cls)?.tanh()?)
+    }
 }
 
 /// One replica: shared weights plus its own thread pool for intra-op parallelism.
@@ -63,10 +97,13 @@ struct Tensors {
 
 impl Tensors {
     fn get(&self, name: &str) -> Result<Tensor> {
-        let key = format!("{}{name}", self.prefix);
+        self.get_raw(&format!("{}{name}", self.prefix))
+    }
+    /// A tensor outside the encoder's prefix (a classifier's own weights).
+    fn get_raw(&self, key: &str) -> Result<Tensor> {
         let t = self
             .file
-            .load(&key, &Device::Cpu)
+            .load(key, &Device::Cpu)
             .map_err(|e| ModelError::Unsupported(format!("weights tensor `{key}`: {e}")))?;
         Ok(t.to_dtype(DType::F32)?)
     }
@@ -152,12 +189,19 @@ impl CandleBert {
                 out_norm: t.norm(&format!("{p}.output.LayerNorm"), eps)?,
             });
         }
+        let token_type = t.get("embeddings.token_type_embeddings.weight")?;
+        let head = match model.task {
+            Task::Classify | Task::Rerank => Some(Head::load(&t, model.labels.len())?),
+            Task::Embed | Task::Tensor => None,
+        };
         let weights = Arc::new(Weights {
             word: t.get("embeddings.word_embeddings.weight")?,
             position: t.get("embeddings.position_embeddings.weight")?,
-            token_type0: t.get("embeddings.token_type_embeddings.weight")?.i(0)?,
+            token_type0: token_type.i(0)?,
+            token_type,
             emb_norm: t.norm("embeddings.LayerNorm", eps)?,
             layers,
+            head,
         });
         check_embeddings(model, &weights)?;
         (0..replicas.max(1))
@@ -178,7 +222,7 @@ impl CandleBert {
     }
 
     /// Token states `[sum(len), hidden]` for sequences sorted by length.
-    fn forward(&self, seqs: &[&[u32]]) -> Result<Tensor> {
+    fn forward(&self, seqs: &[&[u32]], second: &[Option<usize>]) -> Result<Tensor> {
         let w = &*self.weights;
         let total: usize = seqs.iter().map(|s| s.len()).sum();
         let mut ids = Vec::with_capacity(total);
@@ -193,8 +237,22 @@ impl CandleBert {
         let x = w
             .word
             .index_select(&ids, 0)?
-            .add(&w.position.index_select(&positions, 0)?)?
-            .broadcast_add(&w.token_type0)?;
+            .add(&w.position.index_select(&positions, 0)?)?;
+        // Single texts (the common case) all take row 0: one broadcast add.
+        let x = if second.iter().all(Option::is_none) {
+            x.broadcast_add(&w.token_type0)?
+        } else {
+            let types: Vec<u32> = seqs
+                .iter()
+                .zip(second)
+                .flat_map(|(s, from)| {
+                    let from = from.unwrap_or(s.len());
+                    (0..s.len()).map(move |j| u32::from(j >= from))
+                })
+                .collect();
+            let types = Tensor::from_vec(types, total, &dev)?;
+            x.add(&w.token_type.index_select(&types, 0)?)?
+        };
         let mut x = w.emb_norm.forward(&x)?;
 
         // Runs of equal length: (first token, sequences, length).
@@ -244,6 +302,20 @@ impl CandleBert {
     }
 }
 
+/// Each sequence's logits, from its first token's state.
+fn classify(head: &Head, states: &Tensor, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+    let mut first = Vec::with_capacity(seqs.len());
+    let mut row = 0u32;
+    for s in seqs {
+        first.push(row);
+        row += s.len() as u32;
+    }
+    let n = first.len();
+    let first = Tensor::from_vec(first, n, &Device::Cpu)?;
+    let logits = head.forward(&states.index_select(&first, 0)?)?;
+    Ok(logits.to_vec2::<f32>()?)
+}
+
 /// The config must describe the weights: a wrong `hidden_size` would misread every
 /// row, and too few position rows would index past the table.
 fn check_embeddings(model: &ModelDir, w: &Weights) -> Result<()> {
@@ -274,6 +346,14 @@ impl Backend for CandleBert {
     }
 
     fn embed(&mut self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        self.embed_segments(seqs, &vec![None; seqs.len()])
+    }
+
+    fn embed_segments(
+        &mut self,
+        seqs: &[&[u32]],
+        second: &[Option<usize>],
+    ) -> Result<Vec<Vec<f32>>> {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
@@ -282,14 +362,32 @@ impl Backend for CandleBert {
         let mut order: Vec<usize> = (0..seqs.len()).collect();
         order.sort_by_key(|&i| seqs[i].len());
         let sorted: Vec<&[u32]> = order.iter().map(|&i| seqs[i]).collect();
-        let states = self.pool.install(|| self.forward(&sorted))?;
-        let flat = states.flatten_all()?.to_vec1::<f32>()?;
+        let seconds: Vec<Option<usize>> = order
+            .iter()
+            .map(|&i| second.get(i).copied().flatten())
+            .collect();
+        let states = self.pool.install(|| self.forward(&sorted, &seconds))?;
+        let sorted_out = match &self.weights.head {
+            Some(head) => self.pool.install(|| classify(head, &states, &sorted))?,
+            None => {
+                let flat = states.flatten_all()?.to_vec1::<f32>()?;
+                let mut rows = Vec::with_capacity(sorted.len());
+                let mut row = 0;
+                for s in &sorted {
+                    rows.push(pool(
+                        &flat[row * self.hidden..],
+                        self.hidden,
+                        s.len(),
+                        self.pooling,
+                    ));
+                    row += s.len();
+                }
+                rows
+            }
+        };
         let mut out = vec![Vec::new(); seqs.len()];
-        let mut row = 0;
-        for (&i, s) in order.iter().zip(&sorted) {
-            let start = row * self.hidden;
-            out[i] = pool(&flat[start..], self.hidden, s.len(), self.pooling);
-            row += s.len();
+        for (&i, v) in order.iter().zip(sorted_out) {
+            out[i] = v;
         }
         Ok(out)
     }

@@ -8,8 +8,12 @@ mod gelu;
 mod model_dir;
 #[cfg(feature = "onnx")]
 mod onnx;
+#[cfg(feature = "onnx")]
+pub mod onnx_tensor;
 mod pooling;
 mod revision;
+mod task;
+mod tensor;
 #[cfg(feature = "test-support")]
 pub mod testkit;
 mod tokenize;
@@ -19,4 +23,8 @@ pub use error::{ModelError, Result};
 pub use model_dir::{ModelDir, Pooling, TransformerConfig};
 pub use pooling::{l2_normalize, pool};
 pub use revision::revision_of;
-pub use tokenize::{Encoded, TextTokenizer, TokenizeError};
+pub use task::{Task, infer_task};
+pub use tensor::{
+    DataType, NamedTensor, TensorBackend, TensorData, TensorModel, TensorSpec, load_tensor_model,
+};
+pub use tokenize::{Encoded, TextTokenizer, Token, TokenizeError};

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{ModelError, Result};
+use crate::{ModelError, Result, Task};
 
 /// How token states become one sentence vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -122,6 +122,10 @@ pub struct ModelDir {
     /// Whether the model's pipeline ends with a Normalize module.
     pub normalize: bool,
     pub max_seq_length: usize,
+    /// Embed, or for sequence classifiers classify or rerank.
+    pub task: Task,
+    /// Classifier outputs in order (`id2label`); empty for embedding models.
+    pub labels: Vec<String>,
 }
 
 impl ModelDir {
@@ -177,6 +181,17 @@ impl ModelDir {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".into());
+        let task = crate::infer_task(&path)?;
+        if task == Task::Tensor {
+            return Err(ModelError::Unsupported(format!(
+                "{} holds a tensor model, not a text model",
+                path.display()
+            )));
+        }
+        let labels = match task {
+            Task::Embed => Vec::new(),
+            _ => labels_of(&path)?,
+        };
         Ok(Self {
             path,
             id,
@@ -184,6 +199,8 @@ impl ModelDir {
             pooling,
             normalize,
             max_seq_length,
+            task,
+            labels,
         })
     }
 
@@ -195,6 +212,41 @@ impl ModelDir {
     pub fn file(&self, name: &str) -> PathBuf {
         self.path.join(name)
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct LabelsFile {
+    #[serde(default)]
+    id2label: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    num_labels: Option<usize>,
+}
+
+/// A classifier's labels by output index; `LABEL_i` where config.json names none.
+fn labels_of(path: &Path) -> Result<Vec<String>> {
+    let file: LabelsFile = read_json(path, "config.json")?;
+    let invalid = |message: String| ModelError::InvalidConfig {
+        path: path.join("config.json"),
+        message,
+    };
+    if file.id2label.is_empty() {
+        let n = file.num_labels.unwrap_or(2);
+        return Ok((0..n).map(|i| format!("LABEL_{i}")).collect());
+    }
+    let mut by_index = Vec::with_capacity(file.id2label.len());
+    for (k, v) in file.id2label {
+        let i: usize = k
+            .parse()
+            .map_err(|_| invalid(format!("id2label key `{k}` is not an index")))?;
+        by_index.push((i, v));
+    }
+    by_index.sort();
+    if by_index.iter().enumerate().any(|(n, (i, _))| n != *i) {
+        return Err(invalid(
+            "id2label must number its labels 0, 1, 2, ...".into(),
+        ));
+    }
+    Ok(by_index.into_iter().map(|(_, v)| v).collect())
 }
 
 fn pooling_from(p: &PoolingFile) -> Result<Pooling> {

@@ -35,7 +35,7 @@ pub fn find_library(configured: Option<&Path>) -> Option<PathBuf> {
     candidates.into_iter().find(|p| p.is_file())
 }
 
-fn environment(lib: Option<&Path>) -> Result<Environment> {
+pub(crate) fn environment(lib: Option<&Path>) -> Result<Environment> {
     ENVIRONMENT
         .get_or_init(|| {
             let path = find_library(lib).ok_or_else(|| {
@@ -56,9 +56,11 @@ pub struct OnnxBackend {
     hidden: usize,
     pooling: Pooling,
     with_token_types: bool,
+    /// For a classifier, how many logits each sequence has.
+    labels: Option<usize>,
 }
 
-fn ort_err(e: impl std::fmt::Display) -> ModelError {
+pub(crate) fn ort_err(e: impl std::fmt::Display) -> ModelError {
     ModelError::Onnx(e.to_string())
 }
 
@@ -86,22 +88,7 @@ fn session(
     model: &ModelDir,
     threads: usize,
 ) -> Result<Box<dyn Backend>> {
-    let session = Session::builder(env)
-        .map_err(ort_err)?
-        .with_auto_device(AutoDevicePolicy::PreferCPU)
-        .map_err(ort_err)?
-        .with_optimization_level(GraphOptimizationLevel::All)
-        .map_err(ort_err)?
-        .with_intra_threads(threads.max(1))
-        .map_err(ort_err)?
-        .with_inter_threads(1)
-        .map_err(ort_err)?
-        // Shapes change with every batch, so planned memory patterns are not reused;
-        // without them memory stays near the model's size.
-        .with_memory_pattern(false)
-        .map_err(ort_err)?
-        .commit_from_file(file)
-        .map_err(ort_err)?;
+    let session = build_session(env, file, threads)?;
     let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
     for needed in ["input_ids", "attention_mask"] {
         if !names.contains(&needed) {
@@ -117,7 +104,28 @@ fn session(
         hidden: model.config.hidden_size,
         pooling: model.pooling,
         with_token_types,
+        labels: (!model.labels.is_empty()).then_some(model.labels.len()),
     }))
+}
+
+/// A session on the shared environment with Osprey's settings.
+pub(crate) fn build_session(env: &Environment, file: &Path, threads: usize) -> Result<Session> {
+    Session::builder(env)
+        .map_err(ort_err)?
+        .with_auto_device(AutoDevicePolicy::PreferCPU)
+        .map_err(ort_err)?
+        .with_optimization_level(GraphOptimizationLevel::All)
+        .map_err(ort_err)?
+        .with_intra_threads(threads.max(1))
+        .map_err(ort_err)?
+        .with_inter_threads(1)
+        .map_err(ort_err)?
+        // Shapes change with every batch, so planned memory patterns are not reused;
+        // without them memory stays near the model's size.
+        .with_memory_pattern(false)
+        .map_err(ort_err)?
+        .commit_from_file(file)
+        .map_err(ort_err)
 }
 
 impl Backend for OnnxBackend {
@@ -126,6 +134,14 @@ impl Backend for OnnxBackend {
     }
 
     fn embed(&mut self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
+        self.embed_segments(seqs, &vec![None; seqs.len()])
+    }
+
+    fn embed_segments(
+        &mut self,
+        seqs: &[&[u32]],
+        second: &[Option<usize>],
+    ) -> Result<Vec<Vec<f32>>> {
         if seqs.is_empty() {
             return Ok(Vec::new());
         }
@@ -133,12 +149,20 @@ impl Backend for OnnxBackend {
         let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         let mut ids = vec![0i64; batch * longest];
         let mut mask = vec![0i64; batch * longest];
+        let mut types = vec![0i64; batch * longest];
         for (row, s) in seqs.iter().enumerate() {
             let base = row * longest;
+            let from = second.get(row).copied().flatten().unwrap_or(s.len());
             for (j, &t) in s.iter().enumerate() {
                 ids[base + j] = i64::from(t);
                 mask[base + j] = 1;
+                types[base + j] = i64::from(j >= from);
             }
+        }
+        if !self.with_token_types && types.iter().any(|&t| t != 0) {
+            return Err(ModelError::Unsupported(
+                "this ONNX graph has no token_type_ids input, so it takes no text pairs".into(),
+            ));
         }
         let shape = [batch as i64, longest as i64];
         let mut inputs = ort::inputs![
@@ -146,18 +170,32 @@ impl Backend for OnnxBackend {
             "attention_mask" => Tensor::from_array((shape, mask)).map_err(ort_err)?,
         ];
         if self.with_token_types {
-            let types =
-                Tensor::from_array((shape, vec![0i64; batch * longest])).map_err(ort_err)?;
+            let types = Tensor::from_array((shape, types)).map_err(ort_err)?;
             inputs.push(("token_type_ids".into(), types.into()));
         }
         let outputs = self.session.run(inputs).map_err(ort_err)?;
-        let (out_shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(ort_err)?;
-        let dims: &[i64] = out_shape;
-        if dims != [batch as i64, longest as i64, self.hidden as i64] {
+        // Exports differ in what they output first (some echo their inputs): take
+        // the first float output of the wanted shape.
+        let (wanted, what): (&[i64], _) = match self.labels {
+            Some(labels) => (&[batch as i64, labels as i64], "the classifier's logits"),
+            None => (
+                &[batch as i64, longest as i64, self.hidden as i64],
+                "token states",
+            ),
+        };
+        let found = (0..outputs.len()).find(|&i| {
+            outputs[i]
+                .try_extract_tensor::<f32>()
+                .is_ok_and(|(shape, _)| &shape[..] == wanted)
+        });
+        let Some(at) = found else {
             return Err(ModelError::Onnx(format!(
-                "unexpected output shape {dims:?}, wanted [{batch}, {longest}, {}]",
-                self.hidden
+                "the graph has no float output of shape {wanted:?} ({what})"
             )));
+        };
+        let (_, data) = outputs[at].try_extract_tensor::<f32>().map_err(ort_err)?;
+        if let Some(labels) = self.labels {
+            return Ok(data.chunks(labels).map(<[f32]>::to_vec).collect());
         }
         Ok(seqs
             .iter()

@@ -10,11 +10,24 @@ use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStr
 use crate::{ModelError, Result};
 
 /// Token ids of one input, ready for a backend.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Encoded {
     pub ids: Vec<u32>,
     /// Whether the input was cut to the maximum length.
     pub truncated: bool,
+    /// For a text pair, where the second text's tokens (token type 1) begin.
+    pub second: Option<usize>,
+}
+
+/// One token of a text, with where it came from (byte offsets); special tokens
+/// have no place in the text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Token {
+    pub id: u32,
+    pub text: String,
+    pub special: bool,
+    pub start: Option<usize>,
+    pub stop: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -112,10 +125,7 @@ impl TextTokenizer {
     pub fn encode(&self, text: &str, truncate: bool) -> Result<Encoded, TokenizeError> {
         let mut budget = self.max_len.saturating_mul(PREFIX_BYTES_PER_TOKEN);
         let (enc, truncated) = loop {
-            let part = match self.cuts {
-                Some(cuts) => prefix_between_words(text, budget, cuts),
-                None => text,
-            };
+            let part = self.prefix(text, budget);
             let enc = self
                 .truncating
                 .encode_fast(part, true)
@@ -141,7 +151,89 @@ impl TextTokenizer {
         Ok(Encoded {
             ids: enc.get_ids().to_vec(),
             truncated,
+            second: None,
         })
+    }
+
+    /// Encodes a text pair (`[CLS] a [SEP] b [SEP]` for BERT) with the rules of
+    /// [`TextTokenizer::encode`]; over the maximum, the longer text loses tokens first.
+    pub fn encode_pair(&self, a: &str, b: &str, truncate: bool) -> Result<Encoded, TokenizeError> {
+        let failed = |e: tokenizers::Error| TokenizeError::Failed(e.to_string());
+        let mut budget = self.max_len.saturating_mul(PREFIX_BYTES_PER_TOKEN);
+        let enc = loop {
+            let (pa, pb) = (self.prefix(a, budget), self.prefix(b, budget));
+            let enc = self
+                .truncating
+                .encode_fast((pa, pb), true)
+                .map_err(failed)?;
+            // A cut text must hold a whole window of tokens: truncation then keeps
+            // exactly the tokens it would keep of the whole text.
+            let enough = |part: &str, text: &str| {
+                part.len() == text.len()
+                    || self
+                        .whole
+                        .encode_fast(part, false)
+                        .is_ok_and(|e| e.len() >= self.max_len)
+            };
+            if enough(pa, a) && enough(pb, b) {
+                break enc;
+            }
+            budget = budget.saturating_mul(4);
+        };
+        if !enc.get_overflowing().is_empty() && !truncate {
+            let tokens = self.whole.encode_fast((a, b), true).map_err(failed)?.len();
+            return Err(TokenizeError::TooLong {
+                tokens,
+                max: self.max_len,
+            });
+        }
+        Ok(Encoded {
+            truncated: !enc.get_overflowing().is_empty(),
+            second: enc.get_type_ids().iter().position(|&t| t == 1),
+            ids: enc.get_ids().to_vec(),
+        })
+    }
+
+    /// The tokens of `text` as the model would see them (cut at its maximum
+    /// length), each with its place in the text: what `/tokenize` shows.
+    pub fn tokens(&self, text: &str, add_special: bool) -> Result<Vec<Token>, TokenizeError> {
+        // A window's worth of text is all a token list can show.
+        let part = self.prefix(
+            text,
+            self.max_len.saturating_mul(PREFIX_BYTES_PER_TOKEN * 4),
+        );
+        let enc = self
+            .truncating
+            .encode(part, add_special)
+            .map_err(|e| TokenizeError::Failed(e.to_string()))?;
+        let special = enc.get_special_tokens_mask();
+        Ok(enc
+            .get_ids()
+            .iter()
+            .zip(enc.get_tokens())
+            .zip(enc.get_offsets())
+            .enumerate()
+            .map(|(i, ((&id, token), &(start, stop)))| {
+                let special = special.get(i).is_some_and(|&s| s == 1);
+                let within = (!special).then(|| part.get(start..stop)).flatten();
+                Token {
+                    id,
+                    text: within.unwrap_or(token).to_owned(),
+                    special,
+                    start: within.map(|_| start),
+                    stop: within.map(|_| stop),
+                }
+            })
+            .collect())
+    }
+
+    /// The prefix of `text` worth tokenizing with `budget` bytes; all of it when
+    /// the tokenizer gives no place to cut.
+    fn prefix<'t>(&self, text: &'t str, budget: usize) -> &'t str {
+        match self.cuts {
+            Some(cuts) => prefix_between_words(text, budget, cuts),
+            None => text,
+        }
     }
 }
 

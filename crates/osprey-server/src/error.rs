@@ -2,7 +2,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use osprey_engine::EngineError;
+use osprey_engine::{EngineError, ResolveError};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +38,10 @@ pub enum ApiError {
     Engine(#[from] EngineError),
     #[error("cache: {0}")]
     Cache(#[from] osprey_engine::cache::CacheError),
+    #[error(transparent)]
+    Model(#[from] osprey_engine::ResolveError),
+    #[error(transparent)]
+    Manage(#[from] crate::ManageError),
 }
 
 #[derive(Serialize)]
@@ -73,6 +77,7 @@ impl ApiError {
             Self::Engine(e) => match e {
                 EngineError::InputTooLong { .. } => StatusCode::PAYLOAD_TOO_LARGE,
                 EngineError::Tokenize { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                EngineError::BadTensor(_) => StatusCode::BAD_REQUEST,
                 EngineError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
                 EngineError::Busy { .. }
                 | EngineError::DeadlineUnreachable { .. }
@@ -81,6 +86,20 @@ impl ApiError {
                 EngineError::Backend(_) | EngineError::Model(_) | EngineError::Spawn(_) => {
                     StatusCode::INTERNAL_SERVER_ERROR
                 }
+            },
+            Self::Model(e) | Self::Manage(crate::ManageError::Resolve(e)) => match e {
+                ResolveError::Unknown(_) | ResolveError::NoModel(_) => StatusCode::NOT_FOUND,
+                ResolveError::WrongTask { .. } | ResolveError::NotText(_) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                ResolveError::Loading(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            Self::Manage(e) => match e {
+                crate::ManageError::Invalid(_) | crate::ManageError::Load { .. } => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                crate::ManageError::Exists(_) => StatusCode::CONFLICT,
+                crate::ManageError::Resolve(_) => StatusCode::NOT_FOUND,
             },
         }
     }
@@ -106,7 +125,7 @@ impl ApiError {
             Self::TooLarge(_) | Self::Engine(EngineError::InputTooLong { .. }) => Some("too_large"),
             Self::UnsupportedMediaType(_) => Some("unsupported_media_type"),
             Self::Engine(EngineError::Overloaded { .. }) => Some("queue_full"),
-            Self::NotReady => Some("not_ready"),
+            Self::NotReady | Self::Model(ResolveError::Loading(_)) => Some("not_ready"),
             Self::BadRequest(_) => Some("bad_encoding"),
             Self::UnsupportedEncoding(_) => Some("unsupported_encoding"),
             Self::Unauthorized { missing: true, .. } => Some("missing_credentials"),
@@ -116,6 +135,11 @@ impl ApiError {
             Self::Engine(EngineError::Busy { .. }) => Some("too_many_in_flight"),
             Self::Engine(EngineError::DeadlineExceeded { .. }) => Some("deadline_exceeded"),
             Self::Engine(EngineError::DeadlineUnreachable { .. }) => Some("deadline_unreachable"),
+            Self::Model(ResolveError::Unknown(_)) => Some("model_not_found"),
+            Self::Engine(EngineError::BadTensor(_)) => Some("invalid_tensor"),
+            Self::Model(ResolveError::WrongTask { .. }) => Some("wrong_task"),
+            Self::Manage(crate::ManageError::Exists(_)) => Some("model_exists"),
+            Self::Manage(crate::ManageError::Load { .. }) => Some("model_load_failed"),
             _ => None,
         }
     }

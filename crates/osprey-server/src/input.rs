@@ -5,6 +5,8 @@ use axum::body::Body;
 use axum::http::{HeaderMap, header};
 use serde::de;
 
+use osprey_engine::Text;
+
 use crate::{ApiError, AppState, ServerConfig};
 
 /// Checks the content type, reads the body within the size limit, decompresses it
@@ -80,9 +82,25 @@ fn check_content_type(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// The limits every embedding route applies to its inputs.
 pub fn check_inputs(config: &ServerConfig, inputs: &[String]) -> Result<(), ApiError> {
-    let limits = osprey_wire::InputLimits {
+    Ok(osprey_wire::check_inputs(limits(config), inputs)?)
+}
+
+/// The same limits for classifier and cross-encoder items (a pair is one item).
+pub fn check_items(config: &ServerConfig, items: &[Text]) -> Result<(), ApiError> {
+    let texts = items.iter().enumerate().flat_map(|(i, item)| match item {
+        Text::One(t) => [Some((i, t.as_str())), None],
+        Text::Pair(a, b) => [Some((i, a.as_str())), Some((i, b.as_str()))],
+    });
+    Ok(osprey_wire::check_texts(
+        limits(config),
+        items.len(),
+        texts.flatten(),
+    )?)
+}
+
+fn limits(config: &ServerConfig) -> osprey_wire::InputLimits {
+    osprey_wire::InputLimits {
         max_inputs: config.max_inputs,
         max_input_chars: config.max_input_chars,
-    };
-    Ok(osprey_wire::check_inputs(limits, inputs)?)
+    }
 }

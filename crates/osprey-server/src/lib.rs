@@ -8,6 +8,7 @@ mod deadline;
 mod error;
 mod input;
 mod limits;
+mod models;
 mod observe;
 mod protect;
 pub mod rate_limit;
@@ -21,6 +22,7 @@ pub use config::ServerConfig;
 pub use deadline::DEADLINE_HEADER;
 pub use error::ApiError;
 pub use limits::LimitsConfig;
+pub use models::{DEFAULT_VERSION, ManageError, ModelSpec, Models};
 pub use observe::{
     AlertEvent, AlertStatus, AlertsConfig, ObserveConfig, Severity, SloConfig, detached_metrics,
     install_metrics,
@@ -33,7 +35,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 
 use axum::Router;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// Every route, with request ids, request metrics, compression, and protection
@@ -43,6 +45,32 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/embed", post(routes::embed::tei))
         .route("/v1/embeddings", post(routes::openai::embeddings))
+        .route("/predict", post(routes::scoring::predict))
+        .route("/rerank", post(routes::scoring::rerank))
+        .route("/v1/rerank", post(routes::scoring::cohere_rerank))
+        .route("/tokenize", post(routes::tokenize::tokenize))
+        .route("/v1/models", get(routes::models::list))
+        .route("/v1/models/{name}", get(routes::models::one))
+        .route("/v2/health/live", get(routes::v2::live))
+        .route("/v2/health/ready", get(routes::v2::ready))
+        .route("/v2/models/{name}", get(routes::v2::metadata))
+        .route("/v2/models/{name}/ready", get(routes::v2::model_ready))
+        .route("/v2/models/{name}/infer", post(routes::v2::infer))
+        .route(
+            "/v2/models/{name}/versions/{version}",
+            get(routes::v2::metadata_version),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/ready",
+            get(routes::v2::version_ready),
+        )
+        .route(
+            "/v2/models/{name}/versions/{version}/infer",
+            post(routes::v2::infer_version),
+        )
+        .route("/admin/models", post(routes::models::add))
+        .route("/admin/models/{name}", delete(routes::models::remove))
+        .route("/admin/models/{name}/reload", post(routes::models::reload))
         .route("/info", get(routes::info::info))
         .route("/health/live", get(routes::health::live))
         .route("/health/ready", get(routes::health::ready))

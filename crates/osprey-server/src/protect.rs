@@ -237,7 +237,9 @@ fn declared_length(req: &Request) -> Option<usize> {
 /// body is read: under a flood of refused requests, reading and parsing them would
 /// take the CPU the model needs. The model's admission control decides.
 fn queue_has_room(state: &AppState, req: &Request) -> Result<(), ApiError> {
-    let Some(pipeline) = state.engine.get() else {
+    // With several models the body names the one it is for: its own admission
+    // decides once the body is read.
+    let Some(pipeline) = state.engine.get().filter(|_| state.models.is_single()) else {
         return Ok(());
     };
     let declared = declared_length(req).unwrap_or(0);

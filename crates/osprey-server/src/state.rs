@@ -5,6 +5,7 @@ use std::time::Instant;
 use metrics_exporter_prometheus::PrometheusHandle;
 use osprey_engine::Pipeline;
 
+use crate::models::Models;
 use crate::observe::{ObserveConfig, Observer};
 use crate::{ApiError, Protection, ServerConfig};
 
@@ -49,6 +50,8 @@ pub struct Shared {
     pub protection: Arc<Protection>,
     /// Rolling statistics, SLOs, alerts and the profiler.
     pub observe: Arc<Observer>,
+    /// Every served model, by name and version.
+    pub models: Arc<Models>,
 }
 
 impl Deref for AppState {
@@ -67,7 +70,15 @@ impl AppState {
             started: Instant::now(),
             protection: Arc::new(Protection::default()),
             observe: Arc::new(Observer::new(ObserveConfig::default())),
+            models: Arc::new(Models::new(Default::default(), None, true)),
         }))
+    }
+
+    /// The same state serving `models`.
+    pub fn with_models(self, models: Models) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.models = Arc::new(models);
+        Self(Arc::new(shared))
     }
 
     /// The same state with auth, rate limits and admission control as configured.

@@ -11,7 +11,9 @@ pub use tokenizer::fake_tokenizer;
 
 use std::sync::Arc;
 
-use osprey_engine::{AdmissionConfig, BatchingConfig, Engine, EngineError, ModelParts, Pooling};
+use osprey_engine::{
+    AdmissionConfig, BatchingConfig, Engine, EngineError, ModelParts, Pooling, Task,
+};
 
 /// Dimensions of the fake model's vectors.
 pub const FAKE_DIMS: usize = 8;
@@ -26,10 +28,23 @@ pub fn fake_engine(
     admission: AdmissionConfig,
     script: &Arc<Script>,
 ) -> Result<Engine, EngineError> {
+    fake_engine_for(Task::Embed, batching, admission, script)
+}
+
+/// The same, claiming to do `task` (its outputs stay the fake vectors), for
+/// routing and repository logic.
+pub fn fake_engine_for(
+    task: Task,
+    batching: &BatchingConfig,
+    admission: AdmissionConfig,
+    script: &Arc<Script>,
+) -> Result<Engine, EngineError> {
     let replicas = batching.replicas.max(1);
     let parts = ModelParts {
         id: "osprey/fake".into(),
         revision: "fake-0".into(),
+        task,
+        labels: Vec::new(),
         dims: FAKE_DIMS,
         pooling: Pooling::Mean,
         normalizes: true,

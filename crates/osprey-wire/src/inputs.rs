@@ -68,17 +68,30 @@ pub struct InputLimits {
 
 /// The limits every embedding route applies to its inputs.
 pub fn check_inputs(limits: InputLimits, inputs: &[String]) -> Result<(), WireError> {
-    if inputs.is_empty() {
+    check_texts(
+        limits,
+        inputs.len(),
+        inputs.iter().enumerate().map(|(i, t)| (i, t.as_str())),
+    )
+}
+
+/// The same limits for `count` items made of `texts`, each text given with the
+/// index of its item (a text pair is one item of two texts).
+pub fn check_texts<'a>(
+    limits: InputLimits,
+    count: usize,
+    texts: impl Iterator<Item = (usize, &'a str)>,
+) -> Result<(), WireError> {
+    if count == 0 {
         return Err(WireError::Invalid("inputs must not be empty".into()));
     }
-    if inputs.len() > limits.max_inputs {
+    if count > limits.max_inputs {
         return Err(WireError::TooLarge(format!(
-            "{} inputs in one request, more than the maximum of {}",
-            inputs.len(),
+            "{count} inputs in one request, more than the maximum of {}",
             limits.max_inputs
         )));
     }
-    for (i, text) in inputs.iter().enumerate() {
+    for (i, text) in texts {
         // Bytes bound characters from above, so the count is only needed near the limit.
         if text.len() > limits.max_input_chars {
             let chars = text.chars().count();

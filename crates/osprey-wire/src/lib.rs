@@ -12,12 +12,19 @@ mod error;
 mod inputs;
 mod json;
 mod requests;
+mod scoring;
+mod v2;
 
 pub use decode::decode_body;
 pub use error::WireError;
-pub use inputs::{InputLimits, Inputs, check_inputs};
+pub use inputs::{InputLimits, Inputs, check_inputs, check_texts};
 pub use json::{MAX_JSON_DEPTH, json_depth, parse_json};
 pub use requests::{EmbedRequest, EmbeddingsRequest, EncodingFormat, yes};
+pub use scoring::{
+    CohereRerankRequest, Document, PredictInputs, PredictRequest, RerankRequest, Sequence,
+    TokenizeRequest,
+};
+pub use v2::{InferInput, InferRequest, RequestedOutput};
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,8 @@ pub fn yes() -> bool {
 #[derive(Debug, Deserialize)]
 pub struct EmbedRequest {
     pub inputs: Inputs,
+    #[serde(default)]
+    pub model: Option<String>,
     #[serde(default = "yes")]
     pub normalize: bool,
     #[serde(default = "yes")]

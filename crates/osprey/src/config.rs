@@ -9,7 +9,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use osprey_engine::cache::CacheConfig;
 use osprey_engine::{BackendKind, BatchingConfig, EngineConfig};
 use osprey_server::{
-    AlertsConfig, AuthConfig, LimitsConfig, ObserveConfig, ServerConfig, SloConfig,
+    AlertsConfig, AuthConfig, LimitsConfig, ModelSpec, ObserveConfig, ServerConfig, SloConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -76,6 +76,9 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub slo: SloConfig,
     pub alerts: AlertsConfig,
+    /// The model repository; empty: the one `[model]` is served.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<ModelSpec>,
 }
 
 impl Config {
@@ -144,6 +147,7 @@ impl Config {
                 bail!("{name} must be at least 1");
             }
         }
+        self.validate_models()?;
         self.cache.validate().map_err(anyhow::Error::msg)?;
         self.slo.validate().map_err(anyhow::Error::msg)?;
         self.alerts.validate().map_err(anyhow::Error::msg)?;
@@ -178,6 +182,42 @@ impl Config {
             slo: self.slo.clone(),
             alerts: self.alerts.clone(),
         }
+    }
+
+    fn validate_models(&self) -> anyhow::Result<()> {
+        let mut seen = std::collections::HashSet::new();
+        for m in &self.models {
+            m.validate().map_err(anyhow::Error::msg)?;
+            if !seen.insert(m.label()) {
+                bail!("[[models]] lists {} twice", m.label());
+            }
+        }
+        Ok(())
+    }
+
+    /// The models to serve: `[[models]]`, or the one `[model]` named after its
+    /// directory.
+    pub fn model_specs(&self) -> Vec<ModelSpec> {
+        if !self.models.is_empty() {
+            return self.models.clone();
+        }
+        let path = &self.model.path;
+        let name = path
+            .canonicalize()
+            .unwrap_or_else(|_| path.clone())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .filter(|n| ModelSpec::plain_name(n))
+            .unwrap_or_else(|| "default".into());
+        vec![ModelSpec {
+            name,
+            path: path.clone(),
+            task: None,
+            backend: Some(self.model.backend),
+            replicas: None,
+            version: None,
+            traffic: None,
+        }]
     }
 
     pub fn engine(&self) -> EngineConfig {

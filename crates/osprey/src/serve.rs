@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use osprey_engine::cache::TieredCache;
-use osprey_engine::{Engine, Pipeline};
-use osprey_server::{AppState, Protection, detached_metrics, install_metrics};
+use osprey_server::{AppState, Models, Protection, detached_metrics, install_metrics};
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
@@ -24,7 +23,7 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .thread_name("osprey-http")
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(config))
+    rt.block_on(serve(config, args))
 }
 
 /// The command-line flags that override the configuration file.
@@ -51,8 +50,13 @@ fn overrides(args: &ServeArgs) -> Vec<(&'static str, figment::value::Value)> {
     overrides
 }
 
-async fn serve(config: Config) -> anyhow::Result<std::process::ExitCode> {
-    let state = app_state(&config)?;
+async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+    let cache = open_cache(&config).await?;
+    let state = app_state(&config)?.with_models(Models::new(
+        config.engine(),
+        cache.clone(),
+        config.models.is_empty(),
+    ));
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -63,17 +67,11 @@ async fn serve(config: Config) -> anyhow::Result<std::process::ExitCode> {
         auth = config.auth.enabled,
         "listening"
     );
-    let cache = open_cache(&config).await?;
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let failed = Arc::new(AtomicBool::new(false));
-    load_engine_in_background(
-        &config,
-        &state,
-        cache.clone(),
-        stop_tx.clone(),
-        failed.clone(),
-    );
+    load_models_in_background(&config, &state, stop_tx.clone(), failed.clone());
+    reload_on_hangup(state.clone(), args);
     tokio::spawn(async move {
         shutdown_signal().await;
         tracing::info!("shutting down: finishing in-flight requests");
@@ -130,39 +128,82 @@ async fn open_cache(config: &Config) -> anyhow::Result<Option<Arc<TieredCache>>>
     Ok(cache)
 }
 
-/// Loads and warms the model off the runtime; fills the engine slot when done, or
-/// marks the failure and stops the server.
-fn load_engine_in_background(
+/// Loads and warms the models one after another (they would only compete for
+/// the cores side by side). The first model to load fills the engine slot that
+/// readiness and the dashboard report on. The one default model failing stops
+/// the server; a `[[models]]` entry failing is logged and the others serve.
+fn load_models_in_background(
     config: &Config,
     state: &AppState,
-    cache: Option<Arc<TieredCache>>,
     stop_tx: watch::Sender<bool>,
     failed: Arc<AtomicBool>,
 ) {
-    let slot = state.engine.clone();
-    let engine_config = config.engine();
-    tokio::task::spawn_blocking(move || match Engine::start(&engine_config) {
-        Ok(engine) => {
-            tracing::info!("ready");
-            slot.set(Arc::new(Pipeline::new(Arc::new(engine), cache)));
+    let specs = config.model_specs();
+    let single = config.models.is_empty();
+    let state = state.clone();
+    for spec in &specs {
+        state.models.registry().loading(&spec.name);
+    }
+    tokio::spawn(async move {
+        let mut errors = Vec::new();
+        for spec in &specs {
+            match state.models.add(spec).await {
+                Ok(served) => {
+                    if let Ok(p) = served.pipeline() {
+                        state.engine.set(p.clone());
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(model = %spec.label(), error = %e, "the model could not be loaded");
+                    errors.push(e.to_string());
+                }
+            }
+            state.models.registry().loaded(Some(&spec.name));
         }
-        Err(e) => {
-            tracing::error!(error = %e, "the model could not be loaded");
-            slot.fail(e.to_string());
+        if state.engine.get().is_none() || (single && !errors.is_empty()) {
+            state.engine.fail(errors.join("; "));
             failed.store(true, Ordering::SeqCst);
             let _ = stop_tx.send(true);
+            return;
         }
+        tracing::info!(models = specs.len() - errors.len(), "ready");
     });
 }
 
-/// Stops the engine and flushes and closes the cache.
+/// On SIGHUP, reads the configuration again and applies the changes to
+/// `[[models]]`: new entries load, changed ones reload, removed ones drain and stop.
+fn reload_on_hangup(state: AppState, args: ServeArgs) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hup) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let config = match Config::load(&args.config, &args.model, overrides(&args)) {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "SIGHUP: configuration not applied");
+                    continue;
+                }
+            };
+            if config.models.is_empty() {
+                tracing::warn!(
+                    "SIGHUP: no [[models]] in the configuration; models left as they are"
+                );
+                continue;
+            }
+            let failures = state.models.apply(&config.models).await;
+            tracing::info!(failures, "SIGHUP: [[models]] applied");
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = (state, args);
+}
+
+/// Stops the models and flushes and closes the cache.
 async fn release(state: &AppState, cache: Option<Arc<TieredCache>>) {
-    if let Some(pipeline) = state.engine.get().cloned() {
-        let engine = pipeline.engine().clone();
-        tokio::task::spawn_blocking(move || engine.shutdown())
-            .await
-            .ok();
-    }
+    state.models.stop_all().await;
     if let Some(cache) = cache {
         // Queued disk and Redis writes are worth keeping, within reason.
         if tokio::time::timeout(Duration::from_secs(5), cache.flush())

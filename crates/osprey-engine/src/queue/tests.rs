@@ -15,6 +15,7 @@ fn item(request: u64, len: usize) -> (Item, oneshot::Receiver<ItemResult>) {
     (
         Item {
             ids: vec![1; len],
+            second: None,
             request,
             enqueued: Instant::now(),
             reply: tx,

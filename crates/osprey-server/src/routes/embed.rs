@@ -5,7 +5,7 @@ use std::time::Instant;
 use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
-use osprey_engine::EmbedOptions;
+use osprey_engine::{EmbedOptions, Task};
 use osprey_wire::EmbedRequest;
 
 use super::Call;
@@ -23,7 +23,15 @@ pub async fn tei(
         truncate: req.truncate,
         dimensions: None,
     };
-    let (out, stages) = super::run(&state, &call, &req.inputs.0, opts).await?;
+    crate::input::check_inputs(&state.config, &req.inputs.0)?;
+    let served = super::model(
+        &state,
+        &call,
+        req.model.as_deref(),
+        Task::Embed,
+        req.inputs.0.len(),
+    )?;
+    let (out, stages) = super::run(&state, &call, &served, &req.inputs.0, opts).await?;
     let t = Instant::now();
     // Each entry carries its vector already rendered as JSON: join them.
     let size: usize = out.entries.iter().map(|e| e.json().len() + 1).sum();
@@ -36,5 +44,5 @@ pub async fn tei(
         body.extend_from_slice(e.json());
     }
     body.push(b']');
-    Ok(super::json_response(body, stages, t, out.cache))
+    Ok(super::json_response(body, stages, t, out.cache, &served))
 }

@@ -5,15 +5,20 @@ pub mod embed;
 pub mod health;
 pub mod info;
 pub mod metrics;
+pub mod models;
 pub mod openai;
 pub mod profile;
+pub mod scoring;
 pub mod stats;
+pub mod tokenize;
+pub mod v2;
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Uri, header};
 use axum::response::{IntoResponse, Response};
-use osprey_engine::{CacheStatus, EmbedOptions, Embedded};
+use osprey_engine::{CacheStatus, EmbedOptions, Embedded, Served, Task, TextInput};
 
 use crate::observe::{Stage, Timing};
 use crate::protect::Caller;
@@ -27,23 +32,38 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
-/// The shared part of every embedding route: limits, then the model's admission
-/// control, then the engine.
-pub(crate) async fn run(
+/// The model a request of `task` and `items` inputs asked for in its body (or
+/// the first of that task), its A/B key taken from the `x-osprey-ab-key` header.
+/// The items are charged to the caller's rate limit first, whatever the model.
+pub(crate) fn model(
     state: &AppState,
     call: &Call,
-    inputs: &[String],
+    asked: Option<&str>,
+    task: Task,
+    items: usize,
+) -> Result<Arc<Served>, ApiError> {
+    // A malformed deadline is the client's mistake whatever the model.
+    crate::deadline::asked(&call.headers)?;
+    state.protection.charge_items(call.caller.as_ref(), items)?;
+    let ab_key = call.headers.get(&AB_KEY).and_then(|v| v.to_str().ok());
+    Ok(state.models.resolve(asked, task, ab_key)?)
+}
+
+/// The shared part of every text-model route, after the inputs passed their
+/// limits and were charged: the model's admission control, then the pipeline
+/// (cache, tokenizer, batcher, model).
+pub(crate) async fn run<I: TextInput>(
+    state: &AppState,
+    call: &Call,
+    served: &Served,
+    inputs: &[I],
     opts: EmbedOptions,
 ) -> Result<(Embedded, Timing), ApiError> {
     let asked = crate::deadline::asked(&call.headers)?;
-    crate::input::check_inputs(&state.config, inputs)?;
-    state
-        .protection
-        .charge_items(call.caller.as_ref(), inputs.len())?;
-    let pipeline = state.engine()?;
+    let pipeline = served.pipeline()?;
     let validate = call.started.elapsed();
     if state.observe.config.log_request_text {
-        tracing::debug!(?inputs, "request texts");
+        tracing::debug!(inputs = ?inputs.iter().map(TextInput::describe).collect::<Vec<_>>(), "request texts");
     }
     let permit = pipeline.engine().admission().enter(asked)?;
     let out = pipeline.embed_permitted(inputs, opts, &permit).await?;
@@ -90,6 +110,15 @@ impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Call {
 // Names parsed once, not per response.
 static SERVER_TIMING: HeaderName = HeaderName::from_static("server-timing");
 static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+static X_MODEL: HeaderName = HeaderName::from_static("x-osprey-model");
+static AB_KEY: HeaderName = HeaderName::from_static("x-osprey-ab-key");
+
+/// Names the model that answered, as `name@version`.
+pub(crate) fn name_model(resp: &mut Response, served: &Served) {
+    if let Ok(v) = HeaderValue::from_str(&served.label) {
+        resp.headers_mut().insert(&X_MODEL, v);
+    }
+}
 
 /// A JSON body already serialized, with its Server-Timing and x-cache headers.
 pub(crate) fn json_response(
@@ -97,9 +126,11 @@ pub(crate) fn json_response(
     mut timing: Timing,
     serialize_started: Instant,
     cache: CacheStatus,
+    served: &Served,
 ) -> Response {
     timing.set(Stage::Serialize, serialize_started.elapsed());
     let mut resp = body.into_response();
+    name_model(&mut resp, served);
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,

@@ -6,8 +6,8 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::response::Response;
 use base64::Engine as _;
-use osprey_engine::EmbedOptions;
 use osprey_engine::cache::Entry;
+use osprey_engine::{EmbedOptions, Task};
 use osprey_wire::{EmbeddingsRequest, EncodingFormat};
 use serde::Serialize;
 
@@ -42,8 +42,15 @@ pub async fn embeddings(
     body: Body,
 ) -> Result<Response, ApiError> {
     let req: EmbeddingsRequest = read_json(&state, &call.headers, body).await?;
-    let engine = state.engine()?;
-    let dims = engine.info().dims;
+    crate::input::check_inputs(&state.config, &req.input.0)?;
+    let served = super::model(
+        &state,
+        &call,
+        req.model.as_deref(),
+        Task::Embed,
+        req.input.0.len(),
+    )?;
+    let dims = served.pipeline()?.info().dims;
     let dimensions = match req.dimensions {
         None => None,
         Some(d) if d >= 1 && d as u64 <= dims as u64 => Some(d as usize),
@@ -58,9 +65,9 @@ pub async fn embeddings(
         truncate: req.truncate,
         dimensions,
     };
-    let (out, stages) = super::run(&state, &call, &req.input.0, opts).await?;
+    let (out, stages) = super::run(&state, &call, &served, &req.input.0, opts).await?;
     let t = Instant::now();
-    let model = req.model.as_deref().unwrap_or(engine.info().id.as_str());
+    let model = req.model.as_deref().unwrap_or(served.name.as_str());
     let body = match req.encoding_format {
         EncodingFormat::Float => float_body(&out.entries, model, out.tokens),
         EncodingFormat::Base64 => {
@@ -85,7 +92,7 @@ pub async fn embeddings(
             serde_json::to_vec(&resp).map_err(|e| ApiError::Invalid(e.to_string()))?
         }
     };
-    Ok(super::json_response(body, stages, t, out.cache))
+    Ok(super::json_response(body, stages, t, out.cache, &served))
 }
 
 /// The float response written around each entry's pre-rendered JSON array (the

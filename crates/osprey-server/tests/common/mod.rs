@@ -10,7 +10,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use osprey_engine::cache::{CacheConfig, TieredCache};
-use osprey_engine::{BackendKind, BatchingConfig, Engine, EngineConfig, Pipeline};
+use osprey_engine::{BackendKind, BatchingConfig, Engine, EngineConfig, Pipeline, Served};
 use osprey_server::{AppState, AuthConfig, LimitsConfig, ObserveConfig, Protection, ServerConfig};
 use osprey_testkit::{Script, fake_engine};
 use serde::Deserialize;
@@ -18,6 +18,8 @@ use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 pub const DIMS: usize = 384;
+/// What the test server names its one model.
+pub const DEFAULT_NAME: &str = "all-MiniLM-L6-v2";
 pub const MAX_INPUTS: usize = 64;
 pub const MAX_INPUT_CHARS: usize = 20_000;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -175,6 +177,7 @@ fn start_full(
                     state = state.with_observe(observe);
                 }
                 let protection = state.protection.clone();
+                state.models.registry().loading(DEFAULT_NAME);
                 // Serve at once, like `osprey serve`: the engine arrives later.
                 tokio::spawn(osprey_server::serve(
                     listener,
@@ -213,6 +216,11 @@ fn start_full(
                 let engine = Arc::new(engine);
                 let pipeline = Arc::new(Pipeline::new(engine.clone(), cache));
                 state.engine.set(pipeline.clone());
+                let served = Served::new(DEFAULT_NAME.into(), "1".into(), None, pipeline.clone());
+                if state.models.registry().add(served).is_err() {
+                    panic!("the default model is served twice");
+                }
+                state.models.registry().loaded(Some(DEFAULT_NAME));
                 tx.send((base, addr, engine, pipeline, protection, probe))
                     .expect("report the server");
                 std::future::pending::<()>().await;
