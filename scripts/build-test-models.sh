@@ -8,7 +8,9 @@
 #   models/minilm-polarity-classifier/  BertForSequenceClassification (2 labels) and
 #   models/minilm-polarity-reranker/    its 1-label cross-encoder sibling: all-MiniLM-L6-v2
 #                                       with heads fitted on the Pang & Lee polarity
-#                                       sentences in gensim==4.4.0's test data
+#                                       sentences in gensim==4.4.0's test data; each also
+#                                       as model.onnx for the onnx backend
+#                                       (scripts/build_reranker_onnx.py)
 #   models/breast-cancer-risk/model.onnx
 #   models/digits-classifier/model.onnx scikit-learn models on datasets inside its wheel
 #   models/README.tensor-models.md
@@ -105,9 +107,16 @@ else
     log "scikit-learn and skl2onnx up to date"
 fi
 
+# model.onnx of the classifier and the reranker, for the onnx backend (kept when present)
+onnx_heads() {
+    [[ -f "$ROOT/models/all-MiniLM-L6-v2/onnx/model.onnx" ]] || bash "$SCRIPTS/fetch-onnxruntime.sh"
+    "$PY" "$SCRIPTS/build_reranker_onnx.py" build
+}
+
 # 3. what is missing
 NEEDS="$("$PY" "$SCRIPTS/build_test_models.py" needs)"
 if [[ -z "$NEEDS" ]]; then
+    onnx_heads
     log "all test models present under models/"
     exit 0
 fi
@@ -138,4 +147,5 @@ fi
 
 # 4. build and check
 "$PY" "$SCRIPTS/build_test_models.py" build ${ARGS[@]+"${ARGS[@]}"}
+onnx_heads
 log "ok: models/ has every test model"

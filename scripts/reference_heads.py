@@ -24,8 +24,9 @@ Reads JSON on stdin, writes JSON on stdout:
      "ids":    [[101, ...], [...]]}    the token ids themselves
 
 With "embed": true the directory is a sentence-transformers model and the
-answer is {"embeddings": [[...]], "tokens": [...]}: mean-pooled, L2-normalized
-vectors from the same float64 encoder.
+answer is {"embeddings": [[...]], "tokens": [...], "chunks": [...]}: mean-pooled,
+L2-normalized vectors from the same float64 encoder. With "chunk": true as well,
+texts longer than the model's window are embedded whole (see `chunked`).
 
 A relative model_dir is taken from the current directory.
 """
@@ -92,15 +93,54 @@ def logits(ref: BertReference, encodings) -> np.ndarray:
     return pooled @ ref.w["classifier.weight"].T + ref.w["classifier.bias"]
 
 
+def chunked(ref: BertReference, text: str) -> dict:
+    """A text of any length embedded whole, by hand: its tokens (no truncation)
+    between [CLS] and [SEP] are cut into windows of max_seq_length - 2 tokens,
+    each starting max_seq_length // 8 tokens before the previous one ends; each
+    window, wrapped in [CLS] ... [SEP], is mean-pooled; the window vectors are
+    averaged weighted by each window's token count, then L2-normalized."""
+    ids = ref.untruncated.encode(text).ids
+    if len(ids) <= ref.max_seq_length:
+        out = ref.embed(text)
+        out["chunks"] = 1
+        return out
+    head, content, tail = ids[:1], ids[1:-1], ids[-1:]
+    width = ref.max_seq_length - 2
+    stride = width - ref.max_seq_length // 8
+    windows, start = [], 0
+    while True:
+        end = min(start + width, len(content))
+        windows.append(head + content[start:end] + tail)
+        if end == len(content):
+            break
+        start += stride
+    total = np.zeros(ref.hidden)
+    weight = 0
+    for w in windows:
+        w = np.array(w, np.int64)
+        mask = np.ones_like(w)
+        total += ref.mean_pool(ref.forward(w, None, mask), mask)[0] * len(w)
+        weight += len(w)
+    return {
+        "embedding": ref.l2_normalize(total / weight),
+        "token_count": weight,
+        "chunks": len(windows),
+    }
+
+
 def main() -> int:
     req = json.load(sys.stdin)
     if req.get("embed"):
         # A sentence-transformers model: mean-pooled, L2-normalized embeddings.
         ref = BertReference(req["model_dir"])
-        out = [ref.embed(text) for text in req["inputs"]]
+        if req.get("chunk"):
+            out = [chunked(ref, text) for text in req["inputs"]]
+        else:
+            out = [ref.embed(text) for text in req["inputs"]]
         json.dump({
             "embeddings": [o["embedding"].tolist() for o in out],
             "tokens": [o["token_count"] for o in out],
+            "chunks": [o.get("chunks", 1) for o in out],
         }, sys.stdout)
         sys.stdout.write("\n")
         return 0

@@ -210,6 +210,17 @@ impl Admission {
                 estimate_tokens_of(b, max_input_tokens)
             })
             .sum();
+        self.charge_tokens(permit, load, own, inputs)
+    }
+
+    /// [`Admission::charge`] for `inputs` already tokenized into `own` tokens.
+    pub fn charge_tokens(
+        &self,
+        permit: &Permit,
+        load: &Load,
+        own: usize,
+        inputs: usize,
+    ) -> Result<Ticket, EngineError> {
         fits(load.queued_tokens, load.max_queue_tokens, own)?;
         // Sequentially consistent with the load below: of two requests charged at
         // once, at least one sees the other.

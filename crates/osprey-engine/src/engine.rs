@@ -306,6 +306,18 @@ impl Engine {
         )
     }
 
+    /// Charges inputs already tokenized (`tokens` in all) against the queue and
+    /// the permit's deadline.
+    pub fn charge_tokens(
+        &self,
+        permit: &Permit,
+        tokens: usize,
+        inputs: usize,
+    ) -> Result<Ticket, EngineError> {
+        self.admission
+            .charge_tokens(permit, &self.load(), tokens, inputs)
+    }
+
     /// Refuses a body the queue cannot take before it is read; see
     /// [`Admission::check_body`]. One short lock on the queue.
     pub fn check_body(&self, declared_bytes: usize) -> Result<(), EngineError> {

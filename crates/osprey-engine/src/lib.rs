@@ -4,6 +4,7 @@
 
 mod admission;
 mod capacity;
+mod chunked;
 mod config;
 mod engine;
 mod error;

@@ -194,6 +194,50 @@ impl TextTokenizer {
         })
     }
 
+    /// The whole of `text` as windows the model can take, for inputs longer than
+    /// its maximum: each window is up to `max_len - specials` of the text's tokens
+    /// between the tokenizer's special tokens, and each starts `overlap` tokens
+    /// before the previous one ends. A text that fits is one window.
+    pub fn windows(&self, text: &str, overlap: usize) -> Result<Vec<Vec<u32>>, TokenizeError> {
+        let enc = self
+            .whole
+            .encode_fast(text, true)
+            .map_err(|e| TokenizeError::Failed(e.to_string()))?;
+        let ids = enc.get_ids();
+        if ids.len() <= self.max_len {
+            return Ok(vec![ids.to_vec()]);
+        }
+        let special = enc.get_special_tokens_mask();
+        let lead = special.iter().take_while(|&&s| s == 1).count();
+        let trail = special
+            .iter()
+            .rev()
+            .take_while(|&&s| s == 1)
+            .count()
+            .min(ids.len() - lead);
+        let (head, content, tail) = (
+            &ids[..lead],
+            &ids[lead..ids.len() - trail],
+            &ids[ids.len() - trail..],
+        );
+        let width = self.max_len.saturating_sub(lead + trail).max(1);
+        let stride = width.saturating_sub(overlap).max(1);
+        let mut out = Vec::new();
+        let mut start = 0;
+        loop {
+            let end = (start + width).min(content.len());
+            let mut w = Vec::with_capacity(lead + (end - start) + trail);
+            w.extend_from_slice(head);
+            w.extend_from_slice(&content[start..end]);
+            w.extend_from_slice(tail);
+            out.push(w);
+            if end == content.len() {
+                return Ok(out);
+            }
+            start += stride;
+        }
+    }
+
     /// The tokens of `text` as the model would see them (cut at its maximum
     /// length), each with its place in the text: what `/tokenize` shows.
     pub fn tokens(&self, text: &str, add_special: bool) -> Result<Vec<Token>, TokenizeError> {

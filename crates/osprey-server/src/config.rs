@@ -18,6 +18,19 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// HTTPS: `[server.tls]` with `cert_file` and `key_file`.
     pub tls: TlsConfig,
+    /// What an embedding request with `truncate: false` gets for an input longer
+    /// than the model's window: an error, or the input embedded whole in chunks.
+    pub long_inputs: LongInputs,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LongInputs {
+    /// 413, naming the input and its token count.
+    #[default]
+    Error,
+    /// Overlapping windows, embedded and averaged weighted by tokens.
+    Chunk,
 }
 
 impl Default for ServerConfig {
@@ -30,6 +43,7 @@ impl Default for ServerConfig {
             max_input_chars: 32_768,
             shutdown_grace_secs: 30,
             tls: TlsConfig::default(),
+            long_inputs: LongInputs::Error,
         }
     }
 }

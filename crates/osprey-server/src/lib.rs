@@ -18,7 +18,7 @@ mod state;
 mod tls;
 
 pub use auth::AuthConfig;
-pub use config::ServerConfig;
+pub use config::{LongInputs, ServerConfig};
 pub use deadline::DEADLINE_HEADER;
 pub use error::ApiError;
 pub use limits::LimitsConfig;

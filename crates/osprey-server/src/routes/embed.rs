@@ -31,7 +31,8 @@ pub async fn tei(
         Task::Embed,
         req.inputs.0.len(),
     )?;
-    let (out, stages) = super::run(&state, &call, &served, &req.inputs.0, opts).await?;
+    let (out, stages, chunks) =
+        super::embed_texts(&state, &call, &served, &req.inputs.0, opts).await?;
     let t = Instant::now();
     // Each entry carries its vector already rendered as JSON: join them.
     let size: usize = out.entries.iter().map(|e| e.json().len() + 1).sum();
@@ -44,5 +45,7 @@ pub async fn tei(
         body.extend_from_slice(e.json());
     }
     body.push(b']');
-    Ok(super::json_response(body, stages, t, out.cache, &served))
+    let mut resp = super::json_response(body, stages, t, out.cache, &served);
+    super::name_chunks(&mut resp, chunks.as_deref());
+    Ok(resp)
 }

@@ -67,19 +67,73 @@ pub(crate) async fn run<I: TextInput>(
     }
     let permit = pipeline.engine().admission().enter(asked)?;
     let out = pipeline.embed_permitted(inputs, opts, &permit).await?;
+    let timing = stages(state, validate, &out);
+    Ok((out, timing))
+}
+
+/// [`run`] for texts embedded whole however long (`long_inputs = "chunk"`); also
+/// returns how many windows each text took.
+pub(crate) async fn run_chunked(
+    state: &AppState,
+    call: &Call,
+    served: &Served,
+    texts: &[String],
+    opts: EmbedOptions,
+) -> Result<(Embedded, Timing, Vec<usize>), ApiError> {
+    let asked = crate::deadline::asked(&call.headers)?;
+    let pipeline = served.pipeline()?;
+    let validate = call.started.elapsed();
+    let permit = pipeline.engine().admission().enter(asked)?;
+    let (out, chunks) = pipeline.embed_chunked(texts, opts, &permit).await?;
+    let timing = stages(state, validate, &out);
+    Ok((out, timing, chunks))
+}
+
+/// The request's time in each stage, and its items counted.
+fn stages(state: &AppState, validate: std::time::Duration, out: &Embedded) -> Timing {
     let metrics = state.observe.config.metrics;
+    let items = out.entries.len();
     if metrics {
-        crate::observe::embedded_items(inputs.len());
+        crate::observe::embedded_items(items);
     }
     let t = out.timings;
-    let mut timing = Timing::new(metrics, inputs.len());
+    let mut timing = Timing::new(metrics, items);
     timing.set(Stage::Validate, validate);
     timing.set(Stage::Cache, t.cache);
     timing.set(Stage::Tokenize, t.tokenize);
     timing.set(Stage::Queue, t.queue);
     timing.set(Stage::Inference, t.inference);
     timing.set(Stage::Postprocess, t.postprocess);
-    Ok((out, timing))
+    timing
+}
+
+/// Embeds `texts` on an embedding model: whole when the request turned
+/// truncation off and the server chunks long inputs, else as usual. The chunk
+/// counts come back only for the former.
+pub(crate) async fn embed_texts(
+    state: &AppState,
+    call: &Call,
+    served: &Served,
+    texts: &[String],
+    opts: EmbedOptions,
+) -> Result<(Embedded, Timing, Option<Vec<usize>>), ApiError> {
+    if !opts.truncate && state.config.long_inputs == crate::config::LongInputs::Chunk {
+        let (out, timing, chunks) = run_chunked(state, call, served, texts, opts).await?;
+        return Ok((out, timing, Some(chunks)));
+    }
+    let (out, timing) = run(state, call, served, texts, opts).await?;
+    Ok((out, timing, None))
+}
+
+static X_CHUNKS: HeaderName = HeaderName::from_static("x-osprey-chunks");
+
+/// How many windows each input took, as `x-osprey-chunks: 1,3,1`.
+pub(crate) fn name_chunks(resp: &mut Response, chunks: Option<&[usize]>) {
+    let Some(chunks) = chunks else { return };
+    let list: Vec<String> = chunks.iter().map(usize::to_string).collect();
+    if let Ok(v) = HeaderValue::from_str(&list.join(",")) {
+        resp.headers_mut().insert(&X_CHUNKS, v);
+    }
 }
 
 /// What an inference handler knows of its request besides the body.

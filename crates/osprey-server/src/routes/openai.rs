@@ -65,7 +65,8 @@ pub async fn embeddings(
         truncate: req.truncate,
         dimensions,
     };
-    let (out, stages) = super::run(&state, &call, &served, &req.input.0, opts).await?;
+    let (out, stages, chunks) =
+        super::embed_texts(&state, &call, &served, &req.input.0, opts).await?;
     let t = Instant::now();
     let model = req.model.as_deref().unwrap_or(served.name.as_str());
     let body = match req.encoding_format {
@@ -92,7 +93,9 @@ pub async fn embeddings(
             serde_json::to_vec(&resp).map_err(|e| ApiError::Invalid(e.to_string()))?
         }
     };
-    Ok(super::json_response(body, stages, t, out.cache, &served))
+    let mut resp = super::json_response(body, stages, t, out.cache, &served);
+    super::name_chunks(&mut resp, chunks.as_deref());
+    Ok(resp)
 }
 
 /// The float response written around each entry's pre-rendered JSON array (the

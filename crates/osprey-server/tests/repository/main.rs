@@ -19,7 +19,7 @@ use std::sync::{Arc, OnceLock};
 
 use common::*;
 use osprey_engine::{AdmissionConfig, BackendKind, BatchingConfig, EngineConfig};
-use osprey_server::{AppState, ModelSpec, Models, ServerConfig};
+use osprey_server::{AppState, LongInputs, ModelSpec, Models, ServerConfig};
 use serde_json::Value;
 
 /// The repository root (models/, scripts/, .venv/ live there).
@@ -86,9 +86,13 @@ pub fn repo() -> &'static Repo {
                         },
                         admission: AdmissionConfig::default(),
                     };
-                    let state =
-                        AppState::new(ServerConfig::default(), osprey_server::install_metrics())
-                            .with_models(Models::new(base_engine, None, false));
+                    // Long inputs with `truncate: false` are embedded whole.
+                    let server = ServerConfig {
+                        long_inputs: LongInputs::Chunk,
+                        ..ServerConfig::default()
+                    };
+                    let state = AppState::new(server, osprey_server::install_metrics())
+                        .with_models(Models::new(base_engine, None, false));
                     tokio::spawn(osprey_server::serve(
                         listener,
                         state.clone(),

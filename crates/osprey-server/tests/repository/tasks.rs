@@ -305,3 +305,57 @@ fn reference_logits_ids(dir: &str, text: &str) -> Vec<u64> {
         .map(|v| v.as_u64().unwrap_or(0))
         .collect()
 }
+
+#[tokio::test]
+async fn long_inputs_are_chunked_as_computed_by_hand() {
+    let long =
+        "Sentence embeddings map text to vectors, and long documents need chunks. ".repeat(40);
+    let texts = [long.as_str(), "a short one"];
+    for (model, dir) in [
+        ("para", "paraphrase-MiniLM-L3-v2"),
+        ("minilm", "all-MiniLM-L6-v2"),
+    ] {
+        let reference = python(
+            "reference_heads.py",
+            &json!({ "model_dir": models_path(dir), "embed": true, "chunk": true, "inputs": texts }),
+        );
+        let chunks: Vec<u64> = reference["chunks"]
+            .as_array()
+            .expect("chunks")
+            .iter()
+            .filter_map(Value::as_u64)
+            .collect();
+        assert!(
+            chunks[0] > 1,
+            "{model}: the long text must need several windows"
+        );
+        let r = post(
+            "/embed",
+            json!({ "inputs": texts, "model": model, "truncate": false }),
+        )
+        .await;
+        let want_header = chunks
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
+        assert_eq!(
+            r.header("x-osprey-chunks"),
+            Some(want_header.as_str()),
+            "{model}"
+        );
+        let got = r.vectors();
+        for (v, want) in got
+            .iter()
+            .zip(reference["embeddings"].as_array().expect("embeddings"))
+        {
+            let v: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
+            let diff = max_diff(&v, &floats(want));
+            assert!(diff < 1e-4, "{model}: chunked embedding differs by {diff}");
+        }
+        // Truncation on (the default) cuts instead, and says nothing of chunks.
+        let cut = post("/embed", json!({ "inputs": texts, "model": model })).await;
+        assert!(cut.header("x-osprey-chunks").is_none());
+        assert_ne!(cut.vectors()[0], got[0]);
+    }
+}
