@@ -27,6 +27,9 @@ pub struct Served {
     pub label: String,
     /// When it started serving, in seconds since the Unix epoch.
     pub created: u64,
+    /// Requests answered and items computed or served, for per-model metrics.
+    pub requests: AtomicU64,
+    pub items: AtomicU64,
 }
 
 impl Served {
@@ -55,7 +58,15 @@ impl Served {
             version,
             traffic,
             backing,
+            requests: AtomicU64::new(0),
+            items: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one answered request of `items` items.
+    pub fn answered(&self, items: usize) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.items.fetch_add(items as u64, Ordering::Relaxed);
     }
 
     pub fn task(&self) -> Task {

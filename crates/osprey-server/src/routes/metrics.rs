@@ -4,6 +4,11 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use osprey_engine::{Backing, Served};
+
 use crate::AppState;
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
@@ -15,10 +20,48 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         .and_then(|p| p.cache())
         .map(|c| c.stats());
     crate::observe::refresh_gauges(&state);
-    let mut resp = crate::observe::render(&state, cache.as_ref()).into_response();
+    let mut text = crate::observe::render(&state, cache.as_ref());
+    render_models(&mut text, &state.models.registry().all());
+    let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     resp
+}
+
+/// Per-model families, labelled `model`, `version` and `task`, read from each
+/// served model when scraped (nothing is looked up per request).
+fn render_models(out: &mut String, models: &[Arc<Served>]) {
+    use std::fmt::Write;
+    let families: [(&str, &str, fn(&Served) -> u64); 4] = [
+        ("osprey_model_requests_total", "counter", |m| {
+            m.requests.load(Ordering::Relaxed)
+        }),
+        ("osprey_model_items_total", "counter", |m| {
+            m.items.load(Ordering::Relaxed)
+        }),
+        ("osprey_model_queue_tokens", "gauge", |m| match &m.backing {
+            Backing::Text(p) => p.engine().queued_tokens() as u64,
+            Backing::Tensor(_) => 0,
+        }),
+        ("osprey_model_replicas", "gauge", |m| match &m.backing {
+            Backing::Text(p) => p.info().replicas as u64,
+            Backing::Tensor(t) => t.info().replicas as u64,
+        }),
+    ];
+    for (name, kind, value) in families {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for m in models {
+            let _ = writeln!(
+                out,
+                "{name}{{model=\"{}\",version=\"{}\",task=\"{}\"}} {}",
+                m.name,
+                m.version,
+                m.task(),
+                value(m)
+            );
+        }
+        out.push('\n');
+    }
 }

@@ -67,6 +67,7 @@ pub(crate) async fn run<I: TextInput>(
     }
     let permit = pipeline.engine().admission().enter(asked)?;
     let out = pipeline.embed_permitted(inputs, opts, &permit).await?;
+    served.answered(inputs.len());
     let timing = stages(state, validate, &out);
     Ok((out, timing))
 }
@@ -85,6 +86,7 @@ pub(crate) async fn run_chunked(
     let validate = call.started.elapsed();
     let permit = pipeline.engine().admission().enter(asked)?;
     let (out, chunks) = pipeline.embed_chunked(texts, opts, &permit).await?;
+    served.answered(texts.len());
     let timing = stages(state, validate, &out);
     Ok((out, timing, chunks))
 }

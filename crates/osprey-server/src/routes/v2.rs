@@ -209,7 +209,7 @@ async fn run_infer(
         .map(decode)
         .collect::<Result<Vec<_>, _>>()?;
     let outputs = match &served.backing {
-        Backing::Tensor(engine) => infer_tensor(&state, &call, engine, inputs).await?,
+        Backing::Tensor(engine) => infer_tensor(&state, &call, &served, engine, inputs).await?,
         Backing::Text(_) => infer_text(&state, &call, &served, inputs).await?,
     };
     let wanted: Option<Vec<String>> = req.outputs.map(|o| o.into_iter().map(|o| o.name).collect());
@@ -242,14 +242,21 @@ async fn run_infer(
 async fn infer_tensor(
     state: &AppState,
     call: &Call,
+    served: &Served,
     engine: &Arc<osprey_engine::TensorEngine>,
     inputs: Vec<NamedTensor>,
 ) -> Result<Vec<NamedTensor>, ApiError> {
     let asked = crate::deadline::asked(&call.headers)?;
     state.protection.charge_items(call.caller.as_ref(), 1)?;
     let inputs = engine.check(inputs)?;
+    let rows = inputs
+        .first()
+        .and_then(|t| t.shape.first())
+        .map_or(1, |&r| r.max(0) as usize);
     let permit = engine.admission().enter(asked)?;
-    Ok(permit.within(engine.infer(inputs)).await?)
+    let out = permit.within(engine.infer(inputs)).await?;
+    served.answered(rows);
+    Ok(out)
 }
 
 /// A text model through v2: one BYTES input of texts, or of (query, text) pairs

@@ -172,3 +172,49 @@ async fn models_that_fail_to_load_get_a_clear_error_and_the_others_keep_serving(
     .await;
     assert_eq!(r.status, 200, "{}", r.text);
 }
+
+#[tokio::test]
+async fn traffic_weights_split_versions_and_ab_keys_stick() {
+    for version in ["a", "b"] {
+        let r = post(
+            "/admin/models",
+            json!({ "name": "ab", "version": version, "traffic": 0.5,
+                    "path": models_path("paraphrase-MiniLM-L3-v2") }),
+        )
+        .await;
+        assert_eq!(r.status, 201, "{}", r.text);
+    }
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..40 {
+        let r = post(
+            "/embed",
+            json!({ "inputs": format!("spread {i}"), "model": "ab" }),
+        )
+        .await;
+        seen.insert(r.header("x-osprey-model").unwrap_or("").to_owned());
+    }
+    assert_eq!(seen.len(), 2, "both versions serve: {seen:?}");
+    for user in ["alice", "bob", "carol"] {
+        let mut versions = std::collections::HashSet::new();
+        for i in 0..8 {
+            let resp = client()
+                .post(format!("{}/embed", repo().base))
+                .header("x-osprey-ab-key", user)
+                .json(&json!({ "inputs": format!("{user} {i}"), "model": "ab" }))
+                .send()
+                .await
+                .expect("POST /embed");
+            let r = Reply::read(resp).await;
+            versions.insert(r.header("x-osprey-model").unwrap_or("").to_owned());
+        }
+        assert_eq!(
+            versions.len(),
+            1,
+            "{user} moved between versions: {versions:?}"
+        );
+    }
+    let pinned = post("/embed", json!({ "inputs": "pinned", "model": "ab@b" })).await;
+    assert_eq!(pinned.header("x-osprey-model"), Some("ab@b"));
+    let gone = delete("/admin/models/ab").await;
+    assert_eq!(gone.json["removed"], json!(["ab@a", "ab@b"]));
+}

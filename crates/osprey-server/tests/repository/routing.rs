@@ -89,3 +89,23 @@ async fn the_models_list_is_openais_with_each_models_task() {
         .await
         .assert_error(404, "unknown model");
 }
+
+#[tokio::test]
+async fn metrics_are_labelled_by_model_and_version() {
+    let r = post("/embed", json!({ "inputs": "counted", "model": "para" })).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let text = fetch("/metrics").await.text;
+    let line = text
+        .lines()
+        .find(|l| {
+            l.starts_with(r#"osprey_model_requests_total{model="para",version="1",task="embed"}"#)
+        })
+        .unwrap_or_else(|| panic!("no per-model request count in\n{text}"));
+    let count: f64 = line
+        .rsplit(' ')
+        .next()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!(count >= 1.0, "{line}");
+    assert!(text.contains(r#"osprey_model_replicas{model="risk",version="1",task="tensor"} 1"#));
+}
