@@ -30,11 +30,14 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     resp
 }
 
+/// A metric family's name, Prometheus type, and value for one model.
+type Family = (&'static str, &'static str, fn(&Served) -> u64);
+
 /// Per-model families, labelled `model`, `version` and `task`, read from each
 /// served model when scraped (nothing is looked up per request).
 fn render_models(out: &mut String, models: &[Arc<Served>]) {
     use std::fmt::Write;
-    let families: [(&str, &str, fn(&Served) -> u64); 4] = [
+    let families: [Family; 4] = [
         ("osprey_model_requests_total", "counter", |m| {
             m.requests.load(Ordering::Relaxed)
         }),
