@@ -149,34 +149,56 @@ def http(method, url, body=None, timeout=30):
         return r.status, json.loads(r.read() or b"null")
 
 
-def wait_for(proc, check, what, limit=300):
+def wait_for(proc, check, what, log, limit=300):
+    """Polls `check` until it holds; on failure shows the end of the server's log."""
     t0 = time.time()
     while True:
+        failed = None
         if proc.poll() is not None:
-            sys.exit(f"{what} exited with {proc.returncode} before it was ready")
-        try:
-            if check():
-                return time.time() - t0
-        except Exception:
-            pass
-        if time.time() - t0 > limit:
+            failed = f"{what} exited with {proc.returncode} before it was ready"
+        else:
+            try:
+                if check():
+                    return time.time() - t0
+            except Exception:
+                pass
+            if time.time() - t0 > limit:
+                failed = f"{what} not ready after {limit} s"
+        if failed:
             stop(proc)
-            sys.exit(f"{what} not ready after {limit} s")
+            with open(log.name, errors="replace") as f:
+                tail = f.read()[-3000:]
+            sys.exit(f"{failed}; its output ends with:\n{tail}")
         time.sleep(0.05)
 
 
 def stop(proc):
     """SIGTERM to the server's process group (it was started as a session leader)."""
-    if proc.poll() is not None:
-        return
     try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(30)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     except ProcessLookupError:
         pass
+    finally:
+        log = getattr(proc, "log", None)
+        if log is not None:
+            log.close()
+
+
+def warn_if_stale(binary):
+    """A note when a Rust source is newer than the binary (it may not hold the latest code)."""
+    built = os.path.getmtime(binary)
+    for top in ("crates",):
+        for d, _, files in os.walk(os.path.join(ROOT, top)):
+            for f in files:
+                if (f.endswith(".rs") or f == "Cargo.toml") and os.path.getmtime(os.path.join(d, f)) > built:
+                    print(f"note: {os.path.relpath(os.path.join(d, f), ROOT)} is newer than {binary}",
+                          file=sys.stderr)
+                    return
 
 
 def osprey_config(port, models, cache=False):
@@ -209,6 +231,7 @@ def start_osprey(binary, models, workdir, cache=False, log_name="osprey.log"):
     t0 = time.time()
     p = subprocess.Popen([binary, "serve", "--config", config], cwd=ROOT, env=env,
                          stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    p.log = log
     url = f"http://127.0.0.1:{port}"
     names = {m["name"] for m in models}
 
@@ -218,7 +241,7 @@ def start_osprey(binary, models, workdir, cache=False, log_name="osprey.log"):
         listed = {m.get("name", m.get("id")) for m in http("GET", url + "/v1/models", timeout=2)[1]["data"]}
         return names <= listed
 
-    wait_for(p, loaded, f"osprey (log: {log.name})")
+    wait_for(p, loaded, "osprey", log)
     return p, url, time.time() - t0
 
 
@@ -244,8 +267,9 @@ def start_python(python, threads, workers, workdir):
                           "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
                           "--log-level", "warning"],
                          cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    p.log = log
     url = f"http://127.0.0.1:{port}"
-    wait_for(p, lambda: http("GET", url + "/health", timeout=2)[0] == 200, f"python service (log: {log.name})")
+    wait_for(p, lambda: http("GET", url + "/health", timeout=2)[0] == 200, "the python service", log)
     if workers > 1:
         time.sleep(1.0)  # let every worker come up
     return p, url, time.time() - t0
@@ -343,8 +367,9 @@ def run_wrk(url, inputs, conc, duration, model=None):
 
 
 def measure(proc, url, inputs, a, ndocs, model=None):
-    run_wrk(url, inputs, 2, a.warmup, model)  # warm-up, not measured
+    time.sleep(0.5)  # loading threads finish freeing their buffers
     rss_ready = rss_mb(proc.pid)
+    run_wrk(url, inputs, 2, a.warmup, model)  # warm-up, not measured
     c0, t0 = cpu_ticks(proc.pid), time.time()
     with RssPeak(proc.pid) as peak:
         r = run_wrk(url, inputs, a.conc, a.duration, model)
@@ -466,6 +491,10 @@ def main():
 
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing (apt-get install wrk)")
+    if a.only != "python":
+        if not os.access(a.binary, os.X_OK):
+            sys.exit(f"{a.binary} is missing: build it with `cargo build --release -p osprey --features onnx`")
+        warn_if_stale(a.binary)
     docs = DOCUMENTS[:a.docs]
     backends = ["candle", "onnx"] if a.backend == "both" else [a.backend]
     servers = []
