@@ -6,7 +6,7 @@ CARGO ?= cargo
 MODEL_DIR := models/all-MiniLM-L6-v2
 ARGS ?=
 
-.PHONY: run run-onnx build build-onnx model onnx test-models chromium test lint unit fuzz fuzz-tools bench baseline clean
+.PHONY: run run-onnx build build-onnx model onnx test-models clients chromium test lint unit fuzz fuzz-tools bench baseline clean
 
 ## Serve the default model on 127.0.0.1:8080 (candle backend, release build).
 run: model
@@ -48,7 +48,11 @@ lint:
 chromium:
 	scripts/ensure-chromium.sh
 
-unit: chromium
+## The official API clients the tests speak through (openai), into .venv/.
+clients:
+	scripts/ensure-clients.sh
+
+unit: chromium clients
 	scripts/ensure-redis.sh
 	$(CARGO) test -j $(JOBS) --workspace --all-features
 

@@ -177,6 +177,14 @@ impl Registry {
             .insert(name.to_owned());
     }
 
+    /// Names configured and still loading, sorted.
+    pub fn still_loading(&self) -> Vec<String> {
+        let loading = self.loading.read().unwrap_or_else(|p| p.into_inner());
+        let mut names: Vec<String> = loading.iter().cloned().collect();
+        names.sort();
+        names
+    }
+
     /// Clears loading marks: `name`'s, or with `None` every mark of a name served.
     pub fn loaded(&self, name: Option<&str>) {
         let mut loading = self.loading.write().unwrap_or_else(|p| p.into_inner());

@@ -12,6 +12,8 @@ use osprey_engine::{
 };
 use serde::{Deserialize, Serialize};
 
+use crate::EngineSlot;
+
 /// One `[[models]]` entry, and the body of `POST /admin/models`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +115,8 @@ pub struct Models {
     drain: Duration,
     /// What each served model was loaded from, by `name@version`.
     specs: std::sync::Mutex<Vec<ModelSpec>>,
+    /// The default model's slot (readiness, `/info`, the dashboard).
+    slot: Arc<EngineSlot>,
 }
 
 impl Models {
@@ -124,6 +128,25 @@ impl Models {
             single,
             drain: Duration::from_secs(30),
             specs: std::sync::Mutex::default(),
+            slot: Arc::default(),
+        }
+    }
+
+    /// The same models, keeping `slot` on the default model.
+    pub fn with_slot(mut self, slot: Arc<EngineSlot>) -> Self {
+        self.slot = slot;
+        self
+    }
+
+    /// Points the slot at the first text model served, after any change.
+    fn refresh_slot(&self) {
+        if let Some(p) = self
+            .registry
+            .all()
+            .iter()
+            .find_map(|m| m.pipeline().ok().cloned())
+        {
+            self.slot.set(p);
         }
     }
 
@@ -222,6 +245,7 @@ impl Models {
         match self.registry.add(served) {
             Ok(()) => {
                 self.specs().push(spec.clone());
+                self.refresh_slot();
                 self.registry.get(&label).map_err(ManageError::from)
             }
             Err(lost) => {
@@ -255,6 +279,7 @@ impl Models {
             return Err(ResolveError::Unknown(label).into());
         };
         self.retire(vec![replaced]);
+        self.refresh_slot();
         let mut specs = self.specs();
         specs.retain(|s| s.label() != label);
         specs.push(spec);
@@ -276,6 +301,7 @@ impl Models {
         }
         let labels: Vec<String> = gone.iter().map(|m| m.label.clone()).collect();
         self.specs().retain(|s| !labels.contains(&s.label()));
+        self.refresh_slot();
         self.retire(gone);
         Ok(labels)
     }

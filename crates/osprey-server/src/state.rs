@@ -1,5 +1,5 @@
 use std::ops::Deref;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
 use metrics_exporter_prometheus::PrometheusHandle;
@@ -9,24 +9,28 @@ use crate::models::Models;
 use crate::observe::{ObserveConfig, Observer};
 use crate::{ApiError, Protection, ServerConfig};
 
-/// The engine (behind its cache pipeline) once loaded, or why it is not (yet).
+/// The default model's pipeline (the first text model served), or why there is
+/// none (yet). It follows the repository: a reload or removal moves it.
 #[derive(Default)]
 pub struct EngineSlot {
-    engine: OnceLock<Arc<Pipeline>>,
+    engine: RwLock<Option<Arc<Pipeline>>>,
     failure: OnceLock<String>,
 }
 
 impl EngineSlot {
     pub fn set(&self, engine: Arc<Pipeline>) {
-        let _ = self.engine.set(engine);
+        *self.engine.write().unwrap_or_else(|p| p.into_inner()) = Some(engine);
     }
 
     pub fn fail(&self, reason: String) {
         let _ = self.failure.set(reason);
     }
 
-    pub fn get(&self) -> Option<&Arc<Pipeline>> {
-        self.engine.get()
+    pub fn get(&self) -> Option<Arc<Pipeline>> {
+        self.engine
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn failure(&self) -> Option<&str> {
@@ -63,20 +67,22 @@ impl Deref for AppState {
 
 impl AppState {
     pub fn new(config: ServerConfig, metrics: PrometheusHandle) -> Self {
+        let engine = Arc::new(EngineSlot::default());
         Self(Arc::new(Shared {
             config: Arc::new(config),
-            engine: Arc::new(EngineSlot::default()),
+            engine: engine.clone(),
             metrics,
             started: Instant::now(),
             protection: Arc::new(Protection::default()),
             observe: Arc::new(Observer::new(ObserveConfig::default())),
-            models: Arc::new(Models::new(Default::default(), None, true)),
+            models: Arc::new(Models::new(Default::default(), None, true).with_slot(engine.clone())),
         }))
     }
 
-    /// The same state serving `models`.
+    /// The same state serving `models`; the engine slot follows their default.
     pub fn with_models(self, models: Models) -> Self {
         let mut shared = Arc::unwrap_or_clone(self.0);
+        let models = models.with_slot(shared.engine.clone());
         shared.models = Arc::new(models);
         Self(Arc::new(shared))
     }
@@ -95,8 +101,8 @@ impl AppState {
         Self(Arc::new(shared))
     }
 
-    /// The engine, or 503 while it loads.
-    pub fn engine(&self) -> Result<&Arc<Pipeline>, ApiError> {
+    /// The default model's pipeline, or 503 while it loads.
+    pub fn engine(&self) -> Result<Arc<Pipeline>, ApiError> {
         self.engine.get().ok_or(ApiError::NotReady)
     }
 }

@@ -148,11 +148,7 @@ fn load_models_in_background(
         let mut errors = Vec::new();
         for spec in &specs {
             match state.models.add(spec).await {
-                Ok(served) => {
-                    if let Ok(p) = served.pipeline() {
-                        state.engine.set(p.clone());
-                    }
-                }
+                Ok(_) => {}
                 Err(e) => {
                     tracing::error!(model = %spec.label(), error = %e, "the model could not be loaded");
                     errors.push(e.to_string());

@@ -106,12 +106,18 @@ pub async fn live(State(state): State<AppState>) -> Json<Live> {
 }
 
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    match state.engine.get() {
+    // Ready once every configured model serves, not just the first.
+    let loading = state.models.registry().still_loading();
+    match state.engine.get().filter(|_| loading.is_empty()) {
         // A degraded cache tier slows nothing down and loses nothing: still ready.
-        Some(pipeline) => (StatusCode::OK, Json(readiness(pipeline))),
+        Some(pipeline) => (StatusCode::OK, Json(readiness(&pipeline))),
         None => {
             let (status, reason) = match state.engine.failure() {
                 Some(f) => (ComponentStatus::Failed, f.to_owned()),
+                None if loading.len() > 1 || state.engine.get().is_some() => (
+                    ComponentStatus::Loading,
+                    format!("loading and warming up: {}", loading.join(", ")),
+                ),
                 None => (
                     ComponentStatus::Loading,
                     "loading and warming up the model".to_owned(),

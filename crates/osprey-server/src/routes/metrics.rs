@@ -17,8 +17,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     let cache = state
         .engine
         .get()
-        .and_then(|p| p.cache())
-        .map(|c| c.stats());
+        .and_then(|p| p.cache().map(|c| c.stats()));
     crate::observe::refresh_gauges(&state);
     let mut text = crate::observe::render(&state, cache.as_ref());
     render_models(&mut text, &state.models.registry().all());

@@ -9,6 +9,7 @@
 #[path = "../common/mod.rs"]
 mod common;
 
+mod clients;
 mod manage;
 mod routing;
 mod tasks;
@@ -99,12 +100,9 @@ pub fn repo() -> &'static Repo {
                         std::future::pending(),
                     ));
                     for s in served_specs() {
-                        let served = state.models.add(&s).await.unwrap_or_else(|e| {
+                        state.models.add(&s).await.unwrap_or_else(|e| {
                             panic!("{} failed to load (run `make test-models`): {e}", s.label())
                         });
-                        if let Ok(p) = served.pipeline() {
-                            state.engine.set(p.clone());
-                        }
                     }
                     tx.send(Repo {
                         base: format!("http://127.0.0.1:{port}"),

@@ -84,6 +84,12 @@ async fn adding_reloading_and_removing_under_load_fails_no_request() {
         let r = post(&format!("/admin/models/{name}/reload"), json!({})).await;
         assert_eq!(r.status, 200, "reload {name}: {}", r.text);
     }
+    // The default model's slot (readiness, /info) follows the reloaded copy.
+    let info = fetch("/info").await;
+    assert_eq!(info.status, 200, "{}", info.text);
+    assert_eq!(info.json["model_id"], "all-MiniLM-L6-v2");
+    let ready = fetch("/health/ready").await;
+    assert_eq!(ready.status, 200, "{}", ready.text);
     let gone = delete("/admin/models/extra@7").await;
     assert_eq!(gone.status, 200, "{}", gone.text);
     assert_eq!(gone.json["removed"], json!(["extra@7"]));

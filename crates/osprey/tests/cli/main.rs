@@ -11,6 +11,7 @@ use std::path::PathBuf;
 mod config_check;
 mod embed;
 mod help;
+mod repository;
 mod serve;
 
 /// The reference vectors of an independent float64 implementation.

@@ -1,0 +1,118 @@
+//! `osprey serve` with `[[models]]`: every model served from the config file, a
+//! model that fails to load leaving the others serving, and SIGHUP applying an
+//! edited `[[models]]` while the server runs.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn models_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
+}
+
+fn config(port: u16, models: &[(&str, &str)]) -> String {
+    let mut text =
+        format!("[server]\nhost = \"127.0.0.1\"\nport = {port}\n\n[batching]\nreplicas = 1\n");
+    for (name, dir) in models {
+        let path = models_dir().join(dir);
+        text.push_str(&format!(
+            "\n[[models]]\nname = \"{name}\"\npath = \"{}\"\n",
+            path.display()
+        ));
+    }
+    text
+}
+
+async fn served(client: &reqwest::Client, base: &str) -> Vec<String> {
+    let Ok(resp) = client.get(format!("{base}/v1/models")).send().await else {
+        return Vec::new();
+    };
+    let list: Value = resp.json().await.unwrap_or(Value::Null);
+    let mut names: Vec<String> = list["data"]
+        .as_array()
+        .map(|d| {
+            d.iter()
+                .filter_map(|m| m["id"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+async fn status_of(client: &reqwest::Client, base: &str, model: &str) -> u16 {
+    client
+        .post(format!("{base}/embed"))
+        .json(&json!({ "inputs": "which model?", "model": model }))
+        .send()
+        .await
+        .map_or(0, |r| r.status().as_u16())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_applies_models_from_the_config_and_again_on_sighup() {
+    let dir = tempdir();
+    let file = dir.path().join("osprey.toml");
+    let port = free_port();
+    std::fs::write(
+        &file,
+        config(
+            port,
+            &[
+                ("minilm", "all-MiniLM-L6-v2"),
+                ("missing", "no-such-model"),
+                ("polarity", "minilm-polarity-classifier"),
+            ],
+        ),
+    )
+    .expect("write the config");
+    let file_arg = file.to_string_lossy().into_owned();
+    let mut server = spawn_server(&["--config", &file_arg]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client");
+    // Ready once every model that can load serves; the broken one is logged.
+    wait_ready(&mut server, &client, &base).await;
+    assert_eq!(served(&client, &base).await, ["minilm", "polarity"]);
+    let log = server.log();
+    assert!(
+        log.contains("missing@1") && log.contains("no-such-model"),
+        "the failed model is named with its path:\n{log}"
+    );
+    assert_eq!(status_of(&client, &base, "minilm").await, 200);
+    assert_eq!(status_of(&client, &base, "nope").await, 404);
+
+    // Edit [[models]]: drop the classifier, add a second embedding model.
+    std::fs::write(
+        &file,
+        config(
+            port,
+            &[
+                ("minilm", "all-MiniLM-L6-v2"),
+                ("para", "paraphrase-MiniLM-L3-v2"),
+            ],
+        ),
+    )
+    .expect("rewrite the config");
+    signal(server.child.id(), "HUP");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while served(&client, &base).await != ["minilm", "para"] {
+        assert!(
+            Instant::now() < deadline,
+            "SIGHUP not applied in 60 s; log:\n{}",
+            server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status_of(&client, &base, "para").await, 200);
+    assert_eq!(status_of(&client, &base, "polarity").await, 404);
+
+    signal(server.child.id(), "TERM");
+    let status = server.wait(Duration::from_secs(60)).await;
+    assert!(status.success(), "exit {status}; log:\n{}", server.log());
+}
