@@ -293,17 +293,11 @@ fn check_one(spec: &TensorSpec, t: &NamedTensor) -> Result<(), EngineError> {
             spec.datatype
         ));
     }
-    if t.shape.len() != spec.shape.len() {
-        return bad(format!(
-            "input `{}` has shape {:?}; the model takes {:?} (-1: any size)",
-            spec.name, t.shape, spec.shape
-        ));
-    }
-    let fits = t
-        .shape
-        .iter()
-        .zip(&spec.shape)
-        .all(|(&d, &want)| d >= 0 && (want < 0 || d == want));
+    let fits = t.shape.len() == spec.shape.len()
+        && t.shape
+            .iter()
+            .zip(&spec.shape)
+            .all(|(&d, &want)| d >= 0 && (want < 0 || d == want));
     if !fits {
         return bad(format!(
             "input `{}` has shape {:?}; the model takes {:?} (-1: any size)",
@@ -359,10 +353,7 @@ fn run(mut backend: Box<dyn TensorBackend>, queue: &Queue) {
         }
         let started = Instant::now();
         if batch.len() == 1 {
-            for job in batch {
-                let result = guarded(backend.as_mut(), &job.inputs);
-                let _ = job.reply.send(result);
-            }
+            run_alone(backend.as_mut(), batch);
             continue;
         }
         match run_batch(backend.as_mut(), &batch) {
@@ -372,14 +363,17 @@ fn run(mut backend: Box<dyn TensorBackend>, queue: &Queue) {
                 }
             }
             // Outputs that do not split by rows: each request alone.
-            Err(_) => {
-                for job in batch {
-                    let result = guarded(backend.as_mut(), &job.inputs);
-                    let _ = job.reply.send(result);
-                }
-            }
+            Err(_) => run_alone(backend.as_mut(), batch),
         }
         tracing::trace!(ms = started.elapsed().as_millis() as u64, "tensor batch");
+    }
+}
+
+/// Each job as a run of its own.
+fn run_alone(backend: &mut dyn TensorBackend, jobs: Vec<Job>) {
+    for job in jobs {
+        let result = guarded(backend, &job.inputs);
+        let _ = job.reply.send(result);
     }
 }
 
@@ -437,4 +431,69 @@ fn run_batch(
         }
     }
     Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(
+        rows: usize,
+        width: usize,
+    ) -> (Job, oneshot::Receiver<Result<Vec<NamedTensor>, String>>) {
+        let (reply, rx) = oneshot::channel();
+        let input = NamedTensor {
+            name: "input".into(),
+            shape: vec![rows as i64, width as i64],
+            data: TensorData::Fp32(vec![0.0; rows * width]),
+        };
+        (
+            Job {
+                inputs: vec![input],
+                rows,
+                reply,
+            },
+            rx,
+        )
+    }
+
+    fn queue(batches: bool) -> Queue {
+        Queue {
+            state: Mutex::default(),
+            wake: Condvar::new(),
+            max_queued_rows: 100,
+            max_batch_rows: 8,
+            batches,
+        }
+    }
+
+    #[test]
+    fn jobs_of_one_shape_batch_up_to_the_row_limit() {
+        let q = queue(true);
+        let mut keep = Vec::new();
+        for (rows, width) in [(2, 30), (3, 30), (1, 64), (3, 30), (2, 30)] {
+            let (j, rx) = job(rows, width);
+            keep.push(rx);
+            assert!(q.push(j).is_ok());
+        }
+        let rows = |b: Vec<Job>| b.iter().map(|j| j.rows).collect::<Vec<_>>();
+        // 2 + 3 + 3 = 8 rows of width 30; the 64-wide job and the one past the
+        // limit wait for batches of their own.
+        assert_eq!(q.next().map(rows), Some(vec![2, 3, 3]));
+        assert_eq!(q.next().map(rows), Some(vec![1]));
+        assert_eq!(q.next().map(rows), Some(vec![2]));
+        q.close();
+        assert!(q.next().is_none());
+    }
+
+    #[test]
+    fn a_model_without_a_dynamic_batch_runs_jobs_alone_and_the_queue_is_bounded() {
+        let q = queue(false);
+        let (a, _ra) = job(1, 30);
+        let (b, _rb) = job(1, 30);
+        assert!(q.push(a).is_ok() && q.push(b).is_ok());
+        assert_eq!(q.next().map(|b| b.len()), Some(1));
+        let (big, _r) = job(100, 1);
+        assert!(matches!(q.push(big), Err(EngineError::Overloaded { .. })));
+    }
 }

@@ -1,9 +1,7 @@
 //! The official client packages against the server: openai for embeddings and
 //! the models list, checked against the float64 reference.
 
-use serde_json::json;
-
-use crate::{floats, max_diff, models_path, python, repo, root, served_specs};
+use crate::{floats, max_diff, reference_embeddings, repo, root, served_specs};
 
 #[tokio::test]
 async fn the_openai_client_embeds_and_lists_models() {
@@ -29,16 +27,8 @@ async fn the_openai_client_embeds_and_lists_models() {
         ("minilm", "all-MiniLM-L6-v2", &texts[..]),
         ("para", "paraphrase-MiniLM-L3-v2", &texts[..1]),
     ] {
-        let reference = python(
-            "reference_heads.py",
-            &json!({ "model_dir": models_path(dir), "embed": true, "inputs": inputs }),
-        );
-        let want: Vec<f64> = reference["embeddings"]
-            .as_array()
-            .expect("embeddings")
-            .iter()
-            .flat_map(floats)
-            .collect();
+        let (reference, _) = reference_embeddings(dir, inputs, false);
+        let want: Vec<f64> = reference.into_iter().flatten().collect();
         let got: Vec<f64> = match seen[field].as_array() {
             Some(rows) if rows.first().is_some_and(|r| r.is_array()) => {
                 rows.iter().flat_map(floats).collect()

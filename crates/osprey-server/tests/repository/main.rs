@@ -176,3 +176,35 @@ pub fn models_path(dir: &str) -> String {
 pub fn shared_state() -> Arc<Models> {
     repo().state.models.clone()
 }
+
+/// Float64 sentence embeddings of `texts` by the model in `models/<dir>`, and how
+/// many windows each took (`chunk`: long texts embedded whole, else cut).
+pub fn reference_embeddings(dir: &str, texts: &[&str], chunk: bool) -> (Vec<Vec<f64>>, Vec<u64>) {
+    let out = python(
+        "reference_heads.py",
+        &serde_json::json!({ "model_dir": models_path(dir), "embed": true, "chunk": chunk, "inputs": texts }),
+    );
+    let vectors = out["embeddings"]
+        .as_array()
+        .expect("embeddings")
+        .iter()
+        .map(floats)
+        .collect();
+    let chunks = out["chunks"]
+        .as_array()
+        .expect("chunks")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    (vectors, chunks)
+}
+
+/// Each vector within 1e-4 of its reference, element by element.
+pub fn assert_close(got: &[Vec<f32>], want: &[Vec<f64>], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: vector count");
+    for (v, w) in got.iter().zip(want) {
+        let v: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
+        let diff = max_diff(&v, w);
+        assert!(diff < 1e-4, "{what} differs from the reference by {diff}");
+    }
+}

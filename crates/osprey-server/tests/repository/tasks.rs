@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::{floats, max_diff, models_path, post, python};
+use crate::{assert_close, floats, max_diff, models_path, post, python, reference_embeddings};
 
 const TEXTS: [&str; 4] = [
     "a gorgeous , witty , seductive movie .",
@@ -236,21 +236,11 @@ async fn cohere_rerank_answers_in_its_own_shape() {
 #[tokio::test]
 async fn a_second_embedding_model_matches_its_reference() {
     let texts = &TEXTS[..3];
-    let reference = python(
-        "reference_heads.py",
-        &json!({ "model_dir": models_path("paraphrase-MiniLM-L3-v2"), "embed": true, "inputs": texts }),
-    );
+    let (reference, _) = reference_embeddings("paraphrase-MiniLM-L3-v2", texts, false);
     let r = post("/embed", json!({ "inputs": texts, "model": "para" })).await;
     assert_eq!(r.header("x-osprey-model"), Some("para@1"));
     let got = r.vectors();
-    for (v, want) in got
-        .iter()
-        .zip(reference["embeddings"].as_array().expect("embeddings"))
-    {
-        let v: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
-        let diff = max_diff(&v, &floats(want));
-        assert!(diff < 1e-4, "paraphrase-MiniLM-L3-v2 differs by {diff}");
-    }
+    assert_close(&got, &reference, "paraphrase-MiniLM-L3-v2");
     // The default embedding model is the first one configured, and differs.
     let first = post("/embed", json!({ "inputs": texts[0] })).await;
     assert_eq!(first.header("x-osprey-model"), Some("minilm@1"));
@@ -315,16 +305,7 @@ async fn long_inputs_are_chunked_as_computed_by_hand() {
         ("para", "paraphrase-MiniLM-L3-v2"),
         ("minilm", "all-MiniLM-L6-v2"),
     ] {
-        let reference = python(
-            "reference_heads.py",
-            &json!({ "model_dir": models_path(dir), "embed": true, "chunk": true, "inputs": texts }),
-        );
-        let chunks: Vec<u64> = reference["chunks"]
-            .as_array()
-            .expect("chunks")
-            .iter()
-            .filter_map(Value::as_u64)
-            .collect();
+        let (reference, chunks) = reference_embeddings(dir, &texts, true);
         assert!(
             chunks[0] > 1,
             "{model}: the long text must need several windows"
@@ -345,14 +326,7 @@ async fn long_inputs_are_chunked_as_computed_by_hand() {
             "{model}"
         );
         let got = r.vectors();
-        for (v, want) in got
-            .iter()
-            .zip(reference["embeddings"].as_array().expect("embeddings"))
-        {
-            let v: Vec<f64> = v.iter().map(|&x| f64::from(x)).collect();
-            let diff = max_diff(&v, &floats(want));
-            assert!(diff < 1e-4, "{model}: chunked embedding differs by {diff}");
-        }
+        assert_close(&got, &reference, model);
         // Truncation on (the default) cuts instead, and says nothing of chunks.
         let cut = post("/embed", json!({ "inputs": texts, "model": model })).await;
         assert!(cut.header("x-osprey-chunks").is_none());
