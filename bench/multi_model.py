@@ -10,7 +10,8 @@
    Runs alternate A, B, A, B, ... (--rounds pairs; these machines are noisy), each
    on a freshly started server; the table shows medians and the ratio B / A of
    throughput, p50/p99 latency and resident memory (right after ready, and after
-   the load).
+   the load). "other CPU %" is what the rest of the machine used meanwhile (wrk,
+   and anything else running: a noise indicator; 2 cores = 200 %).
 2. Memory per model: the servers of the first 1, 2, ... models of B, started one
    after another; resident memory right after ready against the size of each
    added model's weight file (model.safetensors on candle, the ONNX file on
@@ -23,7 +24,7 @@ free 127.0.0.1 port, result cache off; one server runs at a time.
 
 usage: python3 bench/multi_model.py [--binary target/release/osprey] [--backend candle|onnx]
                                     [--duration 20] [--conc 64] [--batch 1] [--rounds 2]
-                                    [--with-tensor] [--replicas N]
+                                    [--with-tensor] [--replicas N] [--quiet-wait 30]
                                     [--only throughput,memory,replicas] [--json out.json]
 """
 import argparse
@@ -145,13 +146,13 @@ def throughput(a, work, lua, entries_b):
             proc, url, secs = rr.start_osprey(a.binary, entries, work)
             try:
                 rss_ready = settled_rss(proc.pid)
+                waited = rr.wait_quiet(a.quiet_wait) if a.quiet_wait else 0.0
                 wrk_embed(url, lua, 2, a.warmup, a.batch)  # warm-up, not measured
-                c0, t0 = rr.cpu_ticks(proc.pid), time.time()
-                with rr.RssPeak(proc.pid) as peak:
+                with rr.RssPeak(proc.pid) as peak, rr.CpuShare(proc.pid) as cpu:
                     r = wrk_embed(url, lua, a.conc, a.duration, a.batch)
-                r.update(cpu_pct=(rr.cpu_ticks(proc.pid) - c0) / rr.HZ / (time.time() - t0) * 100,
+                r.update(cpu_pct=cpu.server_pct, other_cpu_pct=cpu.other_pct,
                          rss_ready_mb=rss_ready, rss_after_mb=rr.rss_mb(proc.pid), rss_peak_mb=peak.peak,
-                         ready_s=secs)
+                         ready_s=secs, quiet_wait_s=waited)
             finally:
                 rr.stop(proc)
             runs[label].append(r)
@@ -161,7 +162,8 @@ def throughput(a, work, lua, entries_b):
             time.sleep(0.5)
 
     cols = [("req_s", "req/s"), ("sent_s", "inputs/s"), ("p50_us", "p50 ms"), ("p99_us", "p99 ms"),
-            ("errors", "errors"), ("cpu_pct", "CPU %"), ("rss_ready_mb", "RSS ready MB"),
+            ("errors", "errors"), ("cpu_pct", "CPU %"), ("other_cpu_pct", "other CPU %"),
+            ("rss_ready_mb", "RSS ready MB"),
             ("rss_after_mb", "RSS after load MB"), ("rss_peak_mb", "peak RSS MB")]
     print(f"\n/embed on {TARGET} ({a.backend}), unique texts, {a.batch} input(s) per request, "
           f"{a.conc} connections, {a.duration} s per run; runs alternate A/B, median of {a.rounds} each\n")
@@ -174,7 +176,8 @@ def throughput(a, work, lua, entries_b):
                  else f"{m[k]:.0f}" for k, _ in cols]
         print(f"| {label} | " + " | ".join(cells) + " | " + ", ".join(f"{r['sent_s']:.0f}" for r in rs) + " |")
     a_, b_ = list(med)
-    ratio = [f"{med[b_][k] / med[a_][k]:.2f}x" if med[a_][k] and k != "errors" else "" for k, _ in cols]
+    ratio = [f"{med[b_][k] / med[a_][k]:.2f}x" if med[a_][k] and k not in ("errors", "other_cpu_pct") else ""
+             for k, _ in cols]
     print(f"| B / A | " + " | ".join(ratio) + " | |")
     return {"runs": runs, "median": med}
 
@@ -182,15 +185,18 @@ def throughput(a, work, lua, entries_b):
 def memory(a, work, entries_b):
     rows, prev = [], None
     for k in range(1, len(entries_b) + 1):
-        proc, _, secs = rr.start_osprey(a.binary, entries_b[:k], work)
+        proc, url, secs = rr.start_osprey(a.binary, entries_b[:k], work)
+        added = entries_b[k - 1]
         try:
             rss = settled_rss(proc.pid)
+            cards = rr.http("GET", url + "/v1/models")[1]["data"]
+            reps = next((c.get("details", {}).get("replicas") for c in cards
+                         if c.get("name") == added["name"]), None)
         finally:
             rr.stop(proc)
-        added = entries_b[k - 1]
         f = weights_file(added, a.backend)
         size = os.path.getsize(f) / 2**20
-        rows.append({"models": k, "added": added["name"], "weights_file": os.path.relpath(f, ROOT),
+        rows.append({"models": k, "added": added["name"], "replicas": reps, "weights_file": os.path.relpath(f, ROOT),
                      "weights_mb": size, "rss_mb": rss, "ready_s": secs,
                      "delta_mb": None if prev is None else rss - prev})
         prev = rss
@@ -198,13 +204,16 @@ def memory(a, work, entries_b):
         time.sleep(0.5)
     print(f"\nresident memory right after ready, models added one at a time ({a.backend}; "
           "a tensor model is always onnx)\n")
-    print("| models | added | its weights file | file MB | RSS MB | RSS increase MB | increase / file |")
-    print("|---|---|---|---|---|---|---|")
+    print("| models | added | its replicas | its weights file | file MB | RSS MB | RSS increase MB | increase / file |")
+    print("|---|---|---|---|---|---|---|---|")
     for r in rows:
         d = r["delta_mb"]
-        print(f"| {r['models']} | {r['added']} | {r['weights_file']} | {r['weights_mb']:.1f} | {r['rss_mb']:.0f} | "
+        print(f"| {r['models']} | {r['added']} | {r['replicas'] if r['replicas'] is not None else '-'} | "
+              f"{r['weights_file']} | {r['weights_mb']:.1f} | {r['rss_mb']:.0f} | "
               f"{'(first)' if d is None else f'{d:+.0f}'} | "
               f"{'' if d is None or r['weights_mb'] < 1 else format(d / r['weights_mb'], '.2f')} |")
+    if a.backend == "onnx":
+        print("\nEvery onnx replica is a session of its own with its own copy of the weights.")
     if any("backend" not in e for e in entries_b) and a.backend == "candle":
         print("\nThe first tensor model also loads the onnxruntime library, which the candle "
               "text models do not use: its increase is mostly that library, not the model.")
@@ -252,6 +261,9 @@ def main():
     ap.add_argument("--replicas", type=int,
                     help="replicas of every text model in the throughput and memory parts "
                          "(default: Osprey's batching.replicas)")
+    ap.add_argument("--quiet-wait", type=int, default=30,
+                    help="before each throughput run, wait up to this many seconds for the machine "
+                         "to be idle (0: never)")
     ap.add_argument("--only", default="throughput,memory,replicas",
                     help="comma-separated parts to run: throughput, memory, replicas")
     ap.add_argument("--json", help="write every figure here")

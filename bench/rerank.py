@@ -12,14 +12,16 @@ with N connections for D seconds, after a few seconds of warm-up.
 
 Per server: requests/s, documents/s, p50/p99 latency, CPU, resident memory
 right after ready and the peak while loaded (sampled every 0.2 s), then the
-ratios Osprey / Python. Before measuring, one request goes to both servers: the
+ratios Osprey / Python. "other CPU %" is what the rest of the machine used
+meanwhile (wrk, and anything else running: a noise indicator; 2 cores = 200 %). Before measuring, one request goes to both servers: the
 scores must agree within 1e-3 and the ranking must be the same (documents whose
 scores are closer than that may swap).
 
 usage: python3 bench/rerank.py [--binary target/release/osprey] [--backend candle|onnx|both]
                                [--duration 20] [--conc 8] [--rounds 1] [--replicas N]
                                [--py-threads 0] [--py-workers 1] [--python PY]
-                               [--only osprey|python] [--reference] [--json out.json]
+                               [--quiet-wait 30] [--only osprey|python] [--reference]
+                               [--json out.json]
 With --rounds N the servers are measured in turn N times (each started afresh),
 and the table shows the median of each figure; these machines are noisy.
 """
@@ -319,6 +321,42 @@ def cpu_ticks(root):
     return t
 
 
+def machine_busy():
+    """CPU ticks all cores spent busy (not idle, not waiting for I/O)."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return sum(f) - f[3] - f[4]
+
+
+def wait_quiet(max_wait, threshold=10.0):
+    """Waits (at most max_wait s) until the machine is below `threshold` % busy over
+    2 s, so a run does not start while something else is using the cores."""
+    t0 = time.time()
+    while time.time() - t0 < max_wait:
+        b0 = machine_busy()
+        time.sleep(2)
+        if (machine_busy() - b0) / HZ / 2 * 100 < threshold:
+            break
+    return time.time() - t0
+
+
+class CpuShare:
+    """CPU % of the server's tree, and of everything else (wrk and other tenants
+    of the machine: a noise indicator), over a `with` block."""
+
+    def __init__(self, pid):
+        self.pid = pid
+
+    def __enter__(self):
+        self.c0, self.m0, self.t0 = cpu_ticks(self.pid), machine_busy(), time.time()
+        return self
+
+    def __exit__(self, *exc):
+        secs = time.time() - self.t0
+        server = cpu_ticks(self.pid) - self.c0
+        self.server_pct = server / HZ / secs * 100
+        self.other_pct = max(0, machine_busy() - self.m0 - server) / HZ / secs * 100
+
+
 class RssPeak:
     """Samples the tree's RSS every `every` seconds in a thread; .peak in MB."""
 
@@ -369,17 +407,19 @@ def run_wrk(url, inputs, conc, duration, model=None):
 def measure(proc, url, inputs, a, ndocs, model=None):
     time.sleep(0.5)  # loading threads finish freeing their buffers
     rss_ready = rss_mb(proc.pid)
+    waited = wait_quiet(a.quiet_wait) if a.quiet_wait else 0.0
     run_wrk(url, inputs, 2, a.warmup, model)  # warm-up, not measured
-    c0, t0 = cpu_ticks(proc.pid), time.time()
-    with RssPeak(proc.pid) as peak:
+    with RssPeak(proc.pid) as peak, CpuShare(proc.pid) as cpu:
         r = run_wrk(url, inputs, a.conc, a.duration, model)
     secs = r["duration_us"] / 1e6
     r.update(
         req_s=r["requests"] / secs,
         docs_s=r["requests"] * ndocs / secs,
         errors=r["err_status"] + r["err_timeout"] + r["err_read"] + r["err_connect"] + r["err_write"],
-        cpu_pct=(cpu_ticks(proc.pid) - c0) / HZ / (time.time() - t0) * 100,
+        cpu_pct=cpu.server_pct,
+        other_cpu_pct=cpu.other_pct,
         rss_ready_mb=rss_ready,
+        quiet_wait_s=waited,
         rss_peak_mb=peak.peak,
         rss_after_mb=rss_mb(proc.pid),
     )
@@ -427,7 +467,8 @@ def compare(a_out, b_out):
 
 COLUMNS = [("req_s", "req/s", 1), ("docs_s", "docs/s", 0), ("p50_us", "p50 ms", 1e-3),
            ("p99_us", "p99 ms", 1e-3), ("errors", "errors", None), ("cpu_pct", "CPU %", 0),
-           ("rss_ready_mb", "RSS ready MB", 0), ("rss_peak_mb", "peak RSS MB", 0)]
+           ("other_cpu_pct", "other CPU %", 0), ("rss_ready_mb", "RSS ready MB", 0),
+           ("rss_peak_mb", "peak RSS MB", 0)]
 
 
 def median_run(runs):
@@ -459,7 +500,7 @@ def table(results, a, ndocs):
             cells = []
             for k, _, _ in COLUMNS:
                 base = med[py][k]
-                cells.append(f"{med[label][k] / base:.2f}x" if base and k != "errors" else "")
+                cells.append(f"{med[label][k] / base:.2f}x" if base and k not in ("errors", "other_cpu_pct") else "")
             print(f"| {label} / {py} | " + " | ".join(cells) + " |")
     return med
 
@@ -479,6 +520,8 @@ def main():
     ap.add_argument("--python", default=default_python(), help="interpreter of the Python service")
     ap.add_argument("--py-threads", type=int, default=0, help="ORT_THREADS of the Python service")
     ap.add_argument("--py-workers", type=int, default=1, help="uvicorn workers of the Python service")
+    ap.add_argument("--quiet-wait", type=int, default=30,
+                    help="before each run, wait up to this many seconds for the machine to be idle (0: never)")
     ap.add_argument("--only", choices=["osprey", "python"], help="measure one side only")
     ap.add_argument("--reference", action="store_true",
                     help="also check the answers against scripts/reference_heads.py (float64, a few s of CPU)")
