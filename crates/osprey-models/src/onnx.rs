@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 use ort::environment::Environment;
 use ort::session::Session;
-use ort::session::builder::{AutoDevicePolicy, GraphOptimizationLevel};
+use ort::session::builder::{AutoDevicePolicy, GraphOptimizationLevel, PrepackedWeights};
 use ort::value::Tensor;
 
 use crate::{
@@ -67,10 +67,13 @@ pub(crate) fn ort_err(e: impl std::fmt::Display) -> ModelError {
 pub fn load(model: &ModelDir, opts: &BackendOptions) -> Result<Vec<Box<dyn Backend>>> {
     let env = environment(opts.onnxruntime_lib.as_deref())?;
     let file = weights_file(model, BackendKind::Onnx)?;
+    // One container for the replicas: the weights onnxruntime repacks for its
+    // matrix kernels (the bulk of a session's memory) are then held once.
+    let shared = PrepackedWeights::new();
     // Sessions optimise their graph on creation; build the replicas side by side.
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..opts.replicas.max(1))
-            .map(|_| scope.spawn(|| session(&env, &file, model, opts.threads)))
+            .map(|_| scope.spawn(|| session(&env, &file, model, opts.threads, &shared)))
             .collect();
         handles
             .into_iter()
@@ -87,8 +90,9 @@ fn session(
     file: &Path,
     model: &ModelDir,
     threads: usize,
+    shared: &PrepackedWeights,
 ) -> Result<Box<dyn Backend>> {
-    let session = build_session(env, file, threads)?;
+    let session = build_session(env, file, threads, shared)?;
     let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
     for needed in ["input_ids", "attention_mask"] {
         if !names.contains(&needed) {
@@ -109,7 +113,12 @@ fn session(
 }
 
 /// A session on the shared environment with Osprey's settings.
-pub(crate) fn build_session(env: &Environment, file: &Path, threads: usize) -> Result<Session> {
+pub(crate) fn build_session(
+    env: &Environment,
+    file: &Path,
+    threads: usize,
+    shared: &PrepackedWeights,
+) -> Result<Session> {
     Session::builder(env)
         .map_err(ort_err)?
         .with_auto_device(AutoDevicePolicy::PreferCPU)
@@ -123,6 +132,8 @@ pub(crate) fn build_session(env: &Environment, file: &Path, threads: usize) -> R
         // Shapes change with every batch, so planned memory patterns are not reused;
         // without them memory stays near the model's size.
         .with_memory_pattern(false)
+        .map_err(ort_err)?
+        .with_prepacked_weights(shared)
         .map_err(ort_err)?
         .commit_from_file(file)
         .map_err(ort_err)

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use ort::session::Session;
+use ort::session::builder::PrepackedWeights;
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
 use crate::onnx::{build_session, environment, ort_err};
@@ -40,8 +41,9 @@ pub fn load(
 ) -> Result<TensorModel> {
     let env = environment(lib)?;
     let file = graph_file(path)?;
+    let shared = PrepackedWeights::new();
     let sessions: Vec<Session> = (0..replicas.max(1))
-        .map(|_| build_session(&env, &file, threads))
+        .map(|_| build_session(&env, &file, threads, &shared))
         .collect::<Result<_>>()?;
     let first = &sessions[0];
     let specs = |outlets: &[ort::value::Outlet]| -> Result<Vec<TensorSpec>> {
