@@ -445,3 +445,80 @@ fn encode(t: NamedTensor) -> OutputTensor {
         data,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(datatype: &str, data: Value) -> InferInput {
+        InferInput {
+            name: "x".into(),
+            shape: vec![2, 2],
+            datatype: datatype.into(),
+            data,
+            parameters: None,
+        }
+    }
+
+    fn decoded(datatype: &str, data: Value) -> Result<TensorData, String> {
+        decode(input(datatype, data))
+            .map(|t| t.data)
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn every_datatype_decodes_from_flat_or_nested_data() {
+        let nested = serde_json::json!([[1, 2], [3, 4]]);
+        assert_eq!(
+            decoded("INT32", nested.clone()),
+            Ok(TensorData::Int32(vec![1, 2, 3, 4]))
+        );
+        assert_eq!(
+            decoded("INT64", serde_json::json!([1, 2, 3, -4])),
+            Ok(TensorData::Int64(vec![1, 2, 3, -4]))
+        );
+        assert_eq!(
+            decoded("FP64", nested.clone()),
+            Ok(TensorData::Fp64(vec![1.0, 2.0, 3.0, 4.0]))
+        );
+        assert_eq!(
+            decoded("FP32", serde_json::json!([0.5, 1, 2, 3])),
+            Ok(TensorData::Fp32(vec![0.5, 1.0, 2.0, 3.0]))
+        );
+        assert_eq!(
+            decoded("BOOL", serde_json::json!([true, false, true, true])),
+            Ok(TensorData::Bool(vec![true, false, true, true]))
+        );
+        assert_eq!(
+            decoded("BYTES", serde_json::json!(["a", "b"])),
+            Ok(TensorData::Bytes(vec!["a".into(), "b".into()]))
+        );
+    }
+
+    #[test]
+    fn wrong_elements_name_the_input_and_the_element() {
+        let e = decoded("INT32", serde_json::json!([1, 2, 3_000_000_000_i64, 4]));
+        assert!(
+            e.as_ref().is_err_and(|m| m.contains("`x` element 2")),
+            "{e:?}"
+        );
+        let e = decoded("BOOL", serde_json::json!([1, 0, 1, 0]));
+        assert!(e.as_ref().is_err_and(|m| m.contains("BOOL")), "{e:?}");
+        let e = decoded("UINT8", serde_json::json!([1]));
+        assert!(e.as_ref().is_err_and(|m| m.contains("UINT8")), "{e:?}");
+        let deep = (0..20).fold(serde_json::json!(1), |v, _| serde_json::json!([v]));
+        let e = decoded("INT32", deep);
+        assert!(e.as_ref().is_err_and(|m| m.contains("deeper")), "{e:?}");
+    }
+
+    #[test]
+    fn outputs_encode_with_their_datatype_and_nan_as_null() {
+        let out = encode(NamedTensor {
+            name: "y".into(),
+            shape: vec![2],
+            data: TensorData::Fp32(vec![1.5, f32::NAN]),
+        });
+        assert_eq!(out.datatype, DataType::Fp32);
+        assert_eq!(out.data, serde_json::json!([1.5, null]));
+    }
+}
