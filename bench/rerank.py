@@ -262,7 +262,7 @@ def start_python(python, threads, workers, workdir):
     if not os.path.isfile(onnx):
         sys.exit(f"{onnx} is missing: run `python scripts/build_reranker_onnx.py build` (or make test-models)")
     port = free_port()
-    env = dict(os.environ, ORT_THREADS=str(threads), MODEL_DIR=RERANKER)
+    env = dict(os.environ, ORT_THREADS=str(threads), MODEL_DIR=RERANKER, PYTHONDONTWRITEBYTECODE="1")
     log = open(os.path.join(workdir, "python.log"), "ab")
     t0 = time.time()
     p = subprocess.Popen([python, "-m", "uvicorn", "rerank_service:app", "--app-dir", HERE,
