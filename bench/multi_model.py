@@ -17,7 +17,8 @@
    added model's weight file (model.safetensors on candle, the ONNX file on
    onnx and for tensor models).
 3. Replicas: minilm alone with replicas = 1 and 2, memory right after ready and
-   after a short load (candle replicas share their weights; onnx sessions do not).
+   after a short load (candle replicas share their weights; each onnx replica is an onnxruntime
+   session of its own).
 
 Every server is `osprey serve --config` with a temporary [[models]] config on a
 free 127.0.0.1 port, result cache off; one server runs at a time.
@@ -213,7 +214,7 @@ def memory(a, work, entries_b):
               f"{'(first)' if d is None else f'{d:+.0f}'} | "
               f"{'' if d is None or r['weights_mb'] < 1 else format(d / r['weights_mb'], '.2f')} |")
     if a.backend == "onnx":
-        print("\nEvery onnx replica is a session of its own with its own copy of the weights.")
+        print("\nEach onnx replica is an onnxruntime session of its own: the increase counts every replica.")
     if any("backend" not in e for e in entries_b) and a.backend == "candle":
         print("\nThe first tensor model also loads the onnxruntime library, which the candle "
               "text models do not use: its increase is mostly that library, not the model.")
