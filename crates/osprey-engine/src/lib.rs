@@ -26,7 +26,7 @@ pub use osprey_cache as cache;
 pub use osprey_models::{
     Backend, BackendKind, ModelDir, Pooling, Task, TextTokenizer, Token, TokenizeError, infer_task,
 };
-pub use osprey_models::{DataType, NamedTensor, TensorData, TensorSpec};
+pub use osprey_models::{DataType, NamedTensor, TensorData, TensorSpec, release_freed_memory};
 pub use pipeline::{CacheStatus, Embedded, Pipeline};
 pub use registry::{Backing, Registry, ResolveError, Served};
 pub use tensor_engine::{TensorEngine, TensorInfo};

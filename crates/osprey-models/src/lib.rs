@@ -5,6 +5,7 @@ mod backend;
 mod candle_bert;
 mod error;
 mod gelu;
+mod memory;
 mod model_dir;
 #[cfg(feature = "onnx")]
 mod onnx;
@@ -20,6 +21,7 @@ mod tokenize;
 
 pub use backend::{Backend, BackendKind, BackendOptions, load_backends, weights_file};
 pub use error::{ModelError, Result};
+pub use memory::release_freed_memory;
 pub use model_dir::{ModelDir, Pooling, TransformerConfig};
 pub use pooling::{l2_normalize, pool};
 pub use revision::revision_of;

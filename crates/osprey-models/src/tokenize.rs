@@ -3,6 +3,7 @@
 //! maximum sequence length, whatever the file says.
 
 use std::path::Path;
+use std::sync::{Arc, Mutex, Weak};
 
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
@@ -39,8 +40,8 @@ pub enum TokenizeError {
 }
 
 pub struct TextTokenizer {
-    truncating: Tokenizer,
-    whole: Tokenizer,
+    truncating: Arc<Tokenizer>,
+    whole: Arc<Tokenizer>,
     max_len: usize,
     /// Where a text may be cut with its tokens staying the first tokens of the
     /// whole text; `None` when the tokenizer gives no such place.
@@ -75,27 +76,37 @@ fn is_cjk(c: char) -> bool {
 const PREFIX_BYTES_PER_TOKEN: usize = 8;
 
 impl TextTokenizer {
+    /// Loads `tokenizer.json`. Models with the same file share one copy of it in
+    /// memory (about 7 MB for a BERT vocabulary), and those with the same maximum
+    /// length also their truncating copy.
     pub fn load(path: &Path, max_len: usize) -> Result<Self> {
-        let whole = Tokenizer::from_file(path)
-            .map_err(|e| ModelError::Tokenizer(format!("{}: {e}", path.display())))?;
-        Self::new(whole, max_len)
+        let failed = |e: String| ModelError::Tokenizer(format!("{}: {e}", path.display()));
+        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let key = *blake3::hash(&bytes).as_bytes();
+        let whole = shared(key, None, || {
+            let mut t = Tokenizer::from_bytes(&bytes).map_err(|e| failed(e.to_string()))?;
+            untruncated(&mut t)?;
+            Ok(t)
+        })?;
+        let truncating = shared(key, Some(max_len), || truncating(&whole, max_len))?;
+        Ok(Self::from_parts(whole, truncating, max_len))
     }
 
     /// Osprey's rules on top of any tokenizer.
     pub fn new(mut whole: Tokenizer, max_len: usize) -> Result<Self> {
-        whole.with_padding(None);
-        whole
-            .with_truncation(None)
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-        let mut truncating = whole.clone();
-        truncating
-            .with_truncation(Some(TruncationParams {
-                max_length: max_len,
-                strategy: TruncationStrategy::LongestFirst,
-                stride: 0,
-                direction: TruncationDirection::Right,
-            }))
-            .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+        untruncated(&mut whole)?;
+        let truncating = truncating(&whole, max_len)?;
+        Ok(Self::from_parts(
+            Arc::new(whole),
+            Arc::new(truncating),
+            max_len,
+        ))
+    }
+
+    fn from_parts(whole: Arc<Tokenizer>, truncating: Arc<Tokenizer>, max_len: usize) -> Self {
         let cuts = match whole.get_pre_tokenizer() {
             Some(PreTokenizerWrapper::BertPreTokenizer(_)) => Some(Cuts::Bert),
             Some(PreTokenizerWrapper::Whitespace(_) | PreTokenizerWrapper::WhitespaceSplit(_)) => {
@@ -103,12 +114,12 @@ impl TextTokenizer {
             }
             _ => None,
         };
-        Ok(Self {
+        Self {
             truncating,
             whole,
             max_len,
             cuts,
-        })
+        }
     }
 
     pub fn max_len(&self) -> usize {
@@ -281,6 +292,53 @@ impl TextTokenizer {
     }
 }
 
+/// No padding and no truncation: the batcher pads, Osprey truncates.
+fn untruncated(t: &mut Tokenizer) -> Result<()> {
+    t.with_padding(None);
+    t.with_truncation(None)
+        .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    Ok(())
+}
+
+/// A copy of `whole` that cuts at `max_len`, the longer text of a pair first.
+fn truncating(whole: &Tokenizer, max_len: usize) -> Result<Tokenizer> {
+    let mut t = whole.clone();
+    t.with_truncation(Some(TruncationParams {
+        max_length: max_len,
+        strategy: TruncationStrategy::LongestFirst,
+        stride: 0,
+        direction: TruncationDirection::Right,
+    }))
+    .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
+    Ok(t)
+}
+
+/// Tokenizers in use, by the hash of their file and their maximum length (`None`:
+/// untruncated); an entry lives as long as a model holds it.
+type Shared = Vec<(([u8; 32], Option<usize>), Weak<Tokenizer>)>;
+
+/// The tokenizer in use for `key`, or a new one from `make`.
+fn shared(
+    file: [u8; 32],
+    max_len: Option<usize>,
+    make: impl FnOnce() -> Result<Tokenizer>,
+) -> Result<Arc<Tokenizer>> {
+    static IN_USE: Mutex<Shared> = Mutex::new(Vec::new());
+    let mut in_use = IN_USE.lock().unwrap_or_else(|p| p.into_inner());
+    in_use.retain(|(_, w)| w.strong_count() > 0);
+    let key = (file, max_len);
+    if let Some(t) = in_use
+        .iter()
+        .find(|(k, _)| *k == key)
+        .and_then(|(_, w)| w.upgrade())
+    {
+        return Ok(t);
+    }
+    let t = Arc::new(make()?);
+    in_use.push((key, Arc::downgrade(&t)));
+    Ok(t)
+}
+
 /// The longest prefix of `text` of at most `budget` bytes that ends just before a
 /// place the tokenizer cuts anyway; the whole text when it fits, and an empty
 /// prefix when no such place exists in the budget, so the caller grows the budget.
@@ -306,6 +364,25 @@ fn prefix_between_words(text: &str, budget: usize, cuts: Cuts) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn models_with_one_tokenizer_file_share_it() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/all-MiniLM-L6-v2/tokenizer.json");
+        let (Ok(a), Ok(b), Ok(c)) = (
+            TextTokenizer::load(&file, 256),
+            TextTokenizer::load(&file, 256),
+            TextTokenizer::load(&file, 128),
+        ) else {
+            panic!("load {} (run `make model`)", file.display());
+        };
+        assert!(Arc::ptr_eq(&a.whole, &b.whole) && Arc::ptr_eq(&a.whole, &c.whole));
+        assert!(Arc::ptr_eq(&a.truncating, &b.truncating));
+        assert!(!Arc::ptr_eq(&a.truncating, &c.truncating));
+        let long = "word ".repeat(400);
+        assert_eq!(a.encode(&long, true).map(|e| e.ids.len()), Ok(256));
+        assert_eq!(c.encode(&long, true).map(|e| e.ids.len()), Ok(128));
+    }
 
     #[test]
     fn prefixes_end_between_words() {

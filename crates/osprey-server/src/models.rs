@@ -108,7 +108,7 @@ pub struct Models {
     registry: Registry,
     base: EngineConfig,
     cache: Option<Arc<TieredCache>>,
-    /// With no `[[models]]`, the one default model answers whatever `model` a
+    /// With no `[[models]]`, the default model answers whatever unknown `model` a
     /// request names, as Osprey always did (OpenAI clients must send one).
     single: bool,
     /// How long a removed or replaced model may finish its requests.
@@ -169,8 +169,14 @@ impl Models {
         if !self.single {
             return self.registry.resolve(asked, task, ab_key);
         }
-        // The one model answers any name; until it is there, it is loading.
-        match self.registry.resolve(None, task, ab_key) {
+        // Served from `[model]`: a name no model has means the default model (as
+        // Osprey always answered), and until it is there, it is loading. Models
+        // added at run time are still found by their names.
+        let found = match self.registry.resolve(asked, task, ab_key) {
+            Err(ResolveError::Unknown(_)) => self.registry.resolve(None, task, ab_key),
+            other => other,
+        };
+        match found {
             Err(ResolveError::NoModel(_)) if self.registry.all().is_empty() => {
                 Err(ResolveError::Loading(String::new()))
             }
@@ -223,6 +229,9 @@ impl Models {
         .await
         .map_err(|_| failed("the loading task stopped".into()))?
         .map_err(|e| failed(e.to_string()))?;
+        tokio::task::spawn_blocking(osprey_engine::release_freed_memory)
+            .await
+            .ok();
         tracing::info!(
             model = %spec.label(), task = %found,
             ms = started.elapsed().as_millis() as u64, "model serving"
@@ -367,6 +376,13 @@ impl Models {
 /// Closes a model's queue, lets its replicas finish, and joins them off the runtime.
 async fn stop(m: Arc<Served>) {
     let label = m.label.clone();
-    tokio::task::spawn_blocking(move || m.shutdown()).await.ok();
+    tokio::task::spawn_blocking(move || {
+        m.shutdown();
+        // Usually the last holder of the model: its weights go back to the system.
+        drop(m);
+        osprey_engine::release_freed_memory();
+    })
+    .await
+    .ok();
     tracing::info!(model = %label, "model stopped");
 }

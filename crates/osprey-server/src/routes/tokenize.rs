@@ -19,9 +19,16 @@ pub async fn tokenize(
 ) -> Result<Response, ApiError> {
     let req: TokenizeRequest = read_json(&state, &call.headers, body).await?;
     crate::input::check_inputs(&state.config, &req.inputs.0)?;
-    let served = match req.model.as_deref() {
-        Some(name) if !state.models.is_single() => state.models.registry().get(name)?,
-        _ => super::model(&state, &call, None, Task::Embed, req.inputs.0.len())?,
+    // Any text model tokenizes, whatever its task; without a name (or, served
+    // from `[model]`, an unknown one) the default embedding model does.
+    let items = req.inputs.0.len();
+    let served = match req.model.as_deref().map(|n| state.models.registry().get(n)) {
+        Some(Ok(m)) => {
+            state.protection.charge_items(call.caller.as_ref(), items)?;
+            m
+        }
+        Some(Err(e)) if !state.models.is_single() => return Err(e.into()),
+        _ => super::model(&state, &call, None, Task::Embed, items)?,
     };
     if !served.task().is_text() {
         return Err(ApiError::Invalid(format!(

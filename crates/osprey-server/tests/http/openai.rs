@@ -121,3 +121,46 @@ async fn openai_dimensions() {
         r.assert_error(422, &format!("dimensions {bad}"));
     }
 }
+
+/// Served from `[model]` alone, any unknown name means the default model (OpenAI
+/// clients must send one), while a model added at run time answers to its name.
+#[tokio::test]
+async fn one_model_answers_any_name_and_added_models_their_own() {
+    let (_g, server) = shared().await;
+    let c = client();
+    let url = format!("{}/v1/embeddings", server.base);
+    let r = post_json(
+        &c,
+        &url,
+        json!({"input": "x", "model": "text-embedding-3-small"}),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    assert_eq!(r.header("x-osprey-model"), Some("all-MiniLM-L6-v2@1"));
+    assert_eq!(r.json["model"], "text-embedding-3-small");
+
+    let para = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/paraphrase-MiniLM-L3-v2");
+    let added = post_json(
+        &c,
+        &format!("{}/admin/models", server.base),
+        json!({"name": "para-live", "path": para.to_string_lossy()}),
+    )
+    .await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    let r = post_json(&c, &url, json!({"input": "x", "model": "para-live"})).await;
+    assert_eq!(
+        r.header("x-osprey-model"),
+        Some("para-live@1"),
+        "{}",
+        r.text
+    );
+    let r = post_json(&c, &url, json!({"input": "x", "model": "still-unknown"})).await;
+    assert_eq!(r.header("x-osprey-model"), Some("all-MiniLM-L6-v2@1"));
+    let gone = c
+        .delete(format!("{}/admin/models/para-live", server.base))
+        .send()
+        .await
+        .expect("DELETE");
+    assert_eq!(gone.status(), 200);
+}
