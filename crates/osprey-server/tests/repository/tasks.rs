@@ -333,3 +333,62 @@ async fn long_inputs_are_chunked_as_computed_by_hand() {
         assert_ne!(cut.vectors()[0], got[0]);
     }
 }
+
+#[tokio::test]
+async fn classifier_and_cross_encoder_on_onnx_match_the_float64_reference() {
+    for (name, dir) in [
+        ("polarity-onnx", "minilm-polarity-classifier"),
+        ("ranker-onnx", "minilm-polarity-reranker"),
+    ] {
+        let added = post(
+            "/admin/models",
+            json!({ "name": name, "path": models_path(dir), "backend": "onnx", "replicas": 1 }),
+        )
+        .await;
+        assert_eq!(added.status, 201, "{}", added.text);
+        assert_eq!(added.json["details"]["backend"], "onnx");
+    }
+    // Single texts and pairs (token types on the onnx graph).
+    let inputs = json!([TEXTS[0], [TEXTS[2], TEXTS[1]]]);
+    let reference = reference_logits("minilm-polarity-classifier", inputs.clone());
+    let r = post(
+        "/predict",
+        json!({ "inputs": inputs, "model": "polarity-onnx", "raw_scores": true }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for (list, logits) in r.json.as_array().expect("lists").iter().zip(&reference) {
+        let got = by_label(list);
+        let diff = max_diff(
+            &[score_of(&got, "negative"), score_of(&got, "positive")],
+            logits,
+        );
+        assert!(diff < 1e-3, "onnx classifier logits differ by {diff}");
+    }
+    let query = "a positive movie review";
+    let pairs: Vec<Value> = TEXTS.iter().map(|t| json!([query, t])).collect();
+    let reference = reference_logits("minilm-polarity-reranker", json!(pairs));
+    let r = post(
+        "/rerank",
+        json!({ "query": query, "texts": TEXTS, "raw_scores": true, "model": "ranker-onnx" }),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    for item in r.json.as_array().expect("a ranking") {
+        let i = item["index"].as_u64().expect("index") as usize;
+        let got = item["score"].as_f64().expect("score");
+        assert!(
+            (got - reference[i][0]).abs() < 1e-3,
+            "onnx logit {i}: {got} vs {}",
+            reference[i][0]
+        );
+    }
+    for name in ["polarity-onnx", "ranker-onnx"] {
+        let gone = crate::common::client()
+            .delete(format!("{}/admin/models/{name}", crate::repo().base))
+            .send()
+            .await
+            .expect("DELETE");
+        assert_eq!(gone.status(), 200);
+    }
+}
