@@ -58,7 +58,7 @@ unit: chromium clients
 
 ## cargo-fuzz, once per machine. Fuzzing needs nightly compiler flags; the stable
 ## toolchain allows them with RUSTC_BOOTSTRAP=1.
-FUZZ_TARGETS := request_body json_depth gzip_body
+FUZZ_TARGETS := request_body json_depth gzip_body scoring_body
 FUZZ_SECONDS ?= 30
 fuzz-tools:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked -j $(JOBS)
