@@ -210,14 +210,10 @@ impl Registry {
         ab_key: Option<&str>,
     ) -> Result<Arc<Served>, ResolveError> {
         let models = self.all();
-        let candidates: Vec<&Arc<Served>> = match asked {
-            Some(name) => {
-                let found: Vec<_> = models.iter().filter(|m| names(m, name)).collect();
-                if found.is_empty() {
-                    return Err(self.missing(name));
-                }
-                found
-            }
+        let chosen = match asked {
+            Some(name) => self
+                .choose(&models, |m| names(m, name), ab_key)
+                .ok_or_else(|| self.missing(name))?,
             None => {
                 let Some(first) = models.iter().find(|m| m.task() == task) else {
                     let loading = self.loading.read().unwrap_or_else(|p| p.into_inner());
@@ -226,12 +222,10 @@ impl Registry {
                         None => ResolveError::NoModel(task),
                     });
                 };
-                models.iter().filter(|m| m.name == first.name).collect()
+                self.choose(&models, |m| m.name == first.name, ab_key)
+                    .ok_or(ResolveError::NoModel(task))?
             }
         };
-        let chosen = self
-            .pick(&candidates, ab_key)
-            .ok_or(ResolveError::NoModel(task))?;
         if chosen.task() != task {
             return Err(ResolveError::WrongTask {
                 name: chosen.name.clone(),
@@ -245,8 +239,7 @@ impl Registry {
     /// The one model `name` or `name@version` names, whatever its task.
     pub fn get(&self, name: &str) -> Result<Arc<Served>, ResolveError> {
         let models = self.all();
-        let found: Vec<_> = models.iter().filter(|m| names(m, name)).collect();
-        self.pick(&found, None)
+        self.choose(&models, |m| names(m, name), None)
             .cloned()
             .ok_or_else(|| self.missing(name))
     }
@@ -259,6 +252,23 @@ impl Registry {
         } else {
             ResolveError::Unknown(name.to_owned())
         }
+    }
+
+    /// One of the models `keep` selects (by traffic weight when several do), with
+    /// no allocation for the usual single match; `None` when none does.
+    fn choose<'a>(
+        &self,
+        models: &'a [Arc<Served>],
+        keep: impl Fn(&Served) -> bool,
+        ab_key: Option<&str>,
+    ) -> Option<&'a Arc<Served>> {
+        let mut found = models.iter().filter(|m| keep(m));
+        let first = found.next()?;
+        let Some(second) = found.next() else {
+            return Some(first);
+        };
+        let all: Vec<&Arc<Served>> = [first, second].into_iter().chain(found).collect();
+        self.pick(&all, ab_key)
     }
 
     /// One of `candidates` (never empty: callers refuse an empty list first).
