@@ -54,48 +54,8 @@ TEXT_MODELS = [  # (name, directory): the order the memory table adds them in
 TENSOR_MODELS = [("breast-cancer-risk", "breast-cancer-risk"), ("digits-classifier", "digits-classifier")]
 TARGET = "minilm"
 
-# POST /embed with never-seen-before sentences, as bench/wrk/embed.lua, naming the
-# model. Env: SENTENCES, BATCH, NONCE, MODEL. Prints one JSON line starting with RESULT.
-EMBED_LUA = r"""
-local threads = {}
-function setup(thread)
-  thread:set("tid", #threads + 1)
-  table.insert(threads, thread)
-end
-
-function init(args)
-  sentences = {}
-  for line in io.lines(os.getenv("SENTENCES")) do
-    table.insert(sentences, line)
-  end
-  batch = tonumber(os.getenv("BATCH") or "1")
-  model = os.getenv("MODEL") or ""
-  if model ~= "" then
-    model = ',"model":"' .. model .. '"'
-  end
-  wrk.method = "POST"
-  wrk.headers["Content-Type"] = "application/json"
-  counter = 0
-  nonce = (os.getenv("NONCE") or tostring(os.time())) .. "t" .. tid
-end
-
-function request()
-  local list = {}
-  for j = 1, batch do
-    counter = counter + 1
-    list[j] = sentences[(counter % #sentences) + 1] .. " req " .. nonce .. "x" .. counter
-  end
-  return wrk.format(nil, "/embed", nil, '{"inputs":["' .. table.concat(list, '","') .. '"]' .. model .. '}')
-end
-
-function done(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    'RESULT {"requests":%d,"duration_us":%d,"err_connect":%d,"err_read":%d,"err_write":%d,"err_status":%d,"err_timeout":%d,"p50_us":%d,"p90_us":%d,"p99_us":%d,"max_us":%d}\n',
-    summary.requests, summary.duration, e.connect, e.read, e.write, e.status, e.timeout,
-    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency.max))
-end
-"""
+# POST /embed with never-seen-before sentences, naming the model (MODEL).
+EMBED_LUA = os.path.join(HERE, "wrk", "embed.lua")
 
 
 def model_entries(a, tensor):
@@ -289,9 +249,7 @@ def main():
     out = {"backend": a.backend, "conc": a.conc, "batch": a.batch, "duration_s": a.duration,
            "models": [e["name"] for e in entries_b]}
     with tempfile.TemporaryDirectory(prefix="osprey-multi-model-") as work:
-        lua = os.path.join(work, "embed.lua")
-        with open(lua, "w") as f:
-            f.write(EMBED_LUA)
+        lua = EMBED_LUA
         if "throughput" in parts:
             out["throughput"] = throughput(a, work, lua, entries_b)
         if "memory" in parts:

@@ -1,5 +1,6 @@
 -- POST /embed with never-seen-before sentences (every input a cache miss).
--- Env: SENTENCES (file, one per line), BATCH (inputs per request, default 1).
+-- Env: SENTENCES (file, one per line), BATCH (inputs per request, default 1),
+-- MODEL (the `model` each request names; none by default).
 -- Prints one JSON line starting with RESULT at the end.
 local threads = {}
 function setup(thread)
@@ -13,6 +14,10 @@ function init(args)
     table.insert(sentences, line)
   end
   batch = tonumber(os.getenv("BATCH") or "1")
+  model = os.getenv("MODEL") or ""
+  if model ~= "" then
+    model = ',"model":"' .. model .. '"'
+  end
   wrk.method = "POST"
   wrk.headers["Content-Type"] = "application/json"
   counter = 0
@@ -25,7 +30,7 @@ function request()
     counter = counter + 1
     list[j] = sentences[(counter % #sentences) + 1] .. " req " .. nonce .. "x" .. counter
   end
-  return wrk.format(nil, "/embed", nil, '{"inputs":["' .. table.concat(list, '","') .. '"]}')
+  return wrk.format(nil, "/embed", nil, '{"inputs":["' .. table.concat(list, '","') .. '"]' .. model .. '}')
 end
 
 function done(summary, latency, requests)
