@@ -1,5 +1,6 @@
 //! The `[slo]` and `[alerts]` sections, and the telemetry switches the server reads.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,9 @@ fn invalid(field: &'static str, rule: impl Into<String>) -> ConfigError {
         rule: rule.into(),
     }
 }
+
+/// The most alerts the webhook queue may hold.
+const MAX_WEBHOOK_QUEUE: usize = 100_000;
 
 /// An hour in milliseconds: the longest latency objective, evaluation interval,
 /// webhook timeout or backoff that makes sense (the history itself is an hour).
@@ -109,6 +113,10 @@ pub struct AlertsConfig {
     /// Each alert and its resolution are POSTed here as JSON.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook_url: Option<String>,
+    /// PEM file of the CAs an `https` webhook's certificate must chain to; set, it
+    /// replaces the built-in (Mozilla) roots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_ca_file: Option<PathBuf>,
     /// How often the rules are evaluated (ms).
     pub eval_interval_ms: u64,
     /// The recent window the rules judge (seconds).
@@ -140,6 +148,8 @@ pub struct AlertsConfig {
     /// Retries after a failed delivery, with doubling backoff from `webhook_backoff_ms`.
     pub webhook_retries: u32,
     pub webhook_backoff_ms: u64,
+    /// Alerts waiting for the webhook; beyond it the oldest is dropped and counted.
+    pub webhook_queue: usize,
     /// Resolved alerts kept for `GET /admin/alerts`.
     pub keep_resolved: usize,
 }
@@ -149,6 +159,7 @@ impl Default for AlertsConfig {
         Self {
             enabled: true,
             webhook_url: None,
+            webhook_ca_file: None,
             eval_interval_ms: 1000,
             window_secs: 60,
             min_requests: 20,
@@ -165,6 +176,7 @@ impl Default for AlertsConfig {
             webhook_timeout_ms: 2000,
             webhook_retries: 5,
             webhook_backoff_ms: 250,
+            webhook_queue: 256,
             keep_resolved: 100,
         }
     }
@@ -206,16 +218,41 @@ impl AlertsConfig {
                 format!("must be a number, at least 1, not {factor}"),
             ));
         }
-        if let Some(url) = &self.webhook_url
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
+        if let Some(url) = &self.webhook_url {
+            webhook_url(url)?;
+        }
+        if !(1..=MAX_WEBHOOK_QUEUE).contains(&self.webhook_queue) {
             return Err(invalid(
-                "alerts.webhook_url",
-                format!("must be an http(s) URL, not `{url}`"),
+                "alerts.webhook_queue",
+                format!("must be between 1 and {MAX_WEBHOOK_QUEUE}"),
             ));
         }
         Ok(())
     }
+
+    /// The webhook's HTTP client, with the CAs of `webhook_ca_file` read now: call
+    /// it when checking a configuration, so a bad file shows before start-up.
+    pub fn webhook_client(&self) -> Result<reqwest::Client, ConfigError> {
+        crate::webhook::client(self)
+    }
+}
+
+/// Parses the webhook URL. The message never repeats the URL: its path or query
+/// may hold a token, and configuration errors are printed and logged.
+pub(crate) fn webhook_url(raw: &str) -> Result<reqwest::Url, ConfigError> {
+    let field = "alerts.webhook_url";
+    let url = reqwest::Url::parse(raw)
+        .map_err(|e| invalid(field, format!("must be an http(s) URL ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(invalid(
+            field,
+            format!("must be an http(s) URL, not `{}:`", url.scheme()),
+        ));
+    }
+    if url.host().is_none() {
+        return Err(invalid(field, "must name a host"));
+    }
+    Ok(url)
 }
 
 /// Everything the server needs to observe itself.
@@ -380,9 +417,67 @@ mod tests {
             alerts_error(|c| c.baseline_secs = u64::MAX),
             Some("alerts.baseline_secs")
         );
-        assert_eq!(
-            alerts_error(|c| c.webhook_url = Some("ftp://x".into())),
-            Some("alerts.webhook_url")
-        );
+        for bad in [0, MAX_WEBHOOK_QUEUE + 1] {
+            assert_eq!(
+                alerts_error(|c| c.webhook_queue = bad),
+                Some("alerts.webhook_queue")
+            );
+        }
+    }
+
+    #[test]
+    fn webhook_url_errors_never_repeat_the_url() {
+        for bad in [
+            "ftp://hooks.example/T0KEN",
+            "https://",
+            "hooks.example/T0KEN?token=T0KEN",
+            "https://[::1/T0KEN",
+            "https://u:T0KEN@/x",
+        ] {
+            let err = AlertsConfig {
+                webhook_url: Some(bad.into()),
+                ..AlertsConfig::default()
+            }
+            .validate()
+            .expect_err(bad);
+            assert_eq!(err.field, "alerts.webhook_url", "{bad}");
+            assert!(!err.to_string().contains("T0KEN"), "{bad}: {err}");
+        }
+        for good in [
+            "http://127.0.0.1:9000/hook",
+            "https://[2001:db8::1]:8443/a/b?token=x",
+        ] {
+            assert_eq!(
+                alerts_error(|c| c.webhook_url = Some(good.into())),
+                None,
+                "{good}"
+            );
+        }
+    }
+
+    #[test]
+    fn webhook_ca_file_is_read_when_the_client_is_built() {
+        let missing = AlertsConfig {
+            webhook_ca_file: Some(PathBuf::from("no-such-ca.pem")),
+            ..AlertsConfig::default()
+        };
+        let err = missing.webhook_client().expect_err("missing file");
+        assert_eq!(err.field, "alerts.webhook_ca_file");
+        assert!(err.to_string().contains("no-such-ca.pem"), "{err}");
+
+        let dir = std::env::temp_dir().join(format!("osprey-ca-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let not_pem = dir.join("not-a-ca.pem");
+        std::fs::write(&not_pem, "just text, no certificate\n").expect("write");
+        let err = AlertsConfig {
+            webhook_ca_file: Some(not_pem),
+            ..AlertsConfig::default()
+        }
+        .webhook_client()
+        .expect_err("no certificate in the file");
+        assert!(err.to_string().contains("no PEM certificate"), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+
+        assert!(AlertsConfig::default().webhook_client().is_ok());
     }
 }

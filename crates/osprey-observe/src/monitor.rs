@@ -8,7 +8,6 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use osprey_metrics::Gauge;
 use osprey_metrics::process::Proc;
-use tokio::sync::mpsc;
 
 use crate::alerts::{AlertBook, AlertEvent, AlertStatus, evaluate};
 use crate::config::ObserveConfig;
@@ -106,8 +105,8 @@ impl Observer {
                 .config
                 .alerts
                 .webhook_url
-                .clone()
-                .map(|url| crate::webhook::spawn(&self.config.alerts, url));
+                .as_deref()
+                .and_then(|url| crate::webhook::spawn(&self.config.alerts, url));
             tokio::spawn(async move { me.evaluate_alerts(webhook).await });
         }
     }
@@ -129,7 +128,7 @@ impl Observer {
         }
     }
 
-    async fn evaluate_alerts(self: Arc<Self>, webhook: Option<mpsc::UnboundedSender<AlertEvent>>) {
+    async fn evaluate_alerts(self: Arc<Self>, webhook: Option<crate::webhook::Sender>) {
         let cfg = &self.config.alerts;
         let mut tick = tokio::time::interval(Duration::from_millis(cfg.eval_interval_ms.max(1)));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -152,7 +151,7 @@ impl Observer {
                     }
                 }
                 if let Some(tx) = &webhook {
-                    let _ = tx.send(e);
+                    tx.send(e);
                 }
             }
         }

@@ -151,6 +151,11 @@ impl Config {
         self.cache.validate().map_err(anyhow::Error::msg)?;
         self.slo.validate().map_err(anyhow::Error::msg)?;
         self.alerts.validate().map_err(anyhow::Error::msg)?;
+        // Reads `alerts.webhook_ca_file`: a bad one stops `serve` and `config check`
+        // here instead of silently disabling the webhook later.
+        if self.alerts.webhook_url.is_some() || self.alerts.webhook_ca_file.is_some() {
+            self.alerts.webhook_client().map_err(anyhow::Error::msg)?;
+        }
         if !matches!(self.telemetry.log_format.as_str(), "pretty" | "json") {
             bail!(
                 "telemetry.log_format must be `pretty` or `json`, not `{}`",
@@ -253,22 +258,72 @@ pub fn check(args: &ConfigArgs) -> anyhow::Result<std::process::ExitCode> {
     Ok(std::process::ExitCode::SUCCESS)
 }
 
-/// Hides the password in `scheme://user:password@host/...` (`user:***` whenever
-/// there is a user part). A string with an `@` that does not parse as a URL is
-/// hidden whole: it may hold a secret.
+/// How a URL is printed: scheme, host and port, and nothing that may be a
+/// credential. User and password become `***` (parsed as browsers and the Redis
+/// client do, so an `@` inside a password splits where they split). Redis URLs
+/// keep their database path and the `db`/`protocol` parameters, and hide every
+/// other parameter's value (`?pass=`, `?user=` of a unix socket). Any other URL
+/// (webhooks) hides its whole path, query and fragment, where receivers put their
+/// tokens. A string that does not parse is hidden whole.
 pub fn redact_url(raw: &str) -> String {
     const HIDDEN: &str = "***";
-    match url::Url::parse(raw) {
-        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
-            match parsed.set_password(Some(HIDDEN)) {
-                Ok(()) => parsed.into(),
-                Err(()) => HIDDEN.to_owned(),
-            }
-        }
-        Ok(_) => raw.to_owned(),
-        Err(_) if raw.contains('@') => HIDDEN.to_owned(),
-        Err(_) => raw.to_owned(),
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return HIDDEN.to_owned();
+    };
+    // Both fail only on URLs without a host, which cannot hold a user either.
+    if !url.username().is_empty() && url.set_username(HIDDEN).is_err() {
+        return HIDDEN.to_owned();
     }
+    if url.password().is_some() && url.set_password(Some(HIDDEN)).is_err() {
+        return HIDDEN.to_owned();
+    }
+    let redis = matches!(
+        url.scheme(),
+        "redis" | "rediss" | "valkey" | "valkeys" | "redis+unix" | "valkey+unix" | "unix"
+    );
+    if redis {
+        let unix = matches!(url.scheme(), "redis+unix" | "valkey+unix" | "unix");
+        // A TCP URL's path is its database number; a unix URL's is the socket.
+        let db = url.path().trim_matches('/');
+        if !unix && !db.bytes().all(|b| b.is_ascii_digit()) {
+            url.set_path("/***");
+        }
+        if url.query().is_some() {
+            let pairs: Vec<(String, String)> = url
+                .query_pairs()
+                .map(|(k, v)| {
+                    let keep = matches!(k.as_ref(), "db" | "protocol");
+                    (
+                        k.into_owned(),
+                        if keep {
+                            v.into_owned()
+                        } else {
+                            HIDDEN.to_owned()
+                        },
+                    )
+                })
+                .collect();
+            url.query_pairs_mut().clear().extend_pairs(pairs);
+        }
+        // `#insecure` (skip certificate checks) is worth seeing; nothing else is valid.
+        if url.fragment().is_some_and(|f| f != "insecure") {
+            url.set_fragment(Some(HIDDEN));
+        }
+    } else if url.cannot_be_a_base() {
+        // `mailto:` and the like: everything after the scheme is opaque.
+        return format!("{}:{HIDDEN}", url.scheme());
+    } else {
+        if !matches!(url.path(), "" | "/") {
+            url.set_path("/***");
+        }
+        if url.query().is_some() {
+            url.set_query(Some(HIDDEN));
+        }
+        if url.fragment().is_some() {
+            url.set_fragment(Some(HIDDEN));
+        }
+    }
+    url.into()
 }
 
 #[cfg(test)]

@@ -72,29 +72,107 @@ fn example_file_is_valid_and_matches_defaults() {
 }
 
 #[test]
-fn urls_lose_their_passwords() {
+fn urls_lose_every_credential() {
     let cases = [
+        // Redis: user and password, whatever they hold.
         (
             "redis://:s3cret@127.0.0.1:6379/0",
             "redis://:***@127.0.0.1:6379/0",
         ),
         (
             "redis://user:s3cret@cache:6379",
-            "redis://user:***@cache:6379",
+            "redis://***:***@cache:6379",
         ),
-        ("redis://user@cache", "redis://user:***@cache"),
+        ("redis://user@cache", "redis://***@cache"),
+        ("rediss://user:pass@host", "rediss://***:***@host"),
         (
-            "https://u:p%40ss@hooks.example/x?y=1",
-            "https://u:***@hooks.example/x?y=1",
+            "rediss://user:pass@host:6380/3#insecure",
+            "rediss://***:***@host:6380/3#insecure",
+        ),
+        ("valkey://default:s3cret@host/1", "valkey://***:***@host/1"),
+        // An `@` inside the password: split at the last one, as the client does.
+        (
+            "redis://user:p@ss@cache:6379/2",
+            "redis://***:***@cache:6379/2",
+        ),
+        ("redis://:@@@@cache", "redis://:***@cache"),
+        ("redis://user:p%40ss@cache", "redis://***:***@cache"),
+        // IPv6 hosts stay readable.
+        ("redis://:s3cret@[::1]:6379/1", "redis://:***@[::1]:6379/1"),
+        ("redis://[::1]:6379", "redis://[::1]:6379"),
+        // Unix sockets carry their credentials in the query.
+        (
+            "redis+unix:///run/redis.sock?pass=s3cret",
+            "redis+unix:///run/redis.sock?pass=***",
+        ),
+        (
+            "redis+unix:///run/redis.sock?db=2&user=bob&pass=s3cret&x=y",
+            "redis+unix:///run/redis.sock?db=2&user=***&pass=***&x=***",
+        ),
+        (
+            "unix:///run/redis.sock?pass=s%3Fcr%26t&protocol=resp3",
+            "unix:///run/redis.sock?pass=***&protocol=resp3",
+        ),
+        ("redis://cache/s3cret", "redis://cache/***"),
+        (
+            "redis://cache:6379?pass=s3cret",
+            "redis://cache:6379?pass=***",
         ),
         ("redis://127.0.0.1:6379", "redis://127.0.0.1:6379"),
-        ("https://hooks.example/a@b", "https://hooks.example/a@b"),
-        ("not a url", "not a url"),
-        // Unparsable with an `@`: it may hold a secret, so none of it is shown.
+        // Webhooks: tokens live in the path and the query.
+        (
+            "https://hooks.example/services/T000/B000/s3cret",
+            "https://hooks.example/***",
+        ),
+        (
+            "https://hooks.example/hook?token=s3cret",
+            "https://hooks.example/***?***",
+        ),
+        (
+            "https://hooks.example?token=s3cret",
+            "https://hooks.example/?***",
+        ),
+        (
+            "https://u:p%40ss@hooks.example/x?y=1#s3cret",
+            "https://***:***@hooks.example/***?***#***",
+        ),
+        (
+            "https://s3cret@[2001:db8::1]:8443/hook",
+            "https://***@[2001:db8::1]:8443/***",
+        ),
+        ("https://hooks.example/a@b", "https://hooks.example/***"),
+        ("http://127.0.0.1:9000/", "http://127.0.0.1:9000/"),
+        ("http://[::1]:9000", "http://[::1]:9000/"),
+        ("mailto:s3cret@example.com", "mailto:***"),
+        // Unparsable: which part is the secret cannot be told, so none is shown.
+        ("not a url", "***"),
         ("s3cret@host", "***"),
         ("http://us er:s3cret@[bad/", "***"),
+        ("redis://user:s3/cret@cache", "***"),
+        ("", "***"),
     ];
     for (raw, want) in cases {
-        assert_eq!(redact_url(raw), want, "{raw}");
+        let got = redact_url(raw);
+        assert_eq!(got, want, "{raw}");
+        assert!(!got.contains("s3cret") && !got.contains("cret"), "{raw}");
     }
+}
+
+#[test]
+fn printed_config_hides_webhook_and_redis_secrets() {
+    let mut c = Config::default();
+    c.cache.redis.url = Some("rediss://app:p@ss-s3cret@redis.internal:6380/0".into());
+    c.alerts.webhook_url = Some("https://hooks.example/T0KEN?token=s3cret".into());
+    let text = toml::to_string_pretty(&c.redacted()).expect("render");
+    for secret in ["s3cret", "T0KEN", "app:", "p@ss"] {
+        assert!(!text.contains(secret), "{secret} in:\n{text}");
+    }
+    assert!(
+        text.contains("url = \"rediss://***:***@redis.internal:6380/0\""),
+        "{text}"
+    );
+    assert!(
+        text.contains("webhook_url = \"https://hooks.example/***?***\""),
+        "{text}"
+    );
 }

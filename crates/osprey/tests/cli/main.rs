@@ -13,6 +13,7 @@ mod embed;
 mod help;
 mod repository;
 mod serve;
+mod webhook_tls;
 
 /// The reference vectors of an independent float64 implementation.
 #[derive(serde::Deserialize)]
