@@ -16,6 +16,20 @@ pub struct ServerConfig {
     pub max_input_chars: usize,
     /// How long shutdown waits for in-flight requests (seconds).
     pub shutdown_grace_secs: u64,
+    /// Longest a client may take to send a request's line and headers, counted
+    /// from the accept on a new connection and from the first byte of the next
+    /// request on a kept-alive one (milliseconds; 0: no limit).
+    pub header_timeout_ms: u64,
+    /// Longest a request body may take to arrive, counted from the end of its
+    /// headers; a body still arriving then gets 408 (milliseconds; 0: no limit).
+    pub body_timeout_ms: u64,
+    /// How long a connection may sit idle between requests before it is closed
+    /// (seconds; 0: no keep-alive, a connection closes once its requests are
+    /// answered).
+    pub keep_alive_secs: u64,
+    /// Connections open at once; beyond it new ones wait in the listen backlog
+    /// until one closes (0: no limit).
+    pub max_connections: usize,
     /// HTTPS: `[server.tls]` with `cert_file` and `key_file`.
     pub tls: TlsConfig,
     /// What an embedding request with `truncate: false` gets for an input longer
@@ -42,6 +56,10 @@ impl Default for ServerConfig {
             max_inputs: 256,
             max_input_chars: 32_768,
             shutdown_grace_secs: 30,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            keep_alive_secs: 75,
+            max_connections: 4096,
             tls: TlsConfig::default(),
             long_inputs: LongInputs::Error,
         }

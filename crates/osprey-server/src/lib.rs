@@ -4,6 +4,7 @@
 pub mod auth;
 mod compression;
 mod config;
+mod connections;
 mod deadline;
 mod error;
 mod input;
@@ -32,7 +33,6 @@ pub use state::{AppState, EngineSlot, Shared};
 pub use tls::{TlsConfig, TlsError};
 
 use std::future::Future;
-use std::net::SocketAddr;
 
 use axum::Router;
 use axum::routing::{delete, get, post};
@@ -92,6 +92,7 @@ pub fn router(state: AppState) -> Router {
             protect::guard,
         ))
         .layer(compression::layer(&limits))
+        .layer(axum::middleware::from_fn(connections::answer_body_timeouts))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::record_request,
@@ -106,7 +107,8 @@ pub fn router(state: AppState) -> Router {
 
 /// Serves until `shutdown` resolves, then lets in-flight requests finish. With
 /// `server.tls` set, serves HTTPS (HTTP/2 and HTTP/1.1); unreadable certificate or
-/// key files are an error before the first connection.
+/// key files are an error before the first connection. Both apply the header, body
+/// and keep-alive timeouts and the connection cap of `[server]`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -114,18 +116,15 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     state.observe.start(state.engine.clone());
     let app = router(state.clone());
-    if state.config.tls.enabled() {
+    let transport = if state.config.tls.enabled() {
         let acceptor = state
             .config
             .tls
             .acceptor()
             .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
-        return tls::serve_tls(listener, acceptor, app, shutdown).await;
-    }
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await
+        connections::Transport::Tls(acceptor)
+    } else {
+        connections::Transport::Plain
+    };
+    connections::serve(listener, transport, app, &state.config, shutdown).await
 }
