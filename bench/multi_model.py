@@ -17,8 +17,10 @@
    added model's weight file (model.safetensors on candle, the ONNX file on
    onnx and for tensor models).
 3. Replicas: minilm alone with replicas = 1 and 2, memory right after ready and
-   after a short load (candle replicas share their weights; each onnx replica is an onnxruntime
-   session of its own).
+   after a short load (replicas share their weights on both backends, unless
+   onnx_prepack is on).
+4. Prepack (--only prepack, onnx): minilm alone, replicas reading one copy of the
+   weights against `onnx_prepack = true`, A/B like the throughput part.
 
 Every server is `osprey serve --config` with a temporary [[models]] config on a
 free 127.0.0.1 port, result cache off; one server runs at a time.
@@ -99,12 +101,12 @@ def settled_rss(pid, wait=1.0):
     return rr.rss_mb(pid)
 
 
-def throughput(a, work, lua, entries_b):
-    configs = {"A: minilm": entries_b[:1], f"B: {len(entries_b)} models": entries_b}
+def throughput(a, work, lua, configs):
+    """A/B runs of `configs` (label: ([[models]] entries, [model] keys or None))."""
     runs = {k: [] for k in configs}
     for rnd in range(a.rounds):
-        for label, entries in configs.items():
-            proc, url, secs = rr.start_osprey(a.binary, entries, work)
+        for label, (entries, model_table) in configs.items():
+            proc, url, secs = rr.start_osprey(a.binary, entries, work, model_table=model_table)
             try:
                 rss_ready = settled_rss(proc.pid)
                 waited = rr.wait_quiet(a.quiet_wait) if a.quiet_wait else 0.0
@@ -174,7 +176,7 @@ def memory(a, work, entries_b):
               f"{'(first)' if d is None else f'{d:+.0f}'} | "
               f"{'' if d is None or r['weights_mb'] < 1 else format(d / r['weights_mb'], '.2f')} |")
     if a.backend == "onnx":
-        print("\nEach onnx replica is an onnxruntime session of its own: the increase counts every replica.")
+        print("\nonnx replicas read one copy of the weights (onnx_prepack off): the increase counts every replica.")
     if any("backend" not in e for e in entries_b) and a.backend == "candle":
         print("\nThe first tensor model also loads the onnxruntime library, which the candle "
               "text models do not use: its increase is mostly that library, not the model.")
@@ -226,13 +228,16 @@ def main():
                     help="before each throughput run, wait up to this many seconds for the machine "
                          "to be idle (0: never)")
     ap.add_argument("--only", default="throughput,memory,replicas",
-                    help="comma-separated parts to run: throughput, memory, replicas")
+                    help="comma-separated parts to run: throughput, memory, replicas, and prepack "
+                         "(onnx only: shared weights against onnx_prepack = true; not run by default)")
     ap.add_argument("--json", help="write every figure here")
     a = ap.parse_args()
     parts = [p.strip() for p in a.only.split(",") if p.strip()]
-    unknown = set(parts) - {"throughput", "memory", "replicas"}
+    unknown = set(parts) - {"throughput", "memory", "replicas", "prepack"}
     if unknown or not parts:
-        ap.error(f"--only takes throughput, memory, replicas (got {a.only!r})")
+        ap.error(f"--only takes throughput, memory, replicas, prepack (got {a.only!r})")
+    if "prepack" in parts and a.backend != "onnx":
+        ap.error("--only prepack compares onnxruntime settings: use --backend onnx")
     if a.rounds < 1 or a.conc < 1 or a.batch < 1:
         ap.error("--rounds, --conc and --batch must be at least 1")
     if a.duration > 60:
@@ -251,7 +256,13 @@ def main():
     with tempfile.TemporaryDirectory(prefix="osprey-multi-model-") as work:
         lua = EMBED_LUA
         if "throughput" in parts:
-            out["throughput"] = throughput(a, work, lua, entries_b)
+            out["throughput"] = throughput(a, work, lua, {"A: minilm": (entries_b[:1], None),
+                                                          f"B: {len(entries_b)} models": (entries_b, None)})
+        if "prepack" in parts:
+            print("\nminilm alone on onnx: replicas reading one copy of the weights (A) against "
+                  "onnx_prepack = true (B)", file=sys.stderr)
+            out["prepack"] = throughput(a, work, lua, {"A: shared weights": (entries_b[:1], None),
+                                                       "B: onnx_prepack": (entries_b[:1], {"onnx_prepack": True})})
         if "memory" in parts:
             out["memory"] = memory(a, work, entries_b)
         if "replicas" in parts:

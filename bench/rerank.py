@@ -203,13 +203,16 @@ def warn_if_stale(binary):
                     return
 
 
-def osprey_config(port, models, cache=False):
+def osprey_config(port, models, cache=False, model_table=None):
     """TOML for `osprey serve --config`: [server], the result cache (off unless
-    `cache`), and one [[models]] table per dict of `models` (name, path, backend,
-    replicas, task; None values left out)."""
+    `cache`), [model] keys from `model_table` (settings every model shares), and
+    one [[models]] table per dict of `models` (name, path, backend, replicas, task;
+    None values left out)."""
     lines = ["[server]", 'host = "127.0.0.1"', f"port = {port}", ""]
     if not cache:
         lines += ["[cache.memory]", "max_bytes = 0", ""]
+    if model_table:
+        lines += ["[model]"] + [f"{k} = {json.dumps(v)}" for k, v in model_table.items()] + [""]
     for m in models:
         lines.append("[[models]]")
         for k, v in m.items():
@@ -219,7 +222,7 @@ def osprey_config(port, models, cache=False):
     return "\n".join(lines)
 
 
-def start_osprey(binary, models, workdir, cache=False, log_name="osprey.log"):
+def start_osprey(binary, models, workdir, cache=False, log_name="osprey.log", model_table=None):
     """`osprey serve` with a temporary config; returns (process, url, seconds to ready).
     Ready: /health/ready answers 200 and /v1/models lists every model."""
     if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
@@ -227,7 +230,7 @@ def start_osprey(binary, models, workdir, cache=False, log_name="osprey.log"):
     port = free_port()
     config = os.path.join(workdir, f"osprey-{port}.toml")
     with open(config, "w") as f:
-        f.write(osprey_config(port, models, cache))
+        f.write(osprey_config(port, models, cache, model_table))
     env = dict(os.environ, RUST_LOG=os.environ.get("RUST_LOG", "warn"))
     log = open(os.path.join(workdir, log_name), "ab")
     t0 = time.time()

@@ -54,6 +54,10 @@ pub struct EngineConfig {
     pub model_path: PathBuf,
     pub backend: BackendKind,
     pub onnxruntime_lib: Option<PathBuf>,
+    /// onnxruntime repacks the weights of matrix products for its kernels in each
+    /// replica: about 4% more throughput, for about half the model's size again
+    /// per replica. Off, replicas read one copy of the weights.
+    pub onnx_prepack: bool,
     pub batching: BatchingConfig,
     pub admission: crate::AdmissionConfig,
 }

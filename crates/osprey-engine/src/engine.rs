@@ -137,6 +137,7 @@ impl ModelParts {
                 replicas: config.batching.replicas.max(1),
                 threads,
                 onnxruntime_lib: config.onnxruntime_lib.clone(),
+                onnx_prepack: config.onnx_prepack,
             },
         )?;
         let tokenizer = tokenizer

@@ -138,12 +138,14 @@ impl TensorEngine {
         batching: &BatchingConfig,
         admission: AdmissionConfig,
         onnxruntime_lib: Option<&Path>,
+        onnx_prepack: bool,
     ) -> Result<Self, EngineError> {
         let model = osprey_models::load_tensor_model(
             path,
             batching.replicas.max(1),
             batching.threads_per_replica(),
             onnxruntime_lib,
+            onnx_prepack,
         )?;
         let graph = if path.is_dir() {
             path.join("model.onnx")

@@ -25,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             replicas: 1,
             threads,
             onnxruntime_lib: None,
+            onnx_prepack: false,
         },
     )?
     .remove(0);

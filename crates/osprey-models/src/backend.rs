@@ -79,6 +79,9 @@ pub struct BackendOptions {
     pub threads: usize,
     /// Path of the onnxruntime shared library; found by search when empty.
     pub onnxruntime_lib: Option<std::path::PathBuf>,
+    /// onnxruntime: repack weights for the matrix kernels in every replica (see
+    /// `EngineConfig::onnx_prepack`).
+    pub onnx_prepack: bool,
 }
 
 /// The file a backend loads its weights from; a clear error when it is missing.

@@ -10,6 +10,8 @@ mod model_dir;
 #[cfg(feature = "onnx")]
 mod onnx;
 #[cfg(feature = "onnx")]
+mod onnx_graph;
+#[cfg(feature = "onnx")]
 pub mod onnx_tensor;
 mod pooling;
 mod revision;

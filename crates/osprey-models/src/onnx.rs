@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use ort::environment::Environment;
-use ort::session::Session;
-use ort::session::builder::{AutoDevicePolicy, GraphOptimizationLevel, PrepackedWeights};
 use ort::value::Tensor;
 
+use crate::onnx_graph::{GraphSession, sessions};
 use crate::{
     Backend, BackendKind, BackendOptions, ModelDir, ModelError, Pooling, Result, pool, weights_file,
 };
@@ -52,7 +51,7 @@ pub(crate) fn environment(lib: Option<&Path>) -> Result<Environment> {
 }
 
 pub struct OnnxBackend {
-    session: Session,
+    graph: GraphSession,
     hidden: usize,
     pooling: Pooling,
     with_token_types: bool,
@@ -67,33 +66,14 @@ pub(crate) fn ort_err(e: impl std::fmt::Display) -> ModelError {
 pub fn load(model: &ModelDir, opts: &BackendOptions) -> Result<Vec<Box<dyn Backend>>> {
     let env = environment(opts.onnxruntime_lib.as_deref())?;
     let file = weights_file(model, BackendKind::Onnx)?;
-    // One container for the replicas: the weights onnxruntime repacks for its
-    // matrix kernels (the bulk of a session's memory) are then held once.
-    let shared = PrepackedWeights::new();
-    // Sessions optimise their graph on creation; build the replicas side by side.
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..opts.replicas.max(1))
-            .map(|_| scope.spawn(|| session(&env, &file, model, opts.threads, &shared)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(ModelError::Onnx("session creation panicked".into())))
-            })
-            .collect()
-    })
+    sessions(&env, &file, opts.threads, opts.replicas, opts.onnx_prepack)?
+        .into_iter()
+        .map(|graph| backend(graph, &file, model))
+        .collect()
 }
 
-fn session(
-    env: &Environment,
-    file: &Path,
-    model: &ModelDir,
-    threads: usize,
-    shared: &PrepackedWeights,
-) -> Result<Box<dyn Backend>> {
-    let session = build_session(env, file, threads, shared)?;
-    let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+fn backend(graph: GraphSession, file: &Path, model: &ModelDir) -> Result<Box<dyn Backend>> {
+    let names: Vec<&str> = graph.session.inputs().iter().map(|i| i.name()).collect();
     for needed in ["input_ids", "attention_mask"] {
         if !names.contains(&needed) {
             return Err(ModelError::Unsupported(format!(
@@ -104,39 +84,12 @@ fn session(
     }
     let with_token_types = names.contains(&"token_type_ids");
     Ok(Box::new(OnnxBackend {
-        session,
+        graph,
         hidden: model.config.hidden_size,
         pooling: model.pooling,
         with_token_types,
         labels: (!model.labels.is_empty()).then_some(model.labels.len()),
     }))
-}
-
-/// A session on the shared environment with Osprey's settings.
-pub(crate) fn build_session(
-    env: &Environment,
-    file: &Path,
-    threads: usize,
-    shared: &PrepackedWeights,
-) -> Result<Session> {
-    Session::builder(env)
-        .map_err(ort_err)?
-        .with_auto_device(AutoDevicePolicy::PreferCPU)
-        .map_err(ort_err)?
-        .with_optimization_level(GraphOptimizationLevel::All)
-        .map_err(ort_err)?
-        .with_intra_threads(threads.max(1))
-        .map_err(ort_err)?
-        .with_inter_threads(1)
-        .map_err(ort_err)?
-        // Shapes change with every batch, so planned memory patterns are not reused;
-        // without them memory stays near the model's size.
-        .with_memory_pattern(false)
-        .map_err(ort_err)?
-        .with_prepacked_weights(shared)
-        .map_err(ort_err)?
-        .commit_from_file(file)
-        .map_err(ort_err)
 }
 
 impl Backend for OnnxBackend {
@@ -184,7 +137,7 @@ impl Backend for OnnxBackend {
             let types = Tensor::from_array((shape, types)).map_err(ort_err)?;
             inputs.push(("token_type_ids".into(), types.into()));
         }
-        let outputs = self.session.run(inputs).map_err(ort_err)?;
+        let outputs = self.graph.session.run(inputs).map_err(ort_err)?;
         // Exports differ in what they output first (some echo their inputs): take
         // the first float output of the wanted shape.
         let (wanted, what): (&[i64], _) = match self.labels {

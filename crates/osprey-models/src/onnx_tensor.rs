@@ -3,16 +3,15 @@
 
 use std::path::{Path, PathBuf};
 
-use ort::session::Session;
-use ort::session::builder::PrepackedWeights;
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
-use crate::onnx::{build_session, environment, ort_err};
+use crate::onnx::{environment, ort_err};
+use crate::onnx_graph::{GraphSession, sessions};
 use crate::tensor::{DataType, NamedTensor, TensorBackend, TensorData, TensorModel, TensorSpec};
 use crate::{ModelError, Result};
 
 struct OnnxTensor {
-    session: Session,
+    graph: GraphSession,
 }
 
 /// The graph file of a tensor model path: the file itself or `model.onnx` in it.
@@ -38,14 +37,15 @@ pub fn load(
     replicas: usize,
     threads: usize,
     lib: Option<&Path>,
+    prepack: bool,
 ) -> Result<TensorModel> {
     let env = environment(lib)?;
     let file = graph_file(path)?;
-    let shared = PrepackedWeights::new();
-    let sessions: Vec<Session> = (0..replicas.max(1))
-        .map(|_| build_session(&env, &file, threads, &shared))
-        .collect::<Result<_>>()?;
-    let first = &sessions[0];
+    let sessions = sessions(&env, &file, threads, replicas, prepack)?;
+    let first = &sessions
+        .first()
+        .ok_or_else(|| ModelError::Onnx("no session was built".into()))?
+        .session;
     let specs = |outlets: &[ort::value::Outlet]| -> Result<Vec<TensorSpec>> {
         outlets
             .iter()
@@ -57,7 +57,7 @@ pub fn load(
     Ok(TensorModel {
         backends: sessions
             .into_iter()
-            .map(|session| Box::new(OnnxTensor { session }) as Box<dyn TensorBackend>)
+            .map(|graph| Box::new(OnnxTensor { graph }) as Box<dyn TensorBackend>)
             .collect(),
         inputs,
         outputs,
@@ -152,7 +152,7 @@ impl TensorBackend for OnnxTensor {
             .iter()
             .map(|t| Ok((t.name.clone(), value(t)?)))
             .collect::<Result<_>>()?;
-        let outputs = self.session.run(values).map_err(ort_err)?;
+        let outputs = self.graph.session.run(values).map_err(ort_err)?;
         outputs.iter().map(|(name, v)| read(name, &v)).collect()
     }
 }

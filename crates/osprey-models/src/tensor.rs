@@ -163,14 +163,15 @@ pub fn load_tensor_model(
     replicas: usize,
     threads: usize,
     onnxruntime_lib: Option<&std::path::Path>,
+    prepack: bool,
 ) -> Result<TensorModel> {
     #[cfg(feature = "onnx")]
     {
-        crate::onnx_tensor::load(path, replicas, threads, onnxruntime_lib)
+        crate::onnx_tensor::load(path, replicas, threads, onnxruntime_lib, prepack)
     }
     #[cfg(not(feature = "onnx"))]
     {
-        let _ = (path, replicas, threads, onnxruntime_lib);
+        let _ = (path, replicas, threads, onnxruntime_lib, prepack);
         Err(crate::ModelError::BackendUnavailable("onnx"))
     }
 }

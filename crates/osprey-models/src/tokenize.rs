@@ -6,7 +6,10 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, Weak};
 
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
-use tokenizers::{Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy};
+use tokenizers::utils::truncation::truncate_encodings;
+use tokenizers::{
+    Encoding, PostProcessor, Tokenizer, TruncationDirection, TruncationParams, TruncationStrategy,
+};
 
 use crate::{ModelError, Result};
 
@@ -40,7 +43,8 @@ pub enum TokenizeError {
 }
 
 pub struct TextTokenizer {
-    truncating: Arc<Tokenizer>,
+    /// Untruncated and unpadded: Osprey cuts each encoding itself, so models with
+    /// different maximum lengths share one tokenizer.
     whole: Arc<Tokenizer>,
     max_len: usize,
     /// Where a text may be cut with its tokens staying the first tokens of the
@@ -76,37 +80,25 @@ fn is_cjk(c: char) -> bool {
 const PREFIX_BYTES_PER_TOKEN: usize = 8;
 
 impl TextTokenizer {
-    /// Loads `tokenizer.json`. Models with the same file share one copy of it in
-    /// memory (about 7 MB for a BERT vocabulary), and those with the same maximum
-    /// length also their truncating copy.
+    /// Loads `tokenizer.json`. Models whose tokenizers are the same (their
+    /// truncation and padding settings aside) share one copy in memory, about 7 MB
+    /// for a BERT vocabulary.
     pub fn load(path: &Path, max_len: usize) -> Result<Self> {
         let failed = |e: String| ModelError::Tokenizer(format!("{}: {e}", path.display()));
-        let bytes = std::fs::read(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let key = *blake3::hash(&bytes).as_bytes();
-        let whole = shared(key, None, || {
-            let mut t = Tokenizer::from_bytes(&bytes).map_err(|e| failed(e.to_string()))?;
-            untruncated(&mut t)?;
-            Ok(t)
-        })?;
-        let truncating = shared(key, Some(max_len), || truncating(&whole, max_len))?;
-        Ok(Self::from_parts(whole, truncating, max_len))
+        let mut t = Tokenizer::from_file(path).map_err(|e| failed(e.to_string()))?;
+        untruncated(&mut t)?;
+        let json = t.to_string(false).map_err(|e| failed(e.to_string()))?;
+        let whole = shared(*blake3::hash(json.as_bytes()).as_bytes(), t);
+        Ok(Self::from_parts(whole, max_len))
     }
 
     /// Osprey's rules on top of any tokenizer.
     pub fn new(mut whole: Tokenizer, max_len: usize) -> Result<Self> {
         untruncated(&mut whole)?;
-        let truncating = truncating(&whole, max_len)?;
-        Ok(Self::from_parts(
-            Arc::new(whole),
-            Arc::new(truncating),
-            max_len,
-        ))
+        Ok(Self::from_parts(Arc::new(whole), max_len))
     }
 
-    fn from_parts(whole: Arc<Tokenizer>, truncating: Arc<Tokenizer>, max_len: usize) -> Self {
+    fn from_parts(whole: Arc<Tokenizer>, max_len: usize) -> Self {
         let cuts = match whole.get_pre_tokenizer() {
             Some(PreTokenizerWrapper::BertPreTokenizer(_)) => Some(Cuts::Bert),
             Some(PreTokenizerWrapper::Whitespace(_) | PreTokenizerWrapper::WhitespaceSplit(_)) => {
@@ -115,7 +107,6 @@ impl TextTokenizer {
             _ => None,
         };
         Self {
-            truncating,
             whole,
             max_len,
             cuts,
@@ -135,18 +126,16 @@ impl TextTokenizer {
     /// is so bounded by the model's window, not by the text's length.
     pub fn encode(&self, text: &str, truncate: bool) -> Result<Encoded, TokenizeError> {
         let mut budget = self.max_len.saturating_mul(PREFIX_BYTES_PER_TOKEN);
-        let (enc, truncated) = loop {
+        let room = self.room(false);
+        let enc = loop {
             let part = self.prefix(text, budget);
-            let enc = self
-                .truncating
-                .encode_fast(part, true)
-                .map_err(|e| TokenizeError::Failed(e.to_string()))?;
-            let truncated = !enc.get_overflowing().is_empty();
-            if truncated || part.len() == text.len() {
-                break (enc, truncated);
+            let enc = self.bare(part)?;
+            if enc.len() > room || part.len() == text.len() {
+                break enc;
             }
             budget = budget.saturating_mul(4);
         };
+        let (enc, truncated) = self.finish(enc, None, true)?;
         if truncated && !truncate {
             // Only this error path pays for a second, untruncated encoding.
             let tokens = self
@@ -171,27 +160,21 @@ impl TextTokenizer {
     pub fn encode_pair(&self, a: &str, b: &str, truncate: bool) -> Result<Encoded, TokenizeError> {
         let failed = |e: tokenizers::Error| TokenizeError::Failed(e.to_string());
         let mut budget = self.max_len.saturating_mul(PREFIX_BYTES_PER_TOKEN);
-        let enc = loop {
+        let (ea, eb) = loop {
             let (pa, pb) = (self.prefix(a, budget), self.prefix(b, budget));
-            let enc = self
-                .truncating
-                .encode_fast((pa, pb), true)
-                .map_err(failed)?;
+            let (ea, eb) = (self.bare(pa)?, self.bare(pb)?);
             // A cut text must hold a whole window of tokens: truncation then keeps
             // exactly the tokens it would keep of the whole text.
-            let enough = |part: &str, text: &str| {
-                part.len() == text.len()
-                    || self
-                        .whole
-                        .encode_fast(part, false)
-                        .is_ok_and(|e| e.len() >= self.max_len)
+            let enough = |part: &str, text: &str, e: &Encoding| {
+                part.len() == text.len() || e.len() >= self.max_len
             };
-            if enough(pa, a) && enough(pb, b) {
-                break enc;
+            if enough(pa, a, &ea) && enough(pb, b, &eb) {
+                break (ea, eb);
             }
             budget = budget.saturating_mul(4);
         };
-        if !enc.get_overflowing().is_empty() && !truncate {
+        let (enc, truncated) = self.finish(ea, Some(eb), true)?;
+        if truncated && !truncate {
             let tokens = self.whole.encode_fast((a, b), true).map_err(failed)?.len();
             return Err(TokenizeError::TooLong {
                 tokens,
@@ -199,7 +182,7 @@ impl TextTokenizer {
             });
         }
         Ok(Encoded {
-            truncated: !enc.get_overflowing().is_empty(),
+            truncated,
             second: enc.get_type_ids().iter().position(|&t| t == 1),
             ids: enc.get_ids().to_vec(),
         })
@@ -258,9 +241,10 @@ impl TextTokenizer {
             self.max_len.saturating_mul(PREFIX_BYTES_PER_TOKEN * 4),
         );
         let enc = self
-            .truncating
-            .encode(part, add_special)
+            .whole
+            .encode(part, false)
             .map_err(|e| TokenizeError::Failed(e.to_string()))?;
+        let (enc, _) = self.finish(enc, None, add_special)?;
         let special = enc.get_special_tokens_mask();
         Ok(enc
             .get_ids()
@@ -282,6 +266,59 @@ impl TextTokenizer {
             .collect())
     }
 
+    /// `text`'s tokens without special tokens, unbounded.
+    fn bare(&self, text: &str) -> Result<Encoding, TokenizeError> {
+        self.whole
+            .encode_fast(text, false)
+            .map_err(|e| TokenizeError::Failed(e.to_string()))
+    }
+
+    /// How many of a text's own tokens fit beside the special tokens.
+    fn room(&self, pair: bool) -> usize {
+        let specials = self
+            .whole
+            .get_post_processor()
+            .map_or(0, |p| p.added_tokens(pair));
+        self.max_len.saturating_sub(specials)
+    }
+
+    /// Cuts bare encodings to the maximum length (the longer text of a pair
+    /// first) and adds the special tokens; says whether anything was cut.
+    fn finish(
+        &self,
+        first: Encoding,
+        second: Option<Encoding>,
+        add_special: bool,
+    ) -> Result<(Encoding, bool), TokenizeError> {
+        let failed = |e: tokenizers::Error| TokenizeError::Failed(e.to_string());
+        let room = if add_special {
+            self.room(second.is_some())
+        } else {
+            self.max_len
+        };
+        let params = TruncationParams {
+            max_length: room,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        };
+        let whole =
+            |a: &Encoding, b: &Option<Encoding>| a.len() + b.as_ref().map_or(0, Encoding::len);
+        let before = whole(&first, &second);
+        let (mut first, mut second) = truncate_encodings(first, second, &params).map_err(failed)?;
+        let truncated = whole(&first, &second) < before;
+        // What was cut is not used: spare the post-processor its work.
+        drop(first.take_overflowing());
+        if let Some(s) = second.as_mut() {
+            drop(s.take_overflowing());
+        }
+        let enc = self
+            .whole
+            .post_process(first, second, add_special)
+            .map_err(failed)?;
+        Ok((enc, truncated))
+    }
+
     /// The prefix of `text` worth tokenizing with `budget` bytes; all of it when
     /// the tokenizer gives no place to cut.
     fn prefix<'t>(&self, text: &'t str, budget: usize) -> &'t str {
@@ -300,43 +337,25 @@ fn untruncated(t: &mut Tokenizer) -> Result<()> {
     Ok(())
 }
 
-/// A copy of `whole` that cuts at `max_len`, the longer text of a pair first.
-fn truncating(whole: &Tokenizer, max_len: usize) -> Result<Tokenizer> {
-    let mut t = whole.clone();
-    t.with_truncation(Some(TruncationParams {
-        max_length: max_len,
-        strategy: TruncationStrategy::LongestFirst,
-        stride: 0,
-        direction: TruncationDirection::Right,
-    }))
-    .map_err(|e| ModelError::Tokenizer(e.to_string()))?;
-    Ok(t)
-}
+/// Tokenizers in use, by the hash of their serialized form; an entry lives as
+/// long as a model holds it.
+type Shared = Vec<([u8; 32], Weak<Tokenizer>)>;
 
-/// Tokenizers in use, by the hash of their file and their maximum length (`None`:
-/// untruncated); an entry lives as long as a model holds it.
-type Shared = Vec<(([u8; 32], Option<usize>), Weak<Tokenizer>)>;
-
-/// The tokenizer in use for `key`, or a new one from `make`.
-fn shared(
-    file: [u8; 32],
-    max_len: Option<usize>,
-    make: impl FnOnce() -> Result<Tokenizer>,
-) -> Result<Arc<Tokenizer>> {
+/// The tokenizer in use for `key`, or `made` from now on.
+fn shared(key: [u8; 32], made: Tokenizer) -> Arc<Tokenizer> {
     static IN_USE: Mutex<Shared> = Mutex::new(Vec::new());
     let mut in_use = IN_USE.lock().unwrap_or_else(|p| p.into_inner());
     in_use.retain(|(_, w)| w.strong_count() > 0);
-    let key = (file, max_len);
     if let Some(t) = in_use
         .iter()
         .find(|(k, _)| *k == key)
         .and_then(|(_, w)| w.upgrade())
     {
-        return Ok(t);
+        return t;
     }
-    let t = Arc::new(make()?);
+    let t = Arc::new(made);
     in_use.push((key, Arc::downgrade(&t)));
-    Ok(t)
+    t
 }
 
 /// The longest prefix of `text` of at most `budget` bytes that ends just before a
@@ -377,11 +396,94 @@ mod tests {
             panic!("load {} (run `make model`)", file.display());
         };
         assert!(Arc::ptr_eq(&a.whole, &b.whole) && Arc::ptr_eq(&a.whole, &c.whole));
-        assert!(Arc::ptr_eq(&a.truncating, &b.truncating));
-        assert!(!Arc::ptr_eq(&a.truncating, &c.truncating));
+        // Another file of the same tokenizer, its truncation and padding settings
+        // aside, shares it too; one that differs does not.
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let json: serde_json::Value = std::fs::read(&file)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .expect("tokenizer.json is JSON");
+        let write = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut v = json.clone();
+            edit(&mut v);
+            let path = dir.path().join(name);
+            std::fs::write(&path, v.to_string()).expect("write");
+            TextTokenizer::load(&path, 256).expect("load the copy")
+        };
+        let resaved = write("resaved.json", &|v| {
+            v["truncation"] = serde_json::json!({"direction": "Right", "max_length": 512,
+                "strategy": "LongestFirst", "stride": 0});
+            v["padding"] = serde_json::Value::Null;
+        });
+        assert!(Arc::ptr_eq(&a.whole, &resaved.whole));
+        let other = write("other.json", &|v| {
+            v["normalizer"]["lowercase"] = false.into()
+        });
+        assert!(!Arc::ptr_eq(&a.whole, &other.whole));
         let long = "word ".repeat(400);
         assert_eq!(a.encode(&long, true).map(|e| e.ids.len()), Ok(256));
         assert_eq!(c.encode(&long, true).map(|e| e.ids.len()), Ok(128));
+    }
+
+    #[test]
+    fn long_texts_and_pairs_are_cut_as_the_tokenizers_library_cuts_them() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/all-MiniLM-L6-v2/tokenizer.json");
+        let (Ok(ours), Ok(mut reference)) =
+            (TextTokenizer::load(&file, 128), Tokenizer::from_file(&file))
+        else {
+            panic!("load {} (run `make model`)", file.display());
+        };
+        let params = TruncationParams {
+            max_length: 128,
+            strategy: TruncationStrategy::LongestFirst,
+            stride: 0,
+            direction: TruncationDirection::Right,
+        };
+        reference.with_padding(None);
+        let Ok(untruncated) = reference.with_truncation(None).map(|t| t.clone()) else {
+            panic!("truncation settings refused");
+        };
+        let Ok(reference) = reference.with_truncation(Some(params)).map(|t| t.clone()) else {
+            panic!("truncation settings refused");
+        };
+        let short = "how do owls hunt at night?";
+        let long = "Owls hunt by sound, turning their heads to find prey. ".repeat(30);
+        let other = "A barn owl's face is a dish that gathers sound, ".repeat(25);
+        let Ok(want) = reference.encode(long.as_str(), true) else {
+            panic!("reference encoding failed");
+        };
+        let Ok(got) = ours.encode(&long, true) else {
+            panic!("encoding failed");
+        };
+        assert_eq!(got.ids, want.get_ids());
+        assert!(got.truncated);
+        for (a, b) in [
+            (short, long.as_str()),
+            (long.as_str(), short),
+            (long.as_str(), other.as_str()),
+            (short, "by ear"),
+        ] {
+            let Ok(want) = reference.encode((a, b), true) else {
+                panic!("reference encoding failed");
+            };
+            let Ok(got) = ours.encode_pair(a, b, true) else {
+                panic!("encoding failed");
+            };
+            assert_eq!(got.ids, want.get_ids(), "{a:.20} / {b:.20}");
+            assert_eq!(got.second, want.get_type_ids().iter().position(|&t| t == 1));
+            assert_eq!(got.truncated, !want.get_overflowing().is_empty());
+        }
+        let Ok(whole) = untruncated.encode((long.as_str(), other.as_str()), true) else {
+            panic!("reference encoding failed");
+        };
+        assert_eq!(
+            ours.encode_pair(&long, &other, false),
+            Err(TokenizeError::TooLong {
+                tokens: whole.len(),
+                max: 128
+            })
+        );
     }
 
     #[test]

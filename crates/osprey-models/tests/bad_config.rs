@@ -78,6 +78,7 @@ fn load_candle(dir: &Path) -> Result<usize, ModelError> {
         replicas: 1,
         threads: 1,
         onnxruntime_lib: None,
+        onnx_prepack: false,
     };
     load_backends(&model, &opts).map(|b| b.len())
 }

@@ -51,6 +51,7 @@ fn check_backend(kind: BackendKind) {
         replicas: 1,
         threads: 2,
         onnxruntime_lib: None,
+        onnx_prepack: false,
     };
     let mut backend = load_backends(&model, &opts)
         .expect("backend")

@@ -222,6 +222,7 @@ impl Models {
                     &config.batching,
                     config.admission,
                     config.onnxruntime_lib.as_deref(),
+                    config.onnx_prepack,
                 )?;
                 Ok(Backing::Tensor(Arc::new(engine)))
             }

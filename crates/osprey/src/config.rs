@@ -24,6 +24,8 @@ pub struct ModelConfig {
     /// The onnxruntime shared library; searched for when unset.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub onnxruntime_lib: Option<PathBuf>,
+    /// onnxruntime: repack weights for the matrix kernels in every replica.
+    pub onnx_prepack: bool,
 }
 
 impl Default for ModelConfig {
@@ -32,6 +34,7 @@ impl Default for ModelConfig {
             path: PathBuf::from("models/all-MiniLM-L6-v2"),
             backend: BackendKind::Candle,
             onnxruntime_lib: None,
+            onnx_prepack: false,
         }
     }
 }
@@ -230,6 +233,7 @@ impl Config {
             model_path: self.model.path.clone(),
             backend: self.model.backend,
             onnxruntime_lib: self.model.onnxruntime_lib.clone(),
+            onnx_prepack: self.model.onnx_prepack,
             batching: self.batching.clone(),
             admission: self.limits.admission(),
         }

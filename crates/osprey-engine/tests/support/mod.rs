@@ -14,6 +14,7 @@ pub fn engine_at(dir: &Path) -> Arc<Engine> {
         model_path: dir.to_path_buf(),
         backend: BackendKind::Candle,
         onnxruntime_lib: None,
+        onnx_prepack: false,
         batching: BatchingConfig {
             replicas: 1,
             threads: 1,

@@ -188,6 +188,7 @@ fn start_full(
                     model_path: model_dir(),
                     backend: BackendKind::Candle,
                     onnxruntime_lib: None,
+                    onnx_prepack: false,
                     batching,
                     admission: protection.limits().admission(),
                 };

@@ -80,6 +80,7 @@ pub fn repo() -> &'static Repo {
                         model_path: PathBuf::new(),
                         backend: BackendKind::Candle,
                         onnxruntime_lib: None,
+                        onnx_prepack: false,
                         batching: BatchingConfig {
                             replicas: 1,
                             threads: 1,
