@@ -23,6 +23,9 @@ pub enum ApiError {
     NotReady,
     #[error("{0}")]
     BadRequest(String),
+    /// A query string the route does not take.
+    #[error("{0}")]
+    BadQuery(String),
     #[error("unsupported content encoding `{0}`: send `gzip` or none")]
     UnsupportedEncoding(String),
     #[error("{message}")]
@@ -67,7 +70,7 @@ impl ApiError {
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::NotReady => StatusCode::SERVICE_UNAVAILABLE,
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::BadQuery(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
@@ -127,6 +130,7 @@ impl ApiError {
             Self::Engine(EngineError::Overloaded { .. }) => Some("queue_full"),
             Self::NotReady | Self::Model(ResolveError::Loading(_)) => Some("not_ready"),
             Self::BadRequest(_) => Some("bad_encoding"),
+            Self::BadQuery(_) => Some("bad_query"),
             Self::UnsupportedEncoding(_) => Some("unsupported_encoding"),
             Self::Unauthorized { missing: true, .. } => Some("missing_credentials"),
             Self::Unauthorized { missing: false, .. } => Some("invalid_credentials"),

@@ -10,11 +10,33 @@ use osprey_engine::Text;
 use crate::{ApiError, AppState, ServerConfig};
 
 /// Checks the content type, reads the body within the size limit, decompresses it
-/// within its own limit and parses it.
+/// within its own limit and parses it. For bodies of texts: their lists may hold
+/// about as many items as `server.max_inputs` allows (pairs count three: the pair
+/// and its two texts), refused before anything is built from them.
 pub async fn read_json<T: de::DeserializeOwned + Send + 'static>(
     state: &AppState,
     headers: &HeaderMap,
     body: Body,
+) -> Result<T, ApiError> {
+    let items = state.config.max_inputs.saturating_mul(3).saturating_add(16);
+    read_json_within(state, headers, body, Some(items)).await
+}
+
+/// [`read_json`] for bodies of numbers (KServe v2 tensors), whose lists are
+/// bounded by the body's size alone.
+pub async fn read_tensor_json<T: de::DeserializeOwned + Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<T, ApiError> {
+    read_json_within(state, headers, body, None).await
+}
+
+async fn read_json_within<T: de::DeserializeOwned + Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    max_items: Option<usize>,
 ) -> Result<T, ApiError> {
     check_content_type(headers)?;
     let limit = state.config.max_body_bytes;
@@ -43,10 +65,16 @@ pub async fn read_json<T: de::DeserializeOwned + Send + 'static>(
                 .to_owned(),
         ),
     };
-    let max = state.protection.limits().max_decompressed_bytes;
+    let limits = osprey_wire::BodyLimits {
+        max_decoded: state.protection.limits().max_decompressed_bytes,
+        max_items,
+    };
     let decode = move || -> Result<T, ApiError> {
-        let json = osprey_wire::decode_body(encoding.as_deref(), &bytes, max)?;
-        Ok(osprey_wire::parse_json(&json)?)
+        Ok(osprey_wire::parse_body(
+            encoding.as_deref(),
+            &bytes,
+            limits,
+        )?)
     };
     // A small plain body parses in microseconds; a compressed or large one can take
     // milliseconds of CPU, which belong on the blocking pool, not a runtime worker.

@@ -12,6 +12,7 @@ mod limits;
 mod models;
 mod observe;
 mod protect;
+mod query;
 pub mod rate_limit;
 mod request_id;
 mod routes;
@@ -85,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/stats.csv", get(routes::stats::csv))
         .route("/admin/alerts", get(routes::alerts::list))
         .route("/admin/profile", get(routes::profile::flamegraph))
+        .route_layer(axum::middleware::from_fn(query::check))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -342,7 +342,9 @@ fn traffic(base: String, stop: &'static AtomicBool) -> tokio::task::JoinHandle<u
 async fn profile_is_an_svg_flame_graph_bounded_and_one_at_a_time() {
     let (_turn, server) = server().await;
     let c = client();
-    for bad in ["seconds=0", "seconds=61", "seconds=abc", "other=1"] {
+    let other = get(&c, &format!("{}/admin/profile?other=1", server.base)).await;
+    other.assert_error(400, "an unknown parameter");
+    for bad in ["seconds=0", "seconds=61", "seconds=abc"] {
         let r = get(&c, &format!("{}/admin/profile?{bad}", server.base)).await;
         r.assert_error(422, bad);
     }

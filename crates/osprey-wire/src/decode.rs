@@ -13,14 +13,8 @@ pub fn decode_body<'a>(
     body: &'a [u8],
     max_decoded: usize,
 ) -> Result<Cow<'a, [u8]>, WireError> {
-    let encoding = encoding.map(str::trim).unwrap_or("");
-    if encoding.is_empty() || encoding.eq_ignore_ascii_case("identity") {
+    if coding(encoding)? == Coding::Identity {
         return Ok(Cow::Borrowed(body));
-    }
-    if !(encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip")) {
-        return Err(WireError::UnsupportedEncoding(
-            encoding.chars().take(64).collect(),
-        ));
     }
     let cap = u64::try_from(max_decoded).unwrap_or(u64::MAX);
     // Read one byte past the cap to tell "exactly at the cap" from "over it".
@@ -35,4 +29,25 @@ pub fn decode_body<'a>(
         )));
     }
     Ok(Cow::Owned(out))
+}
+
+/// The content codings a request body may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Coding {
+    Identity,
+    Gzip,
+}
+
+/// The coding a `Content-Encoding` value names; 415 material otherwise.
+pub(crate) fn coding(encoding: Option<&str>) -> Result<Coding, WireError> {
+    let encoding = encoding.map(str::trim).unwrap_or("");
+    if encoding.is_empty() || encoding.eq_ignore_ascii_case("identity") {
+        Ok(Coding::Identity)
+    } else if encoding.eq_ignore_ascii_case("gzip") || encoding.eq_ignore_ascii_case("x-gzip") {
+        Ok(Coding::Gzip)
+    } else {
+        Err(WireError::UnsupportedEncoding(
+            encoding.chars().take(64).collect(),
+        ))
+    }
 }

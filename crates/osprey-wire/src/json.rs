@@ -4,6 +4,7 @@
 use serde::de::{self, DeserializeOwned};
 
 use crate::WireError;
+use crate::shape::ShapeScanner;
 
 /// Deepest nesting of arrays and objects accepted anywhere in a body. Requests are
 /// flat; deeper bodies are refused before parsing, so ignored fields cannot hide
@@ -11,12 +12,31 @@ use crate::WireError;
 pub const MAX_JSON_DEPTH: usize = 32;
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
-    let depth = json_depth(bytes);
-    if depth > MAX_JSON_DEPTH {
-        return Err(WireError::MalformedJson(format!(
+    let mut shape = ShapeScanner::default();
+    shape.feed(bytes);
+    if let Some(refused) = refusal(&shape, None) {
+        return Err(refused);
+    }
+    from_json_slice(bytes)
+}
+
+/// Why a body of this shape is refused before parsing, if it is.
+pub(crate) fn refusal(shape: &ShapeScanner, max_items: Option<usize>) -> Option<WireError> {
+    if shape.max_depth() > MAX_JSON_DEPTH {
+        return Some(WireError::MalformedJson(format!(
             "JSON nested deeper than {MAX_JSON_DEPTH} levels"
         )));
     }
+    match max_items {
+        Some(max) if shape.items() > max => Some(WireError::TooLarge(format!(
+            "the request body holds more than {max} list items"
+        ))),
+        _ => None,
+    }
+}
+
+/// Parses a body whose shape passed [`refusal`].
+pub(crate) fn from_json_slice<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
     // Serde would also take a struct from an array of its fields in order.
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return match serde_json::from_slice::<de::IgnoredAny>(bytes) {
@@ -30,30 +50,4 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, WireError> {
         serde_json::error::Category::Data => WireError::Invalid(e.to_string()),
         _ => WireError::MalformedJson(e.to_string()),
     })
-}
-
-/// Maximum nesting depth of arrays and objects, skipping string contents.
-pub fn json_depth(bytes: &[u8]) -> usize {
-    let (mut depth, mut max, mut in_string, mut escaped) = (0usize, 0usize, false, false);
-    for &b in bytes {
-        if in_string {
-            match b {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match b {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    max
 }

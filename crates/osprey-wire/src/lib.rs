@@ -7,23 +7,27 @@
 
 #![forbid(unsafe_code)]
 
+mod body;
 mod decode;
 mod error;
 mod inputs;
 mod json;
 mod requests;
 mod scoring;
+mod shape;
 mod v2;
 
+pub use body::{BodyLimits, parse_body};
 pub use decode::decode_body;
 pub use error::WireError;
 pub use inputs::{InputLimits, Inputs, check_inputs, check_texts};
-pub use json::{MAX_JSON_DEPTH, json_depth, parse_json};
+pub use json::{MAX_JSON_DEPTH, parse_json};
 pub use requests::{EmbedRequest, EmbeddingsRequest, EncodingFormat, yes};
 pub use scoring::{
     CohereRerankRequest, Document, PredictInputs, PredictRequest, RerankRequest, Sequence,
     TokenizeRequest,
 };
+pub use shape::{ShapeScanner, json_depth};
 pub use v2::{InferInput, InferRequest, RequestedOutput};
 
 #[cfg(test)]

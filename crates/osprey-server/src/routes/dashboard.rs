@@ -2,10 +2,12 @@
 //! canvas code), and `GET /dashboard/data?since=T`, the per-second series it polls.
 
 use axum::Json;
-use axum::extract::{RawQuery, State};
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use osprey_observe::{DASHBOARD_PAGE, DashboardData};
+use serde::Deserialize;
 
 use crate::{ApiError, AppState};
 
@@ -20,21 +22,28 @@ pub async fn page() -> Response {
     resp
 }
 
-fn since(query: Option<&str>) -> Result<Option<u64>, ApiError> {
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        if let Some(v) = pair.strip_prefix("since=") {
-            return v.parse().map(Some).map_err(|_| {
+/// The query string: only `since`.
+#[derive(Debug, Deserialize)]
+pub struct DataQuery {
+    since: Option<String>,
+}
+
+fn since(query: Result<Query<DataQuery>, QueryRejection>) -> Result<Option<u64>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    query
+        .since
+        .map(|v| {
+            v.parse().map_err(|_| {
                 ApiError::Invalid(format!("since must be a unix time in seconds, got `{v}`"))
-            });
-        }
-    }
-    Ok(None)
+            })
+        })
+        .transpose()
 }
 
 pub async fn data(
     State(state): State<AppState>,
-    RawQuery(query): RawQuery,
+    query: Result<Query<DataQuery>, QueryRejection>,
 ) -> Result<Json<DashboardData>, ApiError> {
-    let since = since(query.as_deref())?;
+    let since = since(query)?;
     Ok(Json(state.observe.dashboard(since)))
 }

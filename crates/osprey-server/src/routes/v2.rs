@@ -20,7 +20,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::Call;
-use crate::input::read_json;
+use crate::input::read_tensor_json;
 use crate::{ApiError, AppState};
 
 pub async fn live() -> Json<Value> {
@@ -188,7 +188,7 @@ async fn run_infer(
     call: Call,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let req: InferRequest = read_json(&state, &call.headers, body).await?;
+    let req: InferRequest = read_tensor_json(&state, &call.headers, body).await?;
     let ab_key = call
         .headers
         .get("x-osprey-ab-key")

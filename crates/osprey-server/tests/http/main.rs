@@ -17,6 +17,7 @@ mod headers;
 mod info_health;
 mod openai;
 mod overload;
+mod query;
 
 use std::time::Duration;
 

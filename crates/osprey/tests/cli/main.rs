@@ -8,6 +8,7 @@ mod support;
 
 use std::path::PathBuf;
 
+mod body_bombs;
 mod config_check;
 mod embed;
 mod help;
