@@ -23,7 +23,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
         .thread_name("osprey-http")
         .build()
         .context("starting the runtime")?;
-    rt.block_on(serve(config, args))
+    let result = rt.block_on(serve(config, args));
+    // A model still loading on a blocking thread is not waited for: the process
+    // is exiting, and its memory goes with it.
+    rt.shutdown_timeout(Duration::from_millis(500));
+    result
 }
 
 /// The command-line flags that override the configuration file.
@@ -74,8 +78,14 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<std::process::
     reload_on_hangup(state.clone(), args);
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!("shutting down: finishing in-flight requests");
+        tracing::info!(
+            "shutting down: finishing in-flight requests (a second signal exits at once)"
+        );
         let _ = stop_tx.send(true);
+        // An operator who asks twice does not want to wait for the grace period.
+        shutdown_signal().await;
+        tracing::warn!("second signal: exiting without waiting for in-flight requests");
+        std::process::exit(1);
     });
 
     let mut stopped = stop_rx.clone();
@@ -84,14 +94,19 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<std::process::
     });
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let mut stop_for_grace = stop_rx;
-    tokio::select! {
-        r = server => r.context("serving")?,
+    let served = tokio::select! {
+        r = server => r.context("serving"),
         _ = async {
             let _ = stop_for_grace.wait_for(|s| *s).await;
             tokio::time::sleep(grace).await;
-        } => tracing::warn!("grace period over; closing remaining connections"),
-    }
+        } => {
+            tracing::warn!("grace period over; closing remaining connections");
+            Ok(())
+        }
+    };
+    // Also after a serving error: the models stop and queued cache writes land.
     release(&state, cache).await;
+    served?;
     if failed.load(Ordering::SeqCst) {
         return Ok(std::process::ExitCode::FAILURE);
     }

@@ -209,3 +209,54 @@ async fn disk_cache_is_warm_after_a_restart_and_the_cli_reads_and_clears_it() {
         "{cleared}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_exits_without_waiting_for_the_grace_period() {
+    use tokio::io::AsyncWriteExt;
+
+    let port = free_port();
+    let port_arg = port.to_string();
+    let mut server = spawn_server(&[
+        "--model",
+        &model_arg(),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port_arg,
+    ]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::new();
+    wait_ready(&mut server, &client, &base).await;
+
+    // A request whose body never finishes keeps a graceful shutdown waiting.
+    let mut upload = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    upload
+        .write_all(
+            b"POST /embed HTTP/1.1\r\nhost: osprey\r\ncontent-type: application/json\r\n\
+              content-length: 100\r\n\r\n{\"inputs\": ",
+        )
+        .await
+        .expect("send the head");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let pid = server.child.id();
+    signal(pid, "TERM");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        server.child.try_wait().expect("try_wait").is_none(),
+        "the first SIGTERM should wait for the request in flight; log:\n{}",
+        server.log()
+    );
+    let second = Instant::now();
+    signal(pid, "TERM");
+    let status = server.wait(Duration::from_secs(10)).await;
+    assert!(
+        second.elapsed() < Duration::from_secs(3),
+        "exited {:?} after the second SIGTERM",
+        second.elapsed()
+    );
+    assert!(!status.success(), "{status}");
+    assert!(server.log().contains("second signal"), "{}", server.log());
+}
