@@ -41,6 +41,10 @@ pub struct AdmissionConfig {
     pub max_in_flight: usize,
     /// Longest a request may take, queued work included; `None`: no deadline.
     pub deadline: Option<Duration>,
+    /// Longest a request may be predicted to wait behind the work ahead of it
+    /// (its own run time aside); `None`: only the deadline bounds it. Under
+    /// overload this, not the deadline, keeps admitted latency short.
+    pub max_queue: Option<Duration>,
 }
 
 impl Default for AdmissionConfig {
@@ -48,6 +52,7 @@ impl Default for AdmissionConfig {
         Self {
             max_in_flight: 1024,
             deadline: Some(Duration::from_secs(30)),
+            max_queue: Some(Duration::from_secs(2)),
         }
     }
 }
@@ -229,9 +234,9 @@ impl Admission {
             outstanding: self.outstanding.clone(),
             tokens: own,
         };
-        let Some(deadline) = permit.deadline else {
+        if permit.deadline.is_none() && self.config.max_queue.is_none() {
             return Ok(ticket);
-        };
+        }
         // Outstanding work counts this request and every other admitted one, also
         // those still tokenizing (not queued yet); what runs now is counted by the
         // replicas, with how long it still needs.
@@ -241,8 +246,14 @@ impl Admission {
             .saturating_sub(load.running_tokens())
             .saturating_sub(own)
             .max(load.queued_tokens);
-        if let Some(wait) = predicted_wait(load, ahead, own, inputs) {
+        let Some(wait) = predicted_wait(load, ahead, own, inputs) else {
+            return Ok(ticket);
+        };
+        if let Some(deadline) = permit.deadline {
             check_deadline(wait, deadline)?;
+        }
+        if let Some(max_queue) = self.config.max_queue {
+            check_queue(wait.saturating_sub(run_alone(load, own, inputs)), max_queue)?;
         }
         Ok(ticket)
     }
@@ -291,6 +302,29 @@ fn predicted_wait(load: &Load, ahead: usize, own: usize, inputs: usize) -> Optio
     // Saturates rather than panics on an absurd rate or queue.
     let wait = Duration::try_from_secs_f64(finish.as_secs_f64() * slack).unwrap_or(Duration::MAX);
     Some(wait.saturating_add(FIXED_COSTS))
+}
+
+/// How long the request would take on idle replicas, nothing ahead of it: the
+/// part of a predicted wait that is its own work, not queueing.
+fn run_alone(load: &Load, own: usize, inputs: usize) -> Duration {
+    let mut idle = load.clone();
+    for r in &mut idle.replicas {
+        r.busy_for = Duration::ZERO;
+        r.running_tokens = 0;
+    }
+    idle.finish_in(0, own, inputs).unwrap_or(Duration::ZERO)
+}
+
+fn check_queue(queueing: Duration, max_queue: Duration) -> Result<(), EngineError> {
+    if queueing <= max_queue {
+        return Ok(());
+    }
+    rejected(RejectReason::QueueTooLong);
+    Err(EngineError::QueueTooLong {
+        wait_ms: queueing.as_millis() as u64,
+        max_queue_ms: max_queue.as_millis() as u64,
+        retry_after_secs: (queueing - max_queue).as_secs_f64().ceil().clamp(1.0, 60.0) as u64,
+    })
 }
 
 fn check_deadline(wait: Duration, deadline: Deadline) -> Result<(), EngineError> {

@@ -26,6 +26,14 @@ pub enum EngineError {
         deadline_ms: u64,
         retry_after_secs: u64,
     },
+    #[error(
+        "the work ahead would keep this request queued about {wait_ms} ms, more than the {max_queue_ms} ms this server lets a request queue; retry shortly"
+    )]
+    QueueTooLong {
+        wait_ms: u64,
+        max_queue_ms: u64,
+        retry_after_secs: u64,
+    },
     #[error("{0}")]
     BadTensor(String),
     #[error("the server is shutting down")]

@@ -27,6 +27,7 @@ fn no_deadline() -> AdmissionConfig {
     AdmissionConfig {
         max_in_flight: 0,
         deadline: None,
+        max_queue: None,
     }
 }
 
@@ -220,6 +221,7 @@ async fn the_in_flight_cap_refuses_the_request_over_it() {
     let admission = AdmissionConfig {
         max_in_flight: 2,
         deadline: None,
+        max_queue: None,
     };
     let (engine, _script) = engine(one_replica(), admission);
     let a = engine.admission().enter(None).expect("first");

@@ -84,6 +84,7 @@ impl ApiError {
                 EngineError::Overloaded { .. } => StatusCode::TOO_MANY_REQUESTS,
                 EngineError::Busy { .. }
                 | EngineError::DeadlineUnreachable { .. }
+                | EngineError::QueueTooLong { .. }
                 | EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
                 EngineError::DeadlineExceeded { .. } => StatusCode::GATEWAY_TIMEOUT,
                 EngineError::Backend(_) | EngineError::Model(_) | EngineError::Spawn(_) => {
@@ -139,6 +140,7 @@ impl ApiError {
             Self::Engine(EngineError::Busy { .. }) => Some("too_many_in_flight"),
             Self::Engine(EngineError::DeadlineExceeded { .. }) => Some("deadline_exceeded"),
             Self::Engine(EngineError::DeadlineUnreachable { .. }) => Some("deadline_unreachable"),
+            Self::Engine(EngineError::QueueTooLong { .. }) => Some("queue_too_long"),
             Self::Model(ResolveError::Unknown(_)) => Some("model_not_found"),
             Self::Engine(EngineError::BadTensor(_)) => Some("invalid_tensor"),
             Self::Model(ResolveError::WrongTask { .. }) => Some("wrong_task"),
@@ -200,9 +202,14 @@ impl IntoResponse for ApiError {
         if let Self::RateLimited {
             retry_after_secs, ..
         }
-        | Self::Engine(EngineError::DeadlineUnreachable {
-            retry_after_secs, ..
-        }) = &self
+        | Self::Engine(
+            EngineError::DeadlineUnreachable {
+                retry_after_secs, ..
+            }
+            | EngineError::QueueTooLong {
+                retry_after_secs, ..
+            },
+        ) = &self
         {
             h.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         } else if matches!(

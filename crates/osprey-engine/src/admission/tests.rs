@@ -27,6 +27,7 @@ fn admission(max_in_flight: usize) -> Admission {
     Admission::new(AdmissionConfig {
         max_in_flight,
         deadline: None,
+        max_queue: None,
     })
 }
 
@@ -176,6 +177,7 @@ async fn in_flight_cap_and_deadlines() {
     let a = Admission::new(AdmissionConfig {
         max_in_flight: 0,
         deadline: Some(Duration::from_secs(2)),
+        max_queue: None,
     });
     let budget = |asked| a.enter(asked).expect("permit").deadline().map(|d| d.budget);
     assert_eq!(budget(None), Some(Duration::from_secs(2)));
@@ -210,4 +212,56 @@ fn bodies_are_judged_by_their_declared_size() {
         .check_body(900, 1000, 4000)
         .expect_err("1,000 tokens do not");
     assert!(matches!(e, EngineError::Overloaded { .. }), "{e}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn requests_are_not_admitted_into_more_queueing_than_max_queue() {
+    let a = Admission::new(AdmissionConfig {
+        max_in_flight: 0,
+        deadline: Some(Duration::from_secs(30)),
+        max_queue: Some(Duration::from_secs(1)),
+    });
+    let permit = a.enter(None).expect("permit");
+    // 32 inputs of about 10 tokens each: ~170 ms of work for the two replicas.
+    let batch: Vec<String> = (0..32)
+        .map(|i| format!("input {i} of a batch of 32 ....."))
+        .collect();
+    // Behind 300 ms of running work it queues about half a second (batches
+    // stretched for their spread, fixed costs): admitted.
+    a.charge(&permit, &load(300, 0), 512, &batch)
+        .expect("a short queue");
+    // Behind 3,000 queued tokens (1.5 s on two replicas at 1,000 tokens/s) it
+    // would queue well past a second, though the 30 s deadline allows it.
+    let e = a
+        .charge(&permit, &load(300, 3000), 512, &batch)
+        .expect_err("a long queue");
+    match &e {
+        EngineError::QueueTooLong {
+            wait_ms,
+            max_queue_ms,
+            retry_after_secs,
+        } => {
+            assert_eq!(*max_queue_ms, 1000);
+            assert!((1500..4000).contains(wait_ms), "{e}");
+            assert!((1..=4).contains(retry_after_secs), "{e}");
+        }
+        other => panic!("not a queue refusal: {other}"),
+    }
+    // The request's own work does not count as queueing: 4,000 tokens alone on an
+    // idle engine are admitted, and behind a little running work too.
+    let big: Vec<String> = (0..32)
+        .map(|i| format!("{i} {}", "word ".repeat(120)))
+        .collect();
+    a.charge(&permit, &load(0, 0), 512, &big).expect("alone");
+    a.charge(&permit, &load(100, 0), 512, &big)
+        .expect("its own work is not queueing");
+    // Without max_queue only the deadline bounds it.
+    let deadline_only = Admission::new(AdmissionConfig {
+        max_queue: None,
+        ..AdmissionConfig::default()
+    });
+    let permit = deadline_only.enter(None).expect("permit");
+    deadline_only
+        .charge(&permit, &load(300, 3000), 512, &batch)
+        .expect("within the 30 s deadline");
 }

@@ -11,6 +11,8 @@ pub enum RejectReason {
     QueueFull,
     /// The request's deadline could not be met with the work ahead of it.
     DeadlineUnreachable,
+    /// The request would have queued longer than the server queues anything.
+    QueueTooLong,
     /// The request's deadline passed while it ran.
     Deadline,
     RateLimit,
@@ -22,6 +24,7 @@ impl RejectReason {
             RejectReason::InFlight => "in_flight",
             RejectReason::QueueFull => "queue_full",
             RejectReason::DeadlineUnreachable => "deadline_unreachable",
+            RejectReason::QueueTooLong => "queue_too_long",
             RejectReason::Deadline => "deadline",
             RejectReason::RateLimit => "rate_limit",
         }

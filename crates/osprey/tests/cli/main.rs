@@ -8,10 +8,10 @@ mod support;
 
 use std::path::PathBuf;
 
-mod body_bombs;
 mod config_check;
 mod embed;
 mod help;
+mod hostile_bodies;
 mod repository;
 mod serve;
 mod webhook_tls;
