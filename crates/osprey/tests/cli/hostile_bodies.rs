@@ -24,22 +24,12 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gzip_bodies_of_millions_of_empty_inputs_get_413_without_the_memory() {
-    let port = free_port();
-    let port_arg = port.to_string();
-    let mut server = spawn_server(&[
-        "--model",
-        &model_arg(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port_arg,
-    ]);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("HTTP client");
-    wait_ready(&mut server, &client, &base).await;
+    let Running {
+        server,
+        client,
+        base,
+        ..
+    } = serve_model(&[]).await;
 
     // Just under the 16 MiB decompressed limit: about 5.6 million "" inputs.
     let items = (16 * 1024 * 1024 - 64) / 3;
@@ -96,22 +86,12 @@ async fn gzip_bodies_of_millions_of_empty_inputs_get_413_without_the_memory() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn liveness_answers_quickly_while_huge_inputs_are_tokenized() {
-    let port = free_port();
-    let port_arg = port.to_string();
-    let mut server = spawn_server(&[
-        "--model",
-        &model_arg(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port_arg,
-    ]);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("HTTP client");
-    wait_ready(&mut server, &client, &base).await;
+    let Running {
+        server: _server,
+        client,
+        base,
+        ..
+    } = serve_model(&[]).await;
 
     // 120 inputs of about 32K characters each (just under the 4 MiB body limit),
     // unique per request so that nothing comes from the cache.

@@ -10,26 +10,13 @@ use crate::{assert_hello_world, reference};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_answers_and_shuts_down_gracefully_on_sigterm() {
-    let port = free_port();
-    let port_arg = port.to_string();
-    let mut server = spawn_server(&[
-        "--model",
-        &model_arg(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port_arg,
-        "--max-batch-tokens",
-        "256",
-    ]);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .expect("HTTP client");
-
     // Ready within 60 s.
-    wait_ready(&mut server, &client, &base).await;
+    let Running {
+        mut server,
+        client,
+        base,
+        ..
+    } = serve_model(&["--max-batch-tokens", "256"]).await;
 
     // It embeds, with the flags applied.
     let resp = client
@@ -214,19 +201,12 @@ async fn disk_cache_is_warm_after_a_restart_and_the_cli_reads_and_clears_it() {
 async fn a_second_sigterm_exits_without_waiting_for_the_grace_period() {
     use tokio::io::AsyncWriteExt;
 
-    let port = free_port();
-    let port_arg = port.to_string();
-    let mut server = spawn_server(&[
-        "--model",
-        &model_arg(),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        &port_arg,
-    ]);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    wait_ready(&mut server, &client, &base).await;
+    let Running {
+        mut server,
+        client: _,
+        base: _,
+        port,
+    } = serve_model(&[]).await;
 
     // A request whose body never finishes keeps a graceful shutdown waiting.
     let mut upload = tokio::net::TcpStream::connect(("127.0.0.1", port))

@@ -150,3 +150,45 @@ pub async fn wait_ready(server: &mut Server, client: &reqwest::Client, base: &st
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A running `osprey serve`, an HTTP client for it and its base URL.
+pub struct Running {
+    pub server: Server,
+    pub client: reqwest::Client,
+    pub base: String,
+    pub port: u16,
+}
+
+/// Serves the test model on a free 127.0.0.1 port with `extra` flags, and waits
+/// until it is ready.
+pub async fn serve_model(extra: &[&str]) -> Running {
+    let port = free_port();
+    let port_arg = port.to_string();
+    let model = model_arg();
+    let mut args = vec![
+        "--model",
+        &model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        &port_arg,
+    ];
+    args.extend_from_slice(extra);
+    ready(spawn_server(&args), port).await
+}
+
+/// Waits for `server`, listening on `port`, to be ready.
+pub async fn ready(mut server: Server, port: u16) -> Running {
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(120))
+        .build()
+        .expect("HTTP client");
+    wait_ready(&mut server, &client, &base).await;
+    Running {
+        server,
+        client,
+        base,
+        port,
+    }
+}
