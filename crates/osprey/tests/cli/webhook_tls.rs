@@ -9,7 +9,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -20,7 +20,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 
-use crate::support::{model_arg, tempdir};
+use crate::support::{model_arg, osprey, tempdir};
 
 /// Secrets in the webhook URL: none may be printed or logged.
 const HOOK_PATH: &str = "/services/T0KEN-PATH?token=T0KEN-QUERY";
@@ -141,24 +141,6 @@ async fn read_request(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Optio
     }
     let body = serde_json::from_slice(&buf[head_end..head_end + length]).ok()?;
     Some((head.lines().next()?.to_owned(), body))
-}
-
-/// The binary under test: a release build named by `OSPREY_TEST_BIN`, or the one
-/// cargo built; with a clean environment like `support::osprey`.
-fn osprey(dir: &Path) -> Command {
-    let bin = std::env::var_os("OSPREY_TEST_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_osprey")));
-    let mut cmd = Command::new(bin);
-    for (key, _) in std::env::vars_os() {
-        if key.to_string_lossy().starts_with("OSPREY_") {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .current_dir(dir);
-    cmd
 }
 
 /// `osprey serve` in the background, killed when dropped; stderr goes to a file.

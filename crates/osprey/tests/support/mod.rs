@@ -16,9 +16,13 @@ use std::process::Command;
 pub use osprey_models::testkit::model_dir;
 
 /// The binary with a clean environment: no `OSPREY_*` variables from the caller, no
-/// colours, and run from `dir` so no stray `osprey.toml` is picked up.
+/// colours, and run from `dir` so no stray `osprey.toml` is picked up. The binary
+/// is the one cargo built, or another (a release build) named by `OSPREY_TEST_BIN`.
 pub fn osprey(dir: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_osprey"));
+    let bin = std::env::var_os("OSPREY_TEST_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_BIN_EXE_osprey")));
+    let mut cmd = Command::new(bin);
     for (key, _) in std::env::vars_os() {
         if key.to_string_lossy().starts_with("OSPREY_") {
             cmd.env_remove(key);
