@@ -2,15 +2,23 @@
 //! before any route runs; for inference, a body that cannot fit the model's queue
 //! is refused before it is read. Admission control proper (in-flight cap, deadline
 //! prediction, queue capacity) is the engine's, asked by the handlers.
+//!
+//! Failed authentications are limited per client address and checked before any
+//! key is hashed or signature verified. The address is the TCP peer's, or the one
+//! a trusted proxy forwarded (`limits.trusted_proxies`).
+
+mod client_ip;
+mod scrape;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
 use std::time::Duration;
 
 use osprey_metrics::event::{AuthFailed, AuthFailure, Event, RejectReason, RequestRejected};
 
 use crate::auth::{AuthConfig, AuthSetupError, Authenticator, Scope};
-use crate::limits::LimitsConfig;
-use crate::rate_limit::{Budget, ClientKey, RateLimits};
+use crate::limits::{LimitsConfig, LimitsError};
+use crate::rate_limit::{Budget, ClientKey, FailureLimiter, RateLimits, client_net};
 use crate::{ApiError, AppState};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderValue, Method, Version, header};
@@ -22,12 +30,19 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug, Clone)]
 pub(crate) struct Caller(pub ClientKey);
 
-/// Authentication and rate limits, as configured. Admission control is each
-/// model's own (`osprey_engine::Admission`).
+use client_ip::TrustedProxies;
+use scrape::ScrapeGate;
+
+/// Authentication and rate limits, as configured, and the gate `/metrics` scrapes
+/// go through. Admission control is each model's own (`osprey_engine::Admission`).
 pub struct Protection {
     auth: Option<Authenticator>,
     metrics_public: bool,
     rate: RateLimits,
+    /// Failed authentications per client address.
+    failures: FailureLimiter,
+    proxies: TrustedProxies,
+    scrapes: Arc<ScrapeGate>,
     limits: LimitsConfig,
 }
 
@@ -35,8 +50,8 @@ pub struct Protection {
 pub enum ProtectionError {
     #[error(transparent)]
     Auth(#[from] AuthSetupError),
-    #[error("limits: {0}")]
-    Limits(String),
+    #[error(transparent)]
+    Limits(#[from] LimitsError),
 }
 
 impl Default for Protection {
@@ -47,6 +62,9 @@ impl Default for Protection {
             auth: None,
             metrics_public: true,
             rate: RateLimits::new(&limits),
+            failures: failure_limiter(&limits),
+            proxies: TrustedProxies::default(),
+            scrapes: Arc::default(),
             limits,
         }
     }
@@ -55,17 +73,16 @@ impl Default for Protection {
 impl Protection {
     /// Reads keys and JWT key files; refuses configuration that cannot serve.
     pub fn new(auth: &AuthConfig, limits: &LimitsConfig) -> Result<Self, ProtectionError> {
-        if limits.max_decompressed_bytes == 0 {
-            return Err(ProtectionError::Limits(
-                "max_decompressed_bytes must be at least 1".into(),
-            ));
-        }
+        limits.validate()?;
         let auth_checks = Authenticator::from_config(auth)?;
         let slots = auth_checks.as_ref().map_or(0, Authenticator::key_count);
         Ok(Self {
             auth: auth_checks,
             metrics_public: auth.metrics_public,
             rate: RateLimits::with_slots(limits, slots),
+            failures: failure_limiter(limits),
+            proxies: TrustedProxies::new(limits.trusted_proxy_nets()?),
+            scrapes: Arc::default(),
             limits: limits.clone(),
         })
     }
@@ -78,6 +95,11 @@ impl Protection {
         self.auth.is_some()
     }
 
+    /// What `/metrics` renders through.
+    pub(crate) fn scrapes(&self) -> Arc<ScrapeGate> {
+        self.scrapes.clone()
+    }
+
     /// Counts a request's inputs against its caller's per-input rate limit. Called
     /// by the handlers once the body is parsed; without a caller (the limit is off)
     /// it does nothing.
@@ -87,6 +109,10 @@ impl Protection {
             None => Ok(()),
         }
     }
+}
+
+fn failure_limiter(limits: &LimitsConfig) -> FailureLimiter {
+    FailureLimiter::new(limits.auth_failures_per_second, limits.auth_failures_burst)
 }
 
 /// What a path needs. Everything under `/admin/` is admin; `/health/live` is open.
@@ -121,12 +147,13 @@ impl RouteClass {
     }
 }
 
-fn peer(req: &Request) -> ClientKey {
-    ClientKey::Ip(
-        req.extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip()),
-    )
+/// The client's address as the per-address limits key it (IPv6 by /64).
+fn client_addr(p: &Protection, req: &Request) -> IpAddr {
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    client_net(p.proxies.client(peer, req.headers()))
 }
 
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
@@ -135,10 +162,18 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     if class == RouteClass::Live {
         return next.run(req).await;
     }
+    let addr = client_addr(p, &req);
     let client = match &p.auth {
-        Some(_) if class == RouteClass::Metrics && p.metrics_public => peer(&req),
-        Some(auth) => match auth.authorize(req.headers(), class.scope()) {
-            Ok(principal) => principal.client(),
+        Some(_) if class == RouteClass::Metrics && p.metrics_public => ClientKey::Ip(addr),
+        Some(auth) => match authenticate(p, auth, addr, &req, class) {
+            Ok(client) => client,
+            Err(e) if e.status() == 429 => {
+                RequestRejected {
+                    reason: RejectReason::RateLimit,
+                }
+                .emit();
+                return refuse(req, e.into_response()).await;
+            }
             Err(e) => {
                 let reason = if e.status() == 401 {
                     AuthFailure::Unauthorized
@@ -154,7 +189,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
                 return refuse(req, e.into_response()).await;
             }
         },
-        None => peer(&req),
+        None => ClientKey::Ip(addr),
     };
     // Probes and scrapers are not counted against a client's rate.
     if matches!(class, RouteClass::Probe | RouteClass::Metrics) {
@@ -187,6 +222,27 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         b.write(resp.headers_mut());
     }
     resp
+}
+
+/// The caller's credentials checked, unless its address failed too often lately
+/// (429, before any key is hashed or signature verified). A failure counts
+/// against the address unless no credential was sent: that costs nothing to
+/// refuse, and is what unconfigured probes send.
+fn authenticate(
+    p: &Protection,
+    auth: &Authenticator,
+    addr: IpAddr,
+    req: &Request,
+    class: RouteClass,
+) -> Result<ClientKey, ApiError> {
+    p.failures.admit(&addr)?;
+    auth.authorize(req.headers(), class.scope())
+        .map(|principal| principal.client())
+        .inspect_err(|e| {
+            if !matches!(e, ApiError::Unauthorized { missing: true, .. }) {
+                p.failures.record(&addr);
+            }
+        })
 }
 
 /// Bodies up to this size are read and dropped when a request is refused before

@@ -1,11 +1,12 @@
 //! Per-client rate limits with GCRA (governor): requests per second and inputs
 //! per second, each with a burst. Clients are API key names, or IP addresses when
-//! authentication is off.
+//! authentication is off. Failed authentications have limits of their own per
+//! client address ([`FailureLimiter`]).
 //!
 //! Time comes from tokio's clock so tests can pause and advance it.
 
 use std::cell::Cell;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,9 @@ use governor::{Quota, RateLimiter};
 use crate::ApiError;
 use crate::limits::LimitsConfig;
 
+mod failures;
+pub use failures::{FailureLimiter, MAX_TRACKED};
+
 /// Who a limit is counted against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ClientKey {
@@ -28,7 +32,24 @@ pub enum ClientKey {
     Slot(usize),
     /// A client known only by name (a JWT subject).
     Key(Arc<str>),
+    /// A client address, as [`client_net`] keys it.
     Ip(IpAddr),
+}
+
+impl ClientKey {
+    pub fn ip(addr: IpAddr) -> Self {
+        Self::Ip(client_net(addr))
+    }
+}
+
+/// What a client address is counted as: IPv6 by its /64, the block one subscriber
+/// or host is usually given, so a client cannot take a fresh bucket per address;
+/// an IPv4-mapped IPv6 address as the IPv4 address it is.
+pub fn client_net(addr: IpAddr) -> IpAddr {
+    match addr.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !(u128::MAX >> 64))),
+        v4 => v4,
+    }
 }
 
 /// Tokio's monotonic clock as time since the limiter was made.

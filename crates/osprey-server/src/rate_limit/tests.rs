@@ -182,3 +182,42 @@ fn budget_headers_go_out_once_half_the_burst_is_used() {
     assert!(budget(5).worth_sending());
     assert!(budget(0).worth_sending());
 }
+
+#[test]
+fn ipv6_clients_are_keyed_by_their_64() {
+    let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+    let one = ClientKey::ip(ip("2001:db8:1:2:aaaa:bbbb:cccc:dddd"));
+    assert_eq!(one, ClientKey::ip(ip("2001:db8:1:2::1")));
+    assert_eq!(one, ClientKey::Ip(ip("2001:db8:1:2::")));
+    assert_ne!(one, ClientKey::ip(ip("2001:db8:1:3::1")), "next /64");
+    // IPv4 is keyed by the address; IPv4-mapped IPv6 as the IPv4 address.
+    assert_ne!(
+        ClientKey::ip(ip("192.0.2.1")),
+        ClientKey::ip(ip("192.0.2.2"))
+    );
+    assert_eq!(
+        ClientKey::ip(ip("::ffff:192.0.2.1")),
+        ClientKey::ip(ip("192.0.2.1"))
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn addresses_in_one_64_share_a_bucket() {
+    let rl = limits(1, 2, 0, 0);
+    let ip = |s: &str| ClientKey::ip(s.parse().expect("ip"));
+    rl.check_request(&ip("2001:db8::1")).expect("1 of 2");
+    rl.check_request(&ip("2001:db8::2")).expect("2 of 2");
+    assert!(
+        rl.check_request(&ip("2001:db8::ffff:3")).is_err(),
+        "same /64"
+    );
+    rl.check_request(&ip("2001:db8:0:1::1"))
+        .expect("another /64 has its own bucket");
+    let failures = FailureLimiter::new(1.0, 1);
+    let net = |s: &str| client_net(s.parse().expect("ip"));
+    failures.record(&net("2001:db8::1"));
+    assert!(failures.admit(&net("2001:db8::99")).is_err(), "same /64");
+    failures
+        .admit(&net("2001:db8:0:1::1"))
+        .expect("another /64");
+}

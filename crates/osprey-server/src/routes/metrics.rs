@@ -12,21 +12,36 @@ use osprey_engine::{Backing, Served};
 use crate::AppState;
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    // Size gauges (entries, bytes per tier) and lookup durations are read when
-    // scraped.
-    let cache = state
-        .engine
-        .get()
-        .and_then(|p| p.cache().map(|c| c.stats()));
-    crate::observe::refresh_gauges(&state);
-    let mut text = crate::observe::render(&state, cache.as_ref());
-    render_models(&mut text, &state.models.registry().all());
+    // Reads /proc and runs the cache's maintenance: blocking work, done on the
+    // blocking pool, one scrape at a time (see `ScrapeGate`).
+    let gate = state.protection.scrapes();
+    let text = match gate.scrape(move || render_text(&state)).await {
+        Ok(text) => text,
+        Err(e) => {
+            tracing::error!(error = %e, "rendering /metrics");
+            return axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+    };
     let mut resp = text.into_response();
     resp.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
     );
     resp
+}
+
+/// The whole scrape. Blocking: run off the async workers.
+fn render_text(state: &AppState) -> String {
+    // Size gauges (entries, bytes per tier) and lookup durations are read when
+    // scraped.
+    let cache = state
+        .engine
+        .get()
+        .and_then(|p| p.cache().map(|c| c.stats()));
+    crate::observe::refresh_gauges(state);
+    let mut text = crate::observe::render(state, cache.as_ref());
+    render_models(&mut text, &state.models.registry().all());
+    text
 }
 
 /// A metric family's name, Prometheus type, and value for one model.

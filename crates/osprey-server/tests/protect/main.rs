@@ -9,6 +9,7 @@
 mod common;
 
 mod auth;
+mod auth_failures;
 mod compression;
 mod hostile;
 mod overload;
@@ -52,38 +53,44 @@ fn small_limits() -> ServerConfig {
     }
 }
 
-/// Auth on: a keys file (one infer key, one admin key) and HS256 JWTs.
+/// Auth on: a keys file (one infer key, one admin key) and HS256 JWTs; `tag`
+/// names the keys file's directory.
+fn auth_config(tag: &str, metrics_public: bool) -> AuthConfig {
+    let dir = std::env::temp_dir().join(format!("osprey-{tag}-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let keys = dir.join("keys.toml");
+    std::fs::write(
+        &keys,
+        format!(
+            "[[keys]]\nname = \"app\"\nscope = \"infer\"\nsha256 = \"{}\"\n\n[[keys]]\nname = \"ops\"\nscope = \"admin\"\nsha256 = \"{}\"\n",
+            digest_hex(INFER_KEY),
+            digest_hex(ADMIN_KEY)
+        ),
+    )
+    .expect("write keys");
+    AuthConfig {
+        enabled: true,
+        keys_file: Some(keys),
+        keys_env: String::new(),
+        metrics_public,
+        jwt: Some(JwtConfig {
+            algorithm: JwtAlgorithm::HS256,
+            secret: Some(JWT_SECRET.into()),
+            public_key_file: None,
+            audience: Some("osprey".into()),
+            issuer: None,
+            scope_claim: "scope".into(),
+            leeway_secs: 0,
+        }),
+    }
+}
+
+/// Auth on, the default limits.
 fn auth_server() -> &'static TestServer {
     static S: OnceLock<TestServer> = OnceLock::new();
     S.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("osprey-auth-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let keys = dir.join("keys.toml");
-        std::fs::write(
-            &keys,
-            format!(
-                "[[keys]]\nname = \"app\"\nscope = \"infer\"\nsha256 = \"{}\"\n\n[[keys]]\nname = \"ops\"\nscope = \"admin\"\nsha256 = \"{}\"\n",
-                digest_hex(INFER_KEY),
-                digest_hex(ADMIN_KEY)
-            ),
-        )
-        .expect("write keys");
-        let auth = AuthConfig {
-            enabled: true,
-            keys_file: Some(keys),
-            keys_env: String::new(),
-            metrics_public: false,
-            jwt: Some(JwtConfig {
-                algorithm: JwtAlgorithm::HS256,
-                secret: Some(JWT_SECRET.into()),
-                public_key_file: None,
-                audience: Some("osprey".into()),
-                issuer: None,
-                scope_claim: "scope".into(),
-                leeway_secs: 0,
-            }),
-        };
-        let p = Protection::new(&auth, &LimitsConfig::default()).expect("auth config");
+        let p = Protection::new(&auth_config("auth", false), &LimitsConfig::default())
+            .expect("auth config");
         start_with(small_limits(), BatchingConfig::default(), p)
     })
 }
