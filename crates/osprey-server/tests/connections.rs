@@ -61,35 +61,6 @@ async fn response_within(
         .ok()
 }
 
-async fn read_response(stream: &mut TcpStream) -> (u16, String, Vec<u8>) {
-    let mut buf = Vec::new();
-    let mut byte = [0u8; 1];
-    while !buf.ends_with(b"\r\n\r\n") {
-        let n = stream.read(&mut byte).await.expect("read the head");
-        assert_eq!(
-            n,
-            1,
-            "connection closed mid-head: {:?}",
-            String::from_utf8_lossy(&buf)
-        );
-        buf.push(byte[0]);
-    }
-    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let len: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await.expect("read the body");
-    (status, head, body)
-}
-
 async fn get_live(stream: &mut TcpStream) -> u16 {
     stream
         .write_all(b"GET /health/live HTTP/1.1\r\nhost: osprey\r\n\r\n")

@@ -55,8 +55,11 @@ pub use osprey_models::testkit::model_dir;
 pub fn main_server() -> &'static TestServer {
     static SERVER: OnceLock<TestServer> = OnceLock::new();
     SERVER.get_or_init(|| {
+        // A debug build runs the model many times slower than a release build:
+        // neither the deadline nor the queue bound is what these tests are about.
         let limits = LimitsConfig {
             deadline_ms: 300_000,
+            max_queue_ms: 0,
             ..LimitsConfig::default()
         };
         let protection =
@@ -534,4 +537,35 @@ pub fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Reads one HTTP/1.1 response with a content-length from a raw stream: its status,
+/// its head lower-cased, and its body.
+pub async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = stream.read(&mut byte).await.expect("read the head");
+        assert_eq!(
+            n,
+            1,
+            "connection closed mid-head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let len: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await.expect("read the body");
+    (status, head, body)
 }

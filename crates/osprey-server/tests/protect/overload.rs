@@ -144,7 +144,14 @@ fn deep_queue_server() -> &'static TestServer {
             max_queue_tokens: 1 << 20,
             ..BatchingConfig::default()
         };
-        start_with(small_limits(), batching, Protection::default())
+        // Deadlines alone decide here: no bound on queueing.
+        let limits = LimitsConfig {
+            max_queue_ms: 0,
+            ..LimitsConfig::default()
+        };
+        let protection =
+            Protection::new(&AuthConfig::default(), &limits).expect("limits without a queue bound");
+        start_with(small_limits(), batching, protection)
     })
 }
 
