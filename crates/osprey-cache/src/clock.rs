@@ -42,3 +42,12 @@ pub(crate) fn expiry(now: u64, ttl_ms: u64) -> u64 {
 pub(crate) fn expired(expires: u64, now: u64) -> bool {
     expires != 0 && expires <= now
 }
+
+/// The earlier of two expiries (0 = never): an entry copied from a tier that
+/// expires it sooner must not outlive it there.
+pub(crate) fn earliest(a: u64, b: u64) -> u64 {
+    match (a, b) {
+        (0, x) | (x, 0) => x,
+        (a, b) => a.min(b),
+    }
+}

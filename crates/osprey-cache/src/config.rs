@@ -5,12 +5,27 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct CacheConfig {
+    /// Whether callers with different credentials share cached results. Off, each
+    /// credential's results are keyed apart, so no one can learn from a hit (or
+    /// its speed) that someone else embedded a text.
+    pub share_across_keys: bool,
     pub memory: MemoryConfig,
     pub disk: DiskConfig,
     pub redis: RedisConfig,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            share_across_keys: true,
+            memory: MemoryConfig::default(),
+            disk: DiskConfig::default(),
+            redis: RedisConfig::default(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,6 +88,39 @@ pub struct RedisConfig {
     pub retry_interval_ms: u64,
     /// Writes waiting for Redis; beyond it new writes are dropped and counted.
     pub write_queue: usize,
+    /// Secret that seals every value written to Redis (a keyed BLAKE3 MAC over the
+    /// key and the value); values without a valid seal read as misses. Set it to
+    /// the same secret on every instance, so one that can write the shared prefix
+    /// without the secret cannot poison the others.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hmac_key: Option<MacKey>,
+}
+
+/// The Redis MAC secret: never printed, logged or written back out.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct MacKey(String);
+
+impl MacKey {
+    pub fn new(secret: impl Into<String>) -> Self {
+        Self(secret.into())
+    }
+
+    pub(crate) fn expose(&self) -> &[u8] {
+        self.0.as_bytes()
+    }
+}
+
+impl std::fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for MacKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
 }
 
 impl Default for RedisConfig {
@@ -86,9 +134,13 @@ impl Default for RedisConfig {
             failure_threshold: 3,
             retry_interval_ms: 1000,
             write_queue: 4096,
+            hmac_key: None,
         }
     }
 }
+
+/// A shorter secret is guessable.
+const MIN_MAC_KEY: usize = 16;
 
 impl CacheConfig {
     /// A configuration with every tier off.
@@ -115,6 +167,16 @@ impl CacheConfig {
             }
             if self.redis.ttl_secs == 0 {
                 return Err("cache.redis.ttl_secs must be at least 1".into());
+            }
+            if self
+                .redis
+                .hmac_key
+                .as_ref()
+                .is_some_and(|k| k.expose().len() < MIN_MAC_KEY)
+            {
+                return Err(format!(
+                    "cache.redis.hmac_key must be at least {MIN_MAC_KEY} bytes"
+                ));
             }
         }
         Ok(())

@@ -131,9 +131,39 @@ impl DiskTier {
         found
     }
 
+    /// Drops an entry that read fine but cannot be served (see [`Entry::check`]).
+    pub fn reject(&self, key: CacheKey) {
+        self.stats.corrupt();
+        self.send(Op::Delete(key));
+    }
+
     /// Queues a write; never blocks.
     pub fn put(&self, key: CacheKey, entry: Entry) {
-        self.send(Op::Put(key, entry));
+        self.send(Op::Put(key, entry, 0));
+    }
+
+    /// Queues a write of an entry that must be gone by `deadline` (unix ms, 0 = no
+    /// bound) even when this tier's TTL would keep it longer.
+    pub fn put_until(&self, key: CacheKey, entry: Entry, deadline: u64) {
+        self.send(Op::Put(key, entry, deadline));
+    }
+
+    /// A stored entry's expiry (unix ms, 0 = never), if it is there (for tools
+    /// and tests; blocks on a read, like `get_many`).
+    pub async fn expiry(&self, key: CacheKey) -> Result<Option<u64>> {
+        let db = self.db.clone();
+        tokio::task::spawn_blocking(move || {
+            let tx = db.begin_read().map_err(CacheError::disk)?;
+            let table = tx.open_table(ENTRIES).map_err(CacheError::disk)?;
+            let value = table
+                .get(key.as_bytes().as_slice())
+                .map_err(CacheError::disk)?;
+            value
+                .map(|v| layout::header(v.value()).map(|(_, expires)| expires))
+                .transpose()
+        })
+        .await
+        .map_err(CacheError::disk)?
     }
 
     fn send(&self, op: Op) {

@@ -1,5 +1,7 @@
 use std::sync::{Arc, OnceLock};
 
+use crate::CacheError;
+
 /// One cached result: the vector a text maps to and the tokens it cost.
 #[derive(Debug, Clone)]
 pub struct Entry {
@@ -37,6 +39,19 @@ impl Entry {
         })
     }
 
+    /// Whether this entry can be what a model of `dims` outputs: a value read from a
+    /// shared tier is only well-formed, not necessarily right, and a wrong length
+    /// or a NaN or infinity must never be served or copied into other tiers.
+    pub fn check(&self, dims: usize) -> Result<(), CacheError> {
+        if self.vector.len() != dims {
+            return Err(CacheError::Invalid("wrong number of dimensions"));
+        }
+        if !self.vector.iter().all(|x| x.is_finite()) {
+            return Err(CacheError::Invalid("a value is not finite"));
+        }
+        Ok(())
+    }
+
     /// Approximate bytes held in memory: the floats, their JSON rendering, the key
     /// and bookkeeping.
     pub fn weight(&self) -> u32 {
@@ -66,5 +81,14 @@ mod tests {
         // Rendered once, shared by clones.
         let c = e.clone();
         assert!(std::ptr::eq(c.json(), e.json()));
+    }
+
+    #[test]
+    fn check_wants_the_length_and_finite_values() {
+        assert!(Entry::new(vec![0.5f32, -1.0], 1).check(2).is_ok());
+        assert!(Entry::new(vec![0.5f32, -1.0], 1).check(3).is_err());
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            assert!(Entry::new(vec![0.5f32, bad], 1).check(2).is_err(), "{bad}");
+        }
     }
 }

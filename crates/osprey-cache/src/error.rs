@@ -2,6 +2,8 @@
 pub enum CacheError {
     #[error("cache entry is corrupt: {0}")]
     Corrupt(&'static str),
+    #[error("cache entry cannot be this model's output: {0}")]
+    Invalid(&'static str),
     #[error("cache entry was written by format version {0}, this build reads version {1}")]
     Version(u8, u8),
     #[error("disk cache: {0}")]

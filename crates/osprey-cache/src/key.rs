@@ -50,6 +50,14 @@ impl KeySpace {
         self
     }
 
+    /// Keeps one caller's keys apart from everyone else's (and from the keys of a
+    /// space without a caller), for a cache not shared across credentials.
+    pub fn caller(mut self, id: &[u8]) -> Self {
+        field(&mut self.hasher, b"caller");
+        field(&mut self.hasher, id);
+        self
+    }
+
     pub fn key(&self, text: &str) -> CacheKey {
         let mut h = self.hasher.clone();
         // A marker byte keeps the text apart from any option that might follow.

@@ -23,13 +23,13 @@ mod tiered;
 
 pub use clock::{Clock, SharedClock, SystemClock};
 pub use codec::{CODEC_VERSION, decode, encode};
-pub use config::{CacheConfig, DiskConfig, MemoryConfig, RedisConfig};
+pub use config::{CacheConfig, DiskConfig, MacKey, MemoryConfig, RedisConfig};
 pub use disk::DiskTier;
 pub use entry::Entry;
 pub use error::CacheError;
 pub use key::{CacheKey, KeySpace};
 pub use memory::MemoryTier;
-pub use redis_tier::RedisTier;
+pub use redis_tier::{Fetched, RedisTier};
 pub use stats::{CacheStats, HealthStatus, Tier, TierHealth, TierSnapshot, TierStats};
 pub use tiered::{Cleared, Found, TieredCache};
 

@@ -83,7 +83,15 @@ impl MemoryTier {
     }
 
     pub fn put(&self, key: CacheKey, entry: Entry) {
+        self.put_until(key, entry, 0);
+    }
+
+    /// Stores an entry that must be gone by `deadline` (unix ms, 0 = no bound)
+    /// even when this tier's TTL would keep it longer: a copy of an entry expiring
+    /// sooner elsewhere.
+    pub fn put_until(&self, key: CacheKey, entry: Entry, deadline: u64) {
         let expires = clock::expiry(self.clock.now_ms(), self.ttl_ms);
+        let expires = clock::earliest(expires, deadline);
         self.cache.insert(key, Stamped { entry, expires });
     }
 

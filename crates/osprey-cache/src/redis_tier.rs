@@ -2,6 +2,11 @@
 //! request, writes are batched `SET … EX` pipelines from a write-behind task. Every
 //! call has a short timeout; repeated failures open a circuit breaker so requests
 //! stop waiting on a dead Redis, and a background probe closes it again.
+//!
+//! A lookup also asks each key's remaining TTL (in the same round trip), so a copy
+//! made into memory or onto disk never outlives the entry in Redis.
+
+mod seal;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -10,6 +15,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot};
 
+use self::seal::Seal;
 use crate::breaker::Breaker;
 use crate::stats::{Tier, TierHealth, TierSnapshot, TierStats};
 use crate::{CacheError, CacheKey, Entry, RedisConfig, Result, codec};
@@ -38,6 +44,15 @@ struct Pool {
     prefix: Vec<u8>,
     ttl_secs: u64,
     timeout: Duration,
+    seal: Option<Seal>,
+}
+
+/// An entry read from Redis and how long Redis keeps it.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    pub entry: Entry,
+    /// Time left before Redis drops it; `None` when it has no expiry.
+    pub ttl: Option<Duration>,
 }
 
 impl Pool {
@@ -51,6 +66,22 @@ impl Pool {
         k.extend_from_slice(&self.prefix);
         k.extend_from_slice(key.as_bytes());
         k
+    }
+
+    /// The bytes stored for an entry: its encoding, sealed when a secret is set.
+    fn encode(&self, key: &CacheKey, entry: &Entry) -> Vec<u8> {
+        let body = codec::encode(entry);
+        match &self.seal {
+            Some(seal) => seal.seal(key, body),
+            None => body,
+        }
+    }
+
+    fn decode(&self, key: &CacheKey, value: &[u8]) -> Result<Entry> {
+        match &self.seal {
+            Some(seal) => codec::decode(seal.open(key, value)?),
+            None => codec::decode(value),
+        }
     }
 
     async fn timed<T>(&self, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
@@ -84,6 +115,7 @@ impl RedisTier {
             prefix: config.key_prefix.as_bytes().to_vec(),
             ttl_secs: config.ttl_secs.max(1),
             timeout,
+            seal: config.hmac_key.as_ref().map(Seal::new),
         });
         let breaker = Arc::new(Breaker::new(config.failure_threshold));
         let stats = Arc::new(TierStats::new(Tier::Redis));
@@ -111,6 +143,16 @@ impl RedisTier {
 
     /// One `MGET` for all keys; on any failure every key reads as a miss.
     pub async fn get_many(&self, keys: &[CacheKey]) -> Vec<Option<Entry>> {
+        self.fetch_many(keys)
+            .await
+            .into_iter()
+            .map(|f| f.map(|f| f.entry))
+            .collect()
+    }
+
+    /// [`RedisTier::get_many`] with each entry's remaining TTL: one pipeline of an
+    /// `MGET` and a `PTTL` per key, one round trip.
+    pub async fn fetch_many(&self, keys: &[CacheKey]) -> Vec<Option<Fetched>> {
         if self.breaker.is_open() {
             self.stats.skipped(keys.len() as u64);
             return vec![None; keys.len()];
@@ -118,40 +160,50 @@ impl RedisTier {
         let t = Instant::now();
         let names: Vec<Vec<u8>> = keys.iter().map(|k| self.conns.key(k)).collect();
         let mut conn = self.conns.conn();
-        let mut cmd = redis::cmd("MGET");
-        cmd.arg(&names);
-        let values: Result<Vec<Option<Vec<u8>>>> =
-            self.conns.timed(cmd.query_async(&mut conn)).await;
-        let values = match values {
-            Ok(v) if v.len() == keys.len() => v,
-            Ok(_) => {
-                self.failures().fail(
-                    &CacheError::Corrupt("MGET answered the wrong count"),
-                    keys.len(),
-                );
-                return vec![None; keys.len()];
-            }
+        let mut pipe = redis::pipe();
+        pipe.cmd("MGET").arg(&names);
+        for name in &names {
+            pipe.cmd("PTTL").arg(name);
+        }
+        let reply: Result<Vec<redis::Value>> = self.conns.timed(pipe.query_async(&mut conn)).await;
+        let (values, ttls) = match reply.and_then(|r| split_reply(r, keys.len())) {
+            Ok(v) => v,
             Err(e) => {
                 self.failures().fail(&e, keys.len());
                 return vec![None; keys.len()];
             }
         };
         self.breaker.success();
-        let found: Vec<Option<Entry>> = values
+        let found: Vec<Option<Fetched>> = values
             .into_iter()
-            .map(|v| {
-                v.and_then(|bytes| match codec::decode(&bytes) {
-                    Ok(e) => Some(e),
+            .zip(ttls)
+            .zip(keys)
+            .map(|((v, ttl_ms), key)| {
+                // -2: the key went away between the two reads.
+                if ttl_ms == -2 {
+                    return None;
+                }
+                let bytes = v?;
+                match self.conns.decode(key, &bytes) {
+                    Ok(entry) => Some(Fetched {
+                        entry,
+                        ttl: u64::try_from(ttl_ms).ok().map(Duration::from_millis),
+                    }),
                     Err(e) => {
                         tracing::warn!(error = %e, "ignoring a corrupt redis cache entry");
                         self.stats.corrupt();
                         None
                     }
-                })
+                }
             })
             .collect();
         self.stats.answered(&found, t);
         found
+    }
+
+    /// Counts an entry Redis returned that cannot be served (see [`Entry::check`]).
+    pub fn rejected(&self) {
+        self.stats.corrupt();
     }
 
     fn failures(&self) -> Failures {
@@ -268,7 +320,7 @@ async fn write_behind(pool: Arc<Pool>, failures: Failures, mut rx: mpsc::Receive
                 Op::Put(key, entry) => {
                     pipe.cmd("SET")
                         .arg(pool.key(&key))
-                        .arg(codec::encode(&entry))
+                        .arg(pool.encode(&key, &entry))
                         .arg("EX")
                         .arg(pool.ttl_secs)
                         .ignore();
@@ -332,6 +384,30 @@ async fn probe(
             }
         }
     }
+}
+
+/// A lookup's `MGET` values and `PTTL`s (ms; -1 no expiry, -2 gone).
+type Lookup = (Vec<Option<Vec<u8>>>, Vec<i64>);
+
+/// The `MGET` values and the `PTTL`s of a lookup's pipeline reply.
+fn split_reply(reply: Vec<redis::Value>, n: usize) -> Result<Lookup> {
+    let wrong = || CacheError::Corrupt("redis answered a lookup with the wrong shape");
+    if reply.len() != n + 1 {
+        return Err(wrong());
+    }
+    let mut reply = reply.into_iter();
+    let values: Vec<Option<Vec<u8>>> = reply
+        .next()
+        .map(redis::from_redis_value)
+        .ok_or_else(wrong)?
+        .map_err(|_| wrong())?;
+    if values.len() != n {
+        return Err(wrong());
+    }
+    let ttls = reply
+        .map(|v| redis::from_redis_value::<i64>(v).map_err(|_| wrong()))
+        .collect::<Result<Vec<i64>>>()?;
+    Ok((values, ttls))
 }
 
 /// One page of `SCAN cursor MATCH pattern`: the next cursor and the keys.

@@ -140,3 +140,38 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// Every cache key stored under `prefix` in the Redis at `url` (a `SCAN`): for
+/// tests that tamper with what an instance wrote.
+pub async fn keys_under(url: &str, prefix: &str) -> Vec<crate::CacheKey> {
+    let mut conn = redis::Client::open(url)
+        .expect("redis client")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis connection");
+    let pattern = {
+        let mut p = prefix.replace('*', "\\*").replace('?', "\\?");
+        p.push('*');
+        p
+    };
+    let mut cursor = 0u64;
+    let mut out = Vec::new();
+    loop {
+        let (next, names): (u64, Vec<Vec<u8>>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .query_async(&mut conn)
+            .await
+            .expect("SCAN");
+        out.extend(
+            names
+                .iter()
+                .filter_map(|n| crate::CacheKey::from_slice(&n[prefix.len()..])),
+        );
+        if next == 0 {
+            return out;
+        }
+        cursor = next;
+    }
+}

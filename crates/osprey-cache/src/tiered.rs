@@ -5,6 +5,7 @@
 use serde::Serialize;
 
 use crate::clock::{self, SharedClock};
+use crate::redis_tier::Fetched;
 use crate::stats::{CacheStats, Tier, TierHealth};
 use crate::{CacheConfig, CacheKey, DiskTier, Entry, MemoryTier, RedisTier, Result};
 
@@ -19,6 +20,9 @@ pub struct TieredCache {
     memory: Option<MemoryTier>,
     disk: Option<DiskTier>,
     redis: Option<RedisTier>,
+    /// Turns Redis's remaining TTLs into the expiry of the copies made above it.
+    clock: SharedClock,
+    share_across_keys: bool,
 }
 
 /// What `clear` removed.
@@ -44,7 +48,7 @@ impl TieredCache {
             .then(|| MemoryTier::with_clock(&config.memory, clock.clone()));
         let disk = match &config.disk.path {
             Some(path) => {
-                let (disk, path) = (config.disk.clone(), path.clone());
+                let (disk, path, clock) = (config.disk.clone(), path.clone(), clock.clone());
                 let opened = tokio::task::spawn_blocking(move || {
                     DiskTier::open_with_clock(&disk, &path, clock)
                 })
@@ -62,10 +66,12 @@ impl TieredCache {
             memory,
             disk,
             redis,
+            clock,
+            share_across_keys: config.share_across_keys,
         })
     }
 
-    /// Builds a cache from tiers made by hand.
+    /// Builds a cache from tiers made by hand, shared across keys, on the system clock.
     pub fn from_tiers(
         memory: Option<MemoryTier>,
         disk: Option<DiskTier>,
@@ -75,7 +81,16 @@ impl TieredCache {
             memory,
             disk,
             redis,
+            clock: clock::system(),
+            share_across_keys: true,
         }
+    }
+
+    /// Whether callers with different credentials may read each other's entries
+    /// (`cache.share_across_keys`); when not, the caller's identity must be part
+    /// of every key.
+    pub fn shares_across_keys(&self) -> bool {
+        self.share_across_keys
     }
 
     pub fn is_enabled(&self) -> bool {
@@ -91,10 +106,22 @@ impl TieredCache {
     }
 
     /// Looks every key up, tier by tier, only asking a lower tier for what the
-    /// upper ones missed.
+    /// upper ones missed. Entries with a NaN or infinity are not served.
     pub async fn get_many(&self, keys: &[CacheKey]) -> Vec<Option<Found>> {
+        self.lookup(keys, None).await
+    }
+
+    /// [`TieredCache::get_many`] for a model whose outputs have `dims` values: an
+    /// entry of another length, or with a NaN or infinity, is not served nor copied
+    /// into an upper tier (a disk one is deleted).
+    pub async fn get_many_of(&self, keys: &[CacheKey], dims: usize) -> Vec<Option<Found>> {
+        self.lookup(keys, Some(dims)).await
+    }
+
+    async fn lookup(&self, keys: &[CacheKey], dims: Option<usize>) -> Vec<Option<Found>> {
         let mut out: Vec<Option<Found>> = vec![None; keys.len()];
         let mut missing: Vec<usize> = (0..keys.len()).collect();
+        // Memory holds only what the model computed or a lower tier passed.
         if let Some(memory) = &self.memory {
             let found = memory.get_many(keys);
             missing.clear();
@@ -116,6 +143,21 @@ impl TieredCache {
         if let Some(disk) = &self.disk {
             let wanted: Vec<CacheKey> = missing.iter().map(|&i| keys[i]).collect();
             let found = disk.get_many(&wanted).await;
+            let found = found
+                .into_iter()
+                .zip(&wanted)
+                .map(|(f, key)| {
+                    let entry = f?;
+                    match admit(&entry, dims) {
+                        Ok(()) => Some(Fetched { entry, ttl: None }),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "dropping a disk cache entry");
+                            disk.reject(*key);
+                            None
+                        }
+                    }
+                })
+                .collect();
             missing = self.fill(keys, &missing, found, Tier::Disk, &mut out);
         }
         if missing.is_empty() {
@@ -123,32 +165,53 @@ impl TieredCache {
         }
         if let Some(redis) = &self.redis {
             let wanted: Vec<CacheKey> = missing.iter().map(|&i| keys[i]).collect();
-            let found = redis.get_many(&wanted).await;
+            let found = redis
+                .fetch_many(&wanted)
+                .await
+                .into_iter()
+                .map(|f| {
+                    let f = f?;
+                    match admit(&f.entry, dims) {
+                        Ok(()) => Some(f),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "ignoring a redis cache entry");
+                            redis.rejected();
+                            None
+                        }
+                    }
+                })
+                .collect();
             self.fill(keys, &missing, found, Tier::Redis, &mut out);
         }
         out
     }
 
-    /// Records a lower tier's answers and promotes its hits; returns what is still missing.
+    /// Records a lower tier's answers and promotes its hits, never beyond the
+    /// lifetime they have below; returns what is still missing.
     fn fill(
         &self,
         keys: &[CacheKey],
         asked: &[usize],
-        found: Vec<Option<Entry>>,
+        found: Vec<Option<Fetched>>,
         tier: Tier,
         out: &mut [Option<Found>],
     ) -> Vec<usize> {
         let mut still = Vec::new();
+        let now = self.clock.now_ms();
         for (&i, f) in asked.iter().zip(found) {
             match f {
-                Some(entry) => {
+                Some(Fetched { entry, ttl }) => {
+                    let deadline = ttl.map_or(0, |t| {
+                        now.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+                            .max(1)
+                    });
                     if let Some(m) = &self.memory {
-                        m.put(keys[i], entry.clone());
+                        m.put_until(keys[i], entry.clone(), deadline);
                     }
                     if tier == Tier::Redis
                         && let Some(d) = &self.disk
                     {
-                        d.put(keys[i], entry.clone());
+                        d.put_until(keys[i], entry.clone(), deadline);
                     }
                     out[i] = Some(Found { entry, tier });
                 }
@@ -229,4 +292,10 @@ impl TieredCache {
             d.close();
         }
     }
+}
+
+/// Whether a lower tier's entry may be served: the expected length when known,
+/// finite values always.
+fn admit(entry: &Entry, dims: Option<usize>) -> Result<()> {
+    entry.check(dims.unwrap_or(entry.vector.len()))
 }

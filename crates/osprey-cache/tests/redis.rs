@@ -114,6 +114,7 @@ async fn two_caches_share_the_redis_tier() {
     let p = unique_prefix("shared");
     let url = shared_redis_url();
     let cfg = CacheConfig {
+        share_across_keys: true,
         memory: MemoryConfig::default(),
         disk: DiskConfig::default(),
         redis: redis_config(&url, &p),
@@ -172,6 +173,7 @@ async fn a_dead_redis_opens_the_circuit_and_a_live_one_closes_it() {
 async fn starts_while_redis_is_down() {
     let url = format!("redis://127.0.0.1:{}", free_port());
     let cfg = CacheConfig {
+        share_across_keys: true,
         memory: MemoryConfig::default(),
         disk: DiskConfig::default(),
         redis: redis_config(&url, "osprey:"),

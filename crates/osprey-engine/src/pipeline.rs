@@ -100,14 +100,27 @@ impl Pipeline {
         self.flights.in_flight()
     }
 
-    /// Everything that decides an output: made once for the common options.
-    fn key_space(&self, opts: EmbedOptions) -> Cow<'_, KeySpace> {
-        match opts.dimensions {
+    /// Everything that decides an output: made once for the common options. The
+    /// caller is added when the cache keeps credentials apart.
+    fn key_space(&self, opts: EmbedOptions, caller: Option<&[u8]>) -> Cow<'_, KeySpace> {
+        let space = match opts.dimensions {
             None => Cow::Borrowed(
                 &self.common[usize::from(opts.normalize) * 2 + usize::from(opts.truncate)],
             ),
             Some(_) => Cow::Owned(key_space(&self.engine, opts)),
+        };
+        match (&self.cache, caller) {
+            (Some(cache), Some(id)) if !cache.shares_across_keys() => {
+                Cow::Owned(space.into_owned().caller(id))
+            }
+            _ => space,
         }
+    }
+
+    /// How many values an output of these options has: what a cached entry must hold.
+    fn dims(&self, opts: EmbedOptions) -> usize {
+        let native = self.engine.info().dims;
+        opts.dimensions.map_or(native, |d| d.min(native))
     }
 
     /// Embeds `texts` in order, from the cache where it can, under a permit of its
@@ -131,7 +144,20 @@ impl Pipeline {
         opts: EmbedOptions,
         permit: &Permit,
     ) -> Result<Embedded, EngineError> {
-        permit.within(self.run(texts, opts, permit)).await
+        self.embed_permitted_for(texts, opts, permit, None).await
+    }
+
+    /// [`Pipeline::embed_permitted`] on behalf of `caller` (a stable identity of
+    /// the credential, `None` when there is none): with `cache.share_across_keys`
+    /// off, its results are cached apart from everyone else's.
+    pub async fn embed_permitted_for<I: TextInput>(
+        &self,
+        texts: &[I],
+        opts: EmbedOptions,
+        permit: &Permit,
+        caller: Option<&[u8]>,
+    ) -> Result<Embedded, EngineError> {
+        permit.within(self.run(texts, opts, permit, caller)).await
     }
 
     async fn run<I: TextInput>(
@@ -139,11 +165,12 @@ impl Pipeline {
         texts: &[I],
         opts: EmbedOptions,
         permit: &Permit,
+        caller: Option<&[u8]>,
     ) -> Result<Embedded, EngineError> {
         let t0 = Instant::now();
-        let space = self.key_space(opts);
+        let space = self.key_space(opts, caller);
         let keys: Vec<CacheKey> = texts.iter().map(|t| t.key(&space)).collect();
-        let (mut found, lowest_tier) = self.lookup(&keys).await;
+        let (mut found, lowest_tier) = self.lookup(&keys, self.dims(opts)).await;
         let cached = found.iter().filter(|f| f.is_some()).count();
         let mut timings = Timings {
             cache: t0.elapsed(),
@@ -193,12 +220,13 @@ impl Pipeline {
         })
     }
 
-    /// Every key's cached entry, if any, and the lowest tier that answered.
-    async fn lookup(&self, keys: &[CacheKey]) -> (Vec<Option<Entry>>, Option<Tier>) {
+    /// Every key's cached entry of `dims` values, if any, and the lowest tier that
+    /// answered.
+    async fn lookup(&self, keys: &[CacheKey], dims: usize) -> (Vec<Option<Entry>>, Option<Tier>) {
         let mut found: Vec<Option<Entry>> = vec![None; keys.len()];
         let mut lowest_tier: Option<Tier> = None;
         if let Some(cache) = &self.cache {
-            for (slot, hit) in found.iter_mut().zip(cache.get_many(keys).await) {
+            for (slot, hit) in found.iter_mut().zip(cache.get_many_of(keys, dims).await) {
                 if let Some(hit) = hit {
                     lowest_tier = Some(lowest_tier.map_or(hit.tier, |t| deeper(t, hit.tier)));
                     *slot = Some(hit.entry);
@@ -396,13 +424,20 @@ fn shared_error(e: &EngineError) -> EngineError {
     }
 }
 
-/// Everything that decides an output, in the order the cache's keys were always
-/// made (stored entries stay valid): model, revision, backend, pooling, options.
+/// The version of what Osprey does to a text before the model (tokenizing,
+/// truncating, pairing) and to the model's output after it (pooling, dimension
+/// cut, normalization). Bump it with any change that alters a vector for the same
+/// model files: cached entries of the old code then stop matching.
+const PROCESSING_VERSION: u32 = 1;
+
+/// Everything that decides an output: model, revision, backend, pooling, the
+/// processing code's version, options.
 fn key_space(engine: &Engine, opts: EmbedOptions) -> KeySpace {
     let info = engine.info();
     KeySpace::new(&info.id, &info.revision)
         .option("backend", info.backend)
         .option("pooling", format!("{:?}", info.pooling))
+        .option("processing", PROCESSING_VERSION)
         .option("normalize", opts.normalize)
         .option("truncate", opts.truncate)
         .option("dimensions", opts.dimensions.unwrap_or(0))

@@ -228,6 +228,7 @@ async fn a_new_model_revision_never_sees_old_vectors() {
     let work = tempfile::tempdir().expect("tempdir");
     let redis_url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let config = CacheConfig {
+        share_across_keys: true,
         memory: MemoryConfig {
             max_bytes: 0,
             ..MemoryConfig::default()
@@ -266,9 +267,10 @@ async fn a_new_model_revision_never_sees_old_vectors() {
     cache.clear().await.expect("clear");
 }
 
-/// Entries already on disk or in Redis were stored under keys made in one fixed
-/// order (model, revision, backend, pooling, normalize, truncate, dimensions); the
-/// pipeline must keep finding them, for every option set.
+/// Entries on disk or in Redis are stored under keys made in one fixed order
+/// (model, revision, backend, pooling, processing version, normalize, truncate,
+/// dimensions); the pipeline must keep finding them, for every option set. A
+/// change to this order or to the processing version retires every stored entry.
 #[tokio::test]
 async fn keys_match_the_ones_stored_entries_were_made_with() {
     let engine = engine_at(&model_dir());
@@ -287,6 +289,7 @@ async fn keys_match_the_ones_stored_entries_were_made_with() {
         let key = KeySpace::new(&info.id, &info.revision)
             .option("backend", info.backend)
             .option("pooling", format!("{:?}", info.pooling))
+            .option("processing", 1)
             .option("normalize", normalize)
             .option("truncate", truncate)
             .option("dimensions", dimensions.unwrap_or(0))

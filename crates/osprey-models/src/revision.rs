@@ -1,9 +1,14 @@
 //! A model revision: a content fingerprint of the files that decide the output, so
 //! that a changed model never shares results with an old one.
+//!
+//! Every byte of the weights is hashed. Sampling blocks missed edits confined to a
+//! small tensor (a bias, a layer norm), and then old vectors came back from the
+//! cache; BLAKE3 hashes at GB/s, so the whole file costs tens of milliseconds, and
+//! the hash runs on its own thread while the backend loads the same file.
 
 use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::Path;
+use std::io::{ErrorKind, Read};
+use std::path::{Path, PathBuf};
 
 use crate::{ModelError, Result};
 
@@ -15,70 +20,85 @@ const FILES: &[&str] = &[
     "1_Pooling/config.json",
 ];
 
-/// Blocks sampled evenly across the weights file, and their size. Hashing all of a
-/// large file would cost more than loading it; any retraining or re-quantization
-/// changes nearly every block, and the file's header (names, shapes, offsets) and
-/// size are always covered.
-const SAMPLES: u64 = 256;
-const BLOCK: usize = 16 * 1024;
+/// Read size: large enough that the hash, not the system calls, sets the pace.
+const CHUNK: usize = 1 << 20;
 
-/// BLAKE3 over the config files and a sample of `weights`; the first 16 hex digits.
+/// Tells this fingerprint apart from the sampled one of earlier builds, so no
+/// revision string of one can equal one of the other.
+const DOMAIN: &str = "osprey model revision v2 (full weights)";
+
+/// BLAKE3 over the config files and every byte of `weights` (and of an ONNX
+/// model's external data file beside it); the first 16 hex digits.
 pub fn revision_of(dir: &Path, weights: &Path) -> Result<String> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ModelError::Io { path, source }
-    };
-    let mut hasher = blake3::Hasher::new();
+    let mut hasher = blake3::Hasher::new_derive_key(DOMAIN);
     for name in FILES {
         let p = dir.join(name);
         if p.is_file() {
             let bytes = std::fs::read(&p).map_err(io(&p))?;
-            hasher.update(name.as_bytes());
-            hasher.update(&(bytes.len() as u64).to_le_bytes());
-            hasher.update(&bytes);
+            field(&mut hasher, name.as_bytes());
+            field(&mut hasher, &bytes);
         }
     }
-    let mut file = File::open(weights).map_err(io(weights))?;
-    let len = file.metadata().map_err(io(weights))?.len();
-    hasher.update(&len.to_le_bytes());
-    let mut buf = vec![0u8; BLOCK];
-    // The first block holds the safetensors header; the rest are spread evenly.
-    let stride = (len / SAMPLES).max(BLOCK as u64);
-    let mut offset = 0;
-    while offset < len {
-        file.seek(SeekFrom::Start(offset)).map_err(io(weights))?;
-        let want = BLOCK.min((len - offset) as usize);
-        file.read_exact(&mut buf[..want]).map_err(io(weights))?;
-        hasher.update(&buf[..want]);
-        offset += stride;
+    hash_file(&mut hasher, weights)?;
+    for data in external_data(weights) {
+        if data.is_file() {
+            hash_file(&mut hasher, &data)?;
+        }
     }
     Ok(hasher.finalize().to_hex()[..16].to_string())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn any_sampled_change_changes_the_revision() {
-        let dir = std::env::temp_dir().join(format!("osprey-rev-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        std::fs::write(dir.join("config.json"), b"{}").expect("config");
-        let weights = dir.join("w.bin");
-        let mut data = vec![7u8; 5 * 1024 * 1024];
-        std::fs::write(&weights, &data).expect("weights");
-        let a = revision_of(&dir, &weights).expect("rev");
-        assert_eq!(a, revision_of(&dir, &weights).expect("rev"), "stable");
-        data[0] = 8; // header byte
-        std::fs::write(&weights, &data).expect("weights");
-        let b = revision_of(&dir, &weights).expect("rev");
-        assert_ne!(a, b);
-        std::fs::write(dir.join("config.json"), b"{\"x\":1}").expect("config");
-        assert_ne!(b, revision_of(&dir, &weights).expect("rev"));
-        data.push(0); // size
-        std::fs::write(&weights, &data).expect("weights");
-        let c = revision_of(&dir, &weights).expect("rev");
-        assert_ne!(b, c);
-        let _ = std::fs::remove_dir_all(&dir);
+/// Where exporters put the weights of an ONNX graph over 2 GB: `model.onnx_data`
+/// or `model.onnx.data` beside `model.onnx`.
+fn external_data(weights: &Path) -> Vec<PathBuf> {
+    let Some(name) = weights.file_name().and_then(|n| n.to_str()) else {
+        return Vec::new();
+    };
+    if !name.ends_with(".onnx") {
+        return Vec::new();
     }
+    vec![
+        weights.with_file_name(format!("{name}_data")),
+        weights.with_file_name(format!("{name}.data")),
+    ]
 }
+
+/// The file's length, then all its bytes, streamed in chunks.
+fn hash_file(hasher: &mut blake3::Hasher, path: &Path) -> Result<()> {
+    let mut file = File::open(path).map_err(io(path))?;
+    let len = file.metadata().map_err(io(path))?.len();
+    hasher.update(&len.to_le_bytes());
+    let mut buf = vec![0u8; CHUNK];
+    let mut seen = 0u64;
+    loop {
+        let n = match file.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            Err(e) => return Err(io(path)(e)),
+        };
+        hasher.update(&buf[..n]);
+        seen += n as u64;
+    }
+    if seen != len {
+        // The file changed while it was read: the fingerprint would describe
+        // neither version.
+        return Err(io(path)(std::io::Error::other(
+            "the file changed size while it was hashed",
+        )));
+    }
+    Ok(())
+}
+
+fn field(h: &mut blake3::Hasher, bytes: &[u8]) {
+    h.update(&(bytes.len() as u64).to_le_bytes());
+    h.update(bytes);
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ModelError {
+    let path = path.to_path_buf();
+    move |source| ModelError::Io { path, source }
+}
+
+#[cfg(test)]
+mod tests;

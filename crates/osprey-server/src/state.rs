@@ -56,6 +56,9 @@ pub struct Shared {
     pub observe: Arc<Observer>,
     /// Every served model, by name and version.
     pub models: Arc<Models>,
+    /// Whether responses say how the cache answered (`x-cache`, the cache's part
+    /// of `Server-Timing`); `telemetry.expose_cache_status`.
+    pub expose_cache_status: bool,
 }
 
 impl Deref for AppState {
@@ -76,6 +79,7 @@ impl AppState {
             protection: Arc::new(Protection::default()),
             observe: Arc::new(Observer::new(ObserveConfig::default())),
             models: Arc::new(Models::new(Default::default(), None, true).with_slot(engine.clone())),
+            expose_cache_status: true,
         }))
     }
 
@@ -98,6 +102,14 @@ impl AppState {
     pub fn with_observe(self, config: ObserveConfig) -> Self {
         let mut shared = Arc::unwrap_or_clone(self.0);
         shared.observe = Arc::new(Observer::new(config));
+        Self(Arc::new(shared))
+    }
+
+    /// The same state telling clients how the cache answered, or not: hidden, no
+    /// one learns from a response whether someone else embedded a text recently.
+    pub fn with_cache_status(self, expose: bool) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.expose_cache_status = expose;
         Self(Arc::new(shared))
     }
 

@@ -38,6 +38,7 @@ async fn x_cache_tells_miss_hit_and_partial_and_admin_clears() {
         ServerConfig::default(),
         BatchingConfig::default(),
         Some(CacheConfig {
+            share_across_keys: true,
             memory: MemoryConfig::default(),
             disk: DiskConfig {
                 path: Some(dir.path().join("cache.redb")),

@@ -22,7 +22,8 @@ const DURABLE_EVERY: Duration = Duration::from_secs(1);
 const MAX_OPS_PER_COMMIT: usize = 512;
 
 pub(super) enum Op {
-    Put(CacheKey, Entry),
+    /// The entry and a deadline it must not outlive (unix ms, 0 = none).
+    Put(CacheKey, Entry, u64),
     Delete(CacheKey),
     Clear(oneshot::Sender<Result<()>>),
     Flush(oneshot::Sender<()>),
@@ -102,7 +103,10 @@ impl Writer {
             let expires = clock::expiry(now, self.ttl_ms);
             for op in ops {
                 match op {
-                    Op::Put(key, entry) => tables.insert(key, &codec::encode(&entry), expires)?,
+                    Op::Put(key, entry, deadline) => {
+                        let expires = clock::earliest(expires, deadline);
+                        tables.insert(key, &codec::encode(&entry), expires)?
+                    }
                     Op::Delete(key) => tables.delete(&key)?,
                     Op::Clear(ack) => {
                         tables.clear()?;

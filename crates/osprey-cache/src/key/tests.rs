@@ -54,3 +54,18 @@ fn debug_shows_the_first_eight_bytes_in_hex() {
     bytes[..8].copy_from_slice(&[0x00, 0x01, 0x0a, 0x10, 0x7f, 0x80, 0xab, 0xff]);
     assert_eq!(format!("{:?}", CacheKey(bytes)), "00010a107f80abff…");
 }
+
+#[test]
+fn callers_have_keys_of_their_own() {
+    let shared = space().key("x");
+    let a = space().caller(b"a").key("x");
+    let b = space().caller(b"b").key("x");
+    assert_ne!(a, b);
+    assert_ne!(a, shared);
+    assert_eq!(a, space().caller(b"a").key("x"));
+    // The caller is length-prefixed like every field.
+    assert_ne!(
+        space().caller(b"ab").key("x"),
+        space().caller(b"a").key("bx")
+    );
+}

@@ -16,6 +16,8 @@ pub struct Timing {
     pub items: usize,
     nanos: [u64; STAGES.len()],
     timed: bool,
+    /// `Server-Timing` leaves out the stages that tell a cache hit from a miss.
+    concealed: bool,
 }
 
 impl Timing {
@@ -34,6 +36,14 @@ impl Timing {
         }
     }
 
+    /// Keeps the cache's part out of `Server-Timing` (`telemetry.expose_cache_status
+    /// = false`): the lookup's length tells which tier answered, and tokenizing,
+    /// queueing and inference are zero on a hit. Only validation and serialization,
+    /// which a hit does not change, are sent. The stages are still recorded.
+    pub fn conceal_cache(&mut self) {
+        self.concealed = true;
+    }
+
     /// Nanoseconds per stage, in [`STAGES`] order, once any stage was timed.
     pub fn stages(&self) -> Option<&[u64; STAGES.len()]> {
         self.timed.then_some(&self.nanos)
@@ -46,7 +56,13 @@ impl Timing {
     pub fn header(&self) -> Option<HeaderValue> {
         let nanos = self.stages()?;
         let mut out = Vec::with_capacity(STAGES.len() * 28);
-        for (i, (name, ns)) in STAGES.iter().zip(nanos).enumerate() {
+        let sent = STAGES
+            .iter()
+            .zip(nanos)
+            .enumerate()
+            .filter(|(at, _)| !self.concealed || !reveals_cache(*at))
+            .map(|(_, stage)| stage);
+        for (i, (name, ns)) in sent.enumerate() {
             if i > 0 {
                 out.extend_from_slice(b", ");
             }
@@ -64,6 +80,12 @@ impl Timing {
         }
         HeaderValue::from_maybe_shared(Bytes::from(out)).ok()
     }
+}
+
+/// Whether the stage at this place of [`STAGES`] takes a different time on a
+/// cache hit than on a miss.
+fn reveals_cache(at: usize) -> bool {
+    at != Stage::Validate as usize && at != Stage::Serialize as usize
 }
 
 #[cfg(test)]
@@ -85,6 +107,22 @@ mod tests {
                  inference;dur=12345.678, postprocess;dur=0.000, serialize;dur=7.000"
             )
         );
+    }
+
+    #[test]
+    fn concealed_leaves_out_every_stage_a_hit_changes() {
+        let mut t = Timing::new(true, 1);
+        t.set(Stage::Validate, Duration::from_nanos(12_400));
+        t.set(Stage::Cache, Duration::from_nanos(1_500));
+        t.set(Stage::Inference, Duration::from_millis(3));
+        t.set(Stage::Serialize, Duration::from_millis(7));
+        t.conceal_cache();
+        let h = t.header().expect("a header");
+        assert_eq!(
+            h.to_str().ok(),
+            Some("validate;dur=0.012, serialize;dur=7.000")
+        );
+        assert!(t.stages().is_some(), "still recorded");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 pub mod admin;
 pub mod alerts;
+mod caller;
 pub mod dashboard;
 pub mod embed;
 pub mod health;
@@ -66,9 +67,18 @@ pub(crate) async fn run<I: TextInput>(
         tracing::debug!(inputs = ?inputs.iter().map(TextInput::describe).collect::<Vec<_>>(), "request texts");
     }
     let permit = pipeline.engine().admission().enter(asked)?;
-    let out = pipeline.embed_permitted(inputs, opts, &permit).await?;
+    // Only a cache that keeps credentials apart needs to know whose they are.
+    let caller = pipeline
+        .cache()
+        .is_some_and(|c| !c.shares_across_keys())
+        .then(|| caller::identity(&call.headers))
+        .flatten()
+        .filter(|_| state.protection.auth_enabled());
+    let mut out = pipeline
+        .embed_permitted_for(inputs, opts, &permit, caller.as_ref().map(|c| &c[..]))
+        .await?;
     served.answered(inputs.len());
-    let timing = stages(state, validate, &out);
+    let timing = stages(state, validate, &mut out);
     Ok((out, timing))
 }
 
@@ -85,14 +95,16 @@ pub(crate) async fn run_chunked(
     let pipeline = served.pipeline()?;
     let validate = call.started.elapsed();
     let permit = pipeline.engine().admission().enter(asked)?;
-    let (out, chunks) = pipeline.embed_chunked(texts, opts, &permit).await?;
+    let (mut out, chunks) = pipeline.embed_chunked(texts, opts, &permit).await?;
     served.answered(texts.len());
-    let timing = stages(state, validate, &out);
+    let timing = stages(state, validate, &mut out);
     Ok((out, timing, chunks))
 }
 
-/// The request's time in each stage, and its items counted.
-fn stages(state: &AppState, validate: std::time::Duration, out: &Embedded) -> Timing {
+/// The request's time in each stage, and its items counted. With
+/// `telemetry.expose_cache_status` off, the response will not say how the cache
+/// answered.
+fn stages(state: &AppState, validate: std::time::Duration, out: &mut Embedded) -> Timing {
     let metrics = state.observe.config.metrics;
     let items = out.entries.len();
     if metrics {
@@ -106,6 +118,10 @@ fn stages(state: &AppState, validate: std::time::Duration, out: &Embedded) -> Ti
     timing.set(Stage::Queue, t.queue);
     timing.set(Stage::Inference, t.inference);
     timing.set(Stage::Postprocess, t.postprocess);
+    if !state.expose_cache_status {
+        timing.conceal_cache();
+        out.cache = CacheStatus::Off;
+    }
     timing
 }
 
