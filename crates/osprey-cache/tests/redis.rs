@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use osprey_cache::testkit::{
-    PrivateRedis, free_port, redis_config, shared_redis_url, unique_prefix,
+    ManualClock, PrivateRedis, free_port, redis_config, shared_redis_url, unique_prefix,
 };
 use osprey_cache::{
     CacheConfig, CacheKey, DiskConfig, Entry, HealthStatus, KeySpace, MemoryConfig, RedisTier,
@@ -216,4 +216,33 @@ async fn a_slow_redis_costs_at_most_the_timeout() {
     assert!(waited < Duration::from_millis(1500), "waited {waited:?}");
     assert!(tier.snapshot().errors >= 1);
     let _ = sleeper.await;
+}
+
+#[tokio::test]
+async fn copies_from_redis_expire_with_the_entry_in_redis() {
+    let p = unique_prefix("copy-ttl");
+    let url = shared_redis_url();
+    // Redis keeps this entry 2 s more; the memory tier would keep a copy an hour.
+    let mut short = redis_config(&url, &p);
+    short.ttl_secs = 2;
+    let writer = RedisTier::connect(&short, &url).expect("connect");
+    writer.put(key(1), entry(1));
+    writer.flush().await;
+    let clock = ManualClock::new();
+    let cfg = CacheConfig {
+        memory: MemoryConfig::default(),
+        redis: redis_config(&url, &p),
+        ..CacheConfig::disabled()
+    };
+    let cache = TieredCache::open_with_clock(&cfg, clock.shared())
+        .await
+        .expect("open");
+    let tier = |got: Vec<Option<osprey_cache::Found>>| got[0].as_ref().map(|f| f.tier);
+    assert_eq!(tier(cache.get_many(&[key(1)]).await), Some(Tier::Redis));
+    assert_eq!(tier(cache.get_many(&[key(1)]).await), Some(Tier::Memory));
+    // Past Redis's TTL on the cache's clock, the memory copy is gone (Redis, on
+    // its own clock, still answers).
+    clock.advance(Duration::from_millis(2_100));
+    assert_eq!(tier(cache.get_many(&[key(1)]).await), Some(Tier::Redis));
+    writer.clear().await.expect("clean up");
 }
