@@ -35,6 +35,9 @@ pub struct ServerConfig {
     /// What an embedding request with `truncate: false` gets for an input longer
     /// than the model's window: an error, or the input embedded whole in chunks.
     pub long_inputs: LongInputs,
+    /// With auth off, serve admin routes and the dashboard to clients on other
+    /// machines too (by default only loopback clients get them).
+    pub allow_open_admin: bool,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +65,7 @@ impl Default for ServerConfig {
             max_connections: 4096,
             tls: TlsConfig::default(),
             long_inputs: LongInputs::Error,
+            allow_open_admin: false,
         }
     }
 }

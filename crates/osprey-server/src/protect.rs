@@ -8,6 +8,7 @@
 //! a trusted proxy forwarded (`limits.trusted_proxies`).
 
 mod client_ip;
+mod open_admin;
 mod scrape;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -115,7 +116,9 @@ fn failure_limiter(limits: &LimitsConfig) -> FailureLimiter {
     FailureLimiter::new(limits.auth_failures_per_second, limits.auth_failures_burst)
 }
 
-/// What a path needs. Everything under `/admin/` is admin; `/health/live` is open.
+/// What a path needs. Everything under `/admin/` is admin, and so is the dashboard
+/// (its data shows what `/admin/stats` and `/admin/alerts` do); `/health/live` is
+/// open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RouteClass {
     Live,
@@ -133,6 +136,7 @@ impl RouteClass {
             "/health/live" => Self::Live,
             "/health/ready" => Self::Probe,
             "/metrics" => Self::Metrics,
+            "/dashboard" | "/dashboard/data" => Self::Admin,
             _ if path == "/admin" || path.starts_with("/admin/") => Self::Admin,
             _ if method == Method::POST => Self::Inference,
             _ => Self::Other,
@@ -147,12 +151,16 @@ impl RouteClass {
     }
 }
 
+/// The TCP peer's address, when the server recorded it.
+fn peer(req: &Request) -> Option<IpAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip())
+}
+
 /// The client's address as the per-address limits key it (IPv6 by /64).
 fn client_addr(p: &Protection, req: &Request) -> IpAddr {
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |c| c.0.ip());
+    let peer = peer(req).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
     client_net(p.proxies.client(peer, req.headers()))
 }
 
@@ -189,6 +197,21 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
                 return refuse(req, e.into_response()).await;
             }
         },
+        None if class == RouteClass::Admin
+            && !open_admin::allowed(
+                state.config.allow_open_admin,
+                &p.proxies,
+                peer(&req),
+                req.headers(),
+            ) =>
+        {
+            let e = ApiError::Forbidden(
+                "with auth off, admin routes and the dashboard answer only clients on this \
+                 machine; turn auth on, or set server.allow_open_admin (--allow-open-admin)"
+                    .into(),
+            );
+            return refuse(req, e.into_response()).await;
+        }
         None => ClientKey::Ip(addr),
     };
     // Probes and scrapers are not counted against a client's rate.

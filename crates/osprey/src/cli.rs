@@ -140,6 +140,9 @@ pub struct ServeArgs {
     /// Log format: `pretty` or `json`.
     #[arg(long, env = "OSPREY_TELEMETRY__LOG_FORMAT", value_name = "FORMAT")]
     pub log_format: Option<String>,
+    /// With auth off, serve admin routes and the dashboard to other machines too.
+    #[arg(long)]
+    pub allow_open_admin: bool,
 }
 
 #[derive(Args, Clone)]

@@ -53,6 +53,9 @@ pub struct TelemetryConfig {
     pub access_log: bool,
     /// Debug only: log request texts (at debug level).
     pub log_request_text: bool,
+    /// `x-cache` and the cache's stages in `Server-Timing`; off, no response tells
+    /// a caller whether anyone embedded the same text recently.
+    pub expose_cache_status: bool,
 }
 
 impl Default for TelemetryConfig {
@@ -63,6 +66,7 @@ impl Default for TelemetryConfig {
             metrics: true,
             access_log: true,
             log_request_text: false,
+            expose_cache_status: true,
         }
     }
 }

@@ -48,6 +48,9 @@ fn overrides(args: &ServeArgs) -> Vec<(&'static str, figment::value::Value)> {
     if let Some(n) = args.max_queue_tokens {
         overrides.push(("batching.max_queue_tokens", n.into()));
     }
+    if args.allow_open_admin {
+        overrides.push(("server.allow_open_admin", true.into()));
+    }
     if let Some(f) = &args.log_format {
         overrides.push(("telemetry.log_format", f.clone().into()));
     }
@@ -65,12 +68,25 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<std::process::
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
         .with_context(|| format!("binding {addr}"))?;
+    let local = listener.local_addr()?;
     tracing::info!(
-        addr = %listener.local_addr()?,
+        addr = %local,
         tls = config.server.tls.enabled(),
         auth = config.auth.enabled,
         "listening"
     );
+    if !config.auth.enabled && !local.ip().is_loopback() {
+        tracing::warn!(
+            addr = %local,
+            "auth is off on an address other machines can reach: anyone there can embed, \
+             and admin routes answer {}; set [auth] enabled = true",
+            if config.server.allow_open_admin {
+                "everyone (allow_open_admin)"
+            } else {
+                "only clients on this machine"
+            }
+        );
+    }
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let failed = Arc::new(AtomicBool::new(false));
@@ -126,7 +142,8 @@ fn app_state(config: &Config) -> anyhow::Result<AppState> {
     };
     Ok(AppState::new(config.server.clone(), metrics)
         .with_protection(protection)
-        .with_observe(config.observe()))
+        .with_observe(config.observe())
+        .with_cache_status(config.telemetry.expose_cache_status))
 }
 
 /// Tiers open before the model loads (Redis connects lazily, so a Redis that is

@@ -59,6 +59,13 @@ async fn call(
         None => req.body(Body::empty()),
     }
     .expect("request");
+    // As the server records it: this machine's loopback is the peer.
+    let mut req = req;
+    req.extensions_mut()
+        .insert(axum::extract::ConnectInfo(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            40_000,
+        ))));
     crate::router(state.clone())
         .oneshot(req)
         .await

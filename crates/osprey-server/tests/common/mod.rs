@@ -93,7 +93,7 @@ pub fn small_queue_server() -> &'static TestServer {
 }
 
 fn start(server: ServerConfig, batching: BatchingConfig) -> TestServer {
-    start_full(server, batching, Protection::default(), None, None, None)
+    start_full(server, batching, unbounded_queue(), None, None, None)
 }
 
 /// A server of its own on fake replicas driven by `script`: for queueing,
@@ -131,7 +131,17 @@ pub fn start_with_cache(
     batching: BatchingConfig,
     cache: Option<CacheConfig>,
 ) -> TestServer {
-    start_full(server, batching, Protection::default(), cache, None, None)
+    start_full(server, batching, unbounded_queue(), cache, None, None)
+}
+
+/// Default protection without the queue bound: a debug build's model is many times
+/// slower than a release build's, and these servers are not about queueing.
+pub fn unbounded_queue() -> Protection {
+    let limits = LimitsConfig {
+        max_queue_ms: 0,
+        ..LimitsConfig::default()
+    };
+    Protection::new(&AuthConfig::default(), &limits).expect("default limits")
 }
 
 /// A server of its own observed as a test asks (its own SLO and alert settings).
@@ -139,7 +149,7 @@ pub fn start_observed(observe: ObserveConfig, cache: Option<CacheConfig>) -> Tes
     start_full(
         ServerConfig::default(),
         BatchingConfig::default(),
-        Protection::default(),
+        unbounded_queue(),
         cache,
         Some(observe),
         None,

@@ -12,6 +12,7 @@ mod auth;
 mod auth_failures;
 mod compression;
 mod hostile;
+mod open_admin;
 mod overload;
 mod rate_limit;
 mod tls;

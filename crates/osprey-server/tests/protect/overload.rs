@@ -145,13 +145,7 @@ fn deep_queue_server() -> &'static TestServer {
             ..BatchingConfig::default()
         };
         // Deadlines alone decide here: no bound on queueing.
-        let limits = LimitsConfig {
-            max_queue_ms: 0,
-            ..LimitsConfig::default()
-        };
-        let protection =
-            Protection::new(&AuthConfig::default(), &limits).expect("limits without a queue bound");
-        start_with(small_limits(), batching, protection)
+        start_with(small_limits(), batching, unbounded_queue())
     })
 }
 

@@ -86,7 +86,12 @@ pub fn repo() -> &'static Repo {
                             threads: 1,
                             ..BatchingConfig::default()
                         },
-                        admission: AdmissionConfig::default(),
+                        // A debug build's models are many times slower than a release
+                        // build's: no queue bound here, the live changes are the point.
+                        admission: AdmissionConfig {
+                            max_queue: None,
+                            ..AdmissionConfig::default()
+                        },
                     };
                     // Long inputs with `truncate: false` are embedded whole.
                     let server = ServerConfig {
