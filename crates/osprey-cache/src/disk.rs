@@ -17,7 +17,7 @@ use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use redb::{Database, DatabaseError, ReadableDatabase};
+use redb::{Database, DatabaseError, ReadableDatabase, StorageError};
 use tokio::sync::oneshot;
 
 use self::layout::ENTRIES;
@@ -239,35 +239,74 @@ impl Drop for DiskTier {
     }
 }
 
-/// Opens the database; one that cannot be read is moved aside, counted, and
-/// replaced by an empty one. One held by another process is an error.
+/// Opens the database; one whose contents cannot be read (corrupt, or an old
+/// format) is moved aside, counted, and replaced by an empty one. Anything else
+/// (held by another process, no permission, an I/O error) is an error, and the
+/// file stays where it is: it may be fine once the cause is fixed.
 fn open_or_replace(path: &Path, stats: &TierStats) -> Result<Database> {
-    match open_db(path) {
-        Ok(db) => Ok(db),
-        Err(CacheError::DiskInUse { path }) => Err(CacheError::DiskInUse { path }),
-        Err(e) => {
-            let aside = path.with_extension("corrupt");
+    match open_db(path)? {
+        Opened::Db(db) => Ok(db),
+        Opened::Unreadable(e) => {
+            let aside = free_aside_name(path);
             tracing::warn!(path = %path.display(), error = %e, moved_to = %aside.display(),
                 "disk cache unreadable: moved aside, starting empty");
             stats.corrupt();
             std::fs::rename(path, &aside)?;
-            open_db(path)
+            match open_db(path)? {
+                Opened::Db(db) => Ok(db),
+                Opened::Unreadable(e) => Err(CacheError::disk(e)),
+            }
         }
     }
 }
 
-fn open_db(path: &Path) -> Result<Database> {
+enum Opened {
+    Db(Database),
+    /// The file is there but its contents are not a database this redb reads.
+    Unreadable(DatabaseError),
+}
+
+fn open_db(path: &Path) -> Result<Opened> {
     create_private(path)?;
     match Database::builder()
         .set_cache_size(32 * 1024 * 1024)
         .create(path)
     {
-        Ok(db) => Ok(db),
+        Ok(db) => Ok(Opened::Db(db)),
         Err(DatabaseError::DatabaseAlreadyOpen) => Err(CacheError::DiskInUse {
             path: path.display().to_string(),
         }),
+        Err(e) if unreadable(&e) => Ok(Opened::Unreadable(e)),
         Err(e) => Err(CacheError::disk(e)),
     }
+}
+
+/// Whether the file's contents are the problem: corrupt, an old format, or not a
+/// redb database at all (which redb reports as invalid data).
+fn unreadable(e: &DatabaseError) -> bool {
+    match e {
+        DatabaseError::UpgradeRequired(_) | DatabaseError::Storage(StorageError::Corrupted(_)) => {
+            true
+        }
+        DatabaseError::Storage(StorageError::Io(io)) => {
+            io.kind() == std::io::ErrorKind::InvalidData
+        }
+        _ => false,
+    }
+}
+
+/// `<name>.corrupt`, or `<name>.corrupt.N` with the first N not taken: each file
+/// moved aside is kept for whoever wants to look at it.
+fn free_aside_name(path: &Path) -> std::path::PathBuf {
+    let first = path.with_extension("corrupt");
+    std::iter::once(first.clone())
+        .chain((1..).map(|n| {
+            let mut name = first.clone().into_os_string();
+            name.push(format!(".{n}"));
+            std::path::PathBuf::from(name)
+        }))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
 }
 
 /// Creates the file readable and writable by its owner only (0600) when it does not

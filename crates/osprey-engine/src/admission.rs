@@ -52,7 +52,7 @@ impl Default for AdmissionConfig {
         Self {
             max_in_flight: 1024,
             deadline: Some(Duration::from_secs(30)),
-            max_queue: Some(Duration::from_secs(2)),
+            max_queue: Some(Duration::from_millis(1500)),
         }
     }
 }
@@ -181,6 +181,24 @@ impl Admission {
         declared_bytes: usize,
     ) -> Result<(), EngineError> {
         fits(queued, capacity, declared_bytes / BYTES_PER_TOKEN)
+    }
+
+    /// Refuses any request before its body is read when even the smallest would
+    /// queue longer than `max_queue` behind the work admitted: under a flood, a
+    /// refusal then costs no parsing. (Charging decides on the request's own work.)
+    pub fn check_waiting(&self, load: &Load) -> Result<(), EngineError> {
+        let Some(max_queue) = self.config.max_queue else {
+            return Ok(());
+        };
+        let ahead = self
+            .outstanding
+            .load(Ordering::SeqCst)
+            .saturating_sub(load.running_tokens())
+            .max(load.queued_tokens);
+        let Some(wait) = predicted_wait(load, ahead, 1, 1) else {
+            return Ok(());
+        };
+        check_queue(wait.saturating_sub(run_alone(load, 1, 1)), max_queue)
     }
 
     /// Charges the texts the cache lacks against the queue and the deadline before

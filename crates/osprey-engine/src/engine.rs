@@ -319,12 +319,19 @@ impl Engine {
             .charge_tokens(permit, &self.load(), tokens, inputs)
     }
 
-    /// Refuses a body the queue cannot take before it is read; see
-    /// [`Admission::check_body`]. One short lock on the queue.
+    /// Refuses a body the queue cannot take before it is read, or that would
+    /// queue longer than `max_queue` behind the work ahead whatever it holds; see
+    /// [`Admission::check_body`] and [`Admission::check_waiting`]. One short lock
+    /// on the queue, and a look at the replicas only when work is queued.
     pub fn check_body(&self, declared_bytes: usize) -> Result<(), EngineError> {
         let capacity = self.queue.limits().max_queue_tokens;
+        let queued = self.queue.queued_tokens();
         self.admission
-            .check_body(self.queue.queued_tokens(), capacity, declared_bytes)
+            .check_body(queued, capacity, declared_bytes)?;
+        if queued > 0 {
+            self.admission.check_waiting(&self.load())?;
+        }
+        Ok(())
     }
 
     pub fn tokenizer(&self) -> &Arc<TextTokenizer> {

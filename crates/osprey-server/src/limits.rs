@@ -111,7 +111,7 @@ impl Default for LimitsConfig {
             items_burst: 0,
             max_in_flight: 1024,
             deadline_ms: 30_000,
-            max_queue_ms: 2_000,
+            max_queue_ms: 1_500,
             max_decompressed_bytes: 16 * 1024 * 1024,
             compression: true,
             compression_min_bytes: 1024,

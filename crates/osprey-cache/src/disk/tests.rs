@@ -140,6 +140,31 @@ async fn a_damaged_file_is_moved_aside() {
     disk.put(key(1), entry(1));
     disk.flush().await;
     assert!(disk.get_many(&[key(1)]).await[0].is_some());
+    drop(disk);
+    // A second damaged file is moved aside beside the first, which is kept.
+    std::fs::write(&path, vec![0xCD; 64 * 1024]).expect("write garbage");
+    let again = DiskTier::open(&config(64 << 20, 0), &path).expect("open recovers");
+    assert_eq!(again.snapshot().corrupt, 1);
+    let first = std::fs::read(path.with_extension("corrupt")).expect("the first kept");
+    assert_eq!(first.first(), Some(&0xAB));
+    let second = std::fs::read(dir.path().join("c.corrupt.1")).expect("the second");
+    assert_eq!(second.first(), Some(&0xCD));
+}
+
+#[tokio::test]
+async fn a_file_that_cannot_be_opened_is_an_error_and_stays_put() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Opening a directory as the database fails with an I/O error, not corruption
+    // (as a permission or disk error would).
+    let path = dir.path().join("c.redb");
+    std::fs::create_dir(&path).expect("a directory in the way");
+    let opened = DiskTier::open(&config(64 << 20, 0), &path);
+    assert!(opened.is_err(), "an I/O error must not be papered over");
+    assert!(path.is_dir(), "left where it was");
+    assert!(
+        !path.with_extension("corrupt").exists(),
+        "nothing moved aside"
+    );
 }
 
 #[tokio::test]

@@ -265,3 +265,22 @@ async fn requests_are_not_admitted_into_more_queueing_than_max_queue() {
         .charge(&permit, &load(300, 3000), 512, &batch)
         .expect("within the 30 s deadline");
 }
+
+#[tokio::test(start_paused = true)]
+async fn bodies_are_refused_unread_when_the_queue_ahead_is_too_long() {
+    let a = Admission::new(AdmissionConfig {
+        max_in_flight: 0,
+        deadline: None,
+        max_queue: Some(Duration::from_secs(1)),
+    });
+    // An idle engine, and a short queue, take anything.
+    a.check_waiting(&load(0, 0)).expect("idle");
+    a.check_waiting(&load(300, 200)).expect("a short queue");
+    // 3,000 tokens queued drain in 1.5 s on two replicas at 1,000 tokens/s.
+    let e = a.check_waiting(&load(300, 3000)).expect_err("a long queue");
+    assert!(matches!(e, EngineError::QueueTooLong { .. }), "{e}");
+    let unbounded = admission(0);
+    unbounded
+        .check_waiting(&load(300, 3000))
+        .expect("no max_queue");
+}
