@@ -9,10 +9,9 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -20,7 +19,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::pki_types::{PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::rustls::{self, ServerConfig};
 
-use crate::support::{model_arg, osprey, tempdir};
+use crate::support::{Server, free_port, model_arg, osprey, spawn_server, tempdir};
 
 /// Secrets in the webhook URL: none may be printed or logged.
 const HOOK_PATH: &str = "/services/T0KEN-PATH?token=T0KEN-QUERY";
@@ -143,59 +142,18 @@ async fn read_request(stream: &mut (impl tokio::io::AsyncRead + Unpin)) -> Optio
     Some((head.lines().next()?.to_owned(), body))
 }
 
-/// `osprey serve` in the background, killed when dropped; stderr goes to a file.
-struct Serve {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Serve {
-    fn start(dir: &Path, config: &Path) -> Self {
-        let log = dir.join("osprey.log");
-        let file = std::fs::File::create(&log).expect("create the log file");
-        let port = crate::support::free_port().to_string();
-        let child = osprey(dir)
-            .arg("serve")
-            .arg("--config")
-            .arg(config)
-            .args(["--model", &model_arg(), "--port", &port])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(file)
-            .spawn()
-            .expect("spawn osprey serve");
-        Self { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    /// Waits (60 s at most) until `done` holds, failing early if the server exits.
-    async fn wait_for(&mut self, what: &str, mut done: impl FnMut(&Self) -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while !done(self) {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!(
-                    "osprey exited ({status}) before {what}; log:\n{}",
-                    self.log()
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no {what} within 60 s; log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `osprey serve` with `config` on a free port (stderr to its log file).
+fn serve_with(config: &Path) -> Server {
+    let port = free_port().to_string();
+    let config = config.to_string_lossy().into_owned();
+    spawn_server(&[
+        "--config",
+        &config,
+        "--model",
+        &model_arg(),
+        "--port",
+        &port,
+    ])
 }
 
 /// A configuration whose memory rule fires at once (any process is above 1 MiB)
@@ -228,7 +186,7 @@ async fn serve_delivers_alerts_to_an_https_webhook_signed_by_the_configured_ca()
     std::fs::write(&ca, &pki.ca_pem).expect("write the CA");
     let config = alerting_config(dir.path(), port, Some(&ca));
 
-    let mut server = Serve::start(dir.path(), &config);
+    let mut server = serve_with(&config);
     server
         .wait_for("HTTPS delivery", |_| !inbox.requests().is_empty())
         .await;
@@ -254,7 +212,7 @@ async fn an_untrusted_https_webhook_gets_nothing_and_no_log_line_names_it() {
     // No CA file: the built-in roots do not know the test CA.
     let config = alerting_config(dir.path(), port, None);
 
-    let mut server = Serve::start(dir.path(), &config);
+    let mut server = serve_with(&config);
     server
         .wait_for("given-up delivery", |s| {
             s.log().contains("alert webhook gave up")

@@ -68,6 +68,25 @@ impl Server {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits (60 s at most) until `done` holds, failing early if the server exits.
+    pub async fn wait_for(&mut self, what: &str, mut done: impl FnMut(&Self) -> bool) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !done(self) {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                panic!(
+                    "osprey exited ({status}) before {what}; log:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {what} within 60 s; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits for the exit status, killing the process after `timeout`.
     pub async fn wait(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
