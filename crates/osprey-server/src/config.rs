@@ -14,8 +14,14 @@ pub struct ServerConfig {
     pub max_inputs: usize,
     /// Longest input accepted, in characters (before tokenization).
     pub max_input_chars: usize,
-    /// How long shutdown waits for in-flight requests (seconds).
+    /// How long shutdown waits for in-flight requests (seconds), counted from
+    /// the end of the drain delay.
     pub shutdown_grace_secs: u64,
+    /// After SIGTERM, how long Osprey keeps accepting and serving requests while
+    /// `/health/ready` answers 503 (seconds): the time a load balancer needs to
+    /// see the readiness drop and stop sending. Then the listener closes and
+    /// in-flight requests get `shutdown_grace_secs` to finish.
+    pub drain_delay_secs: u64,
     /// Longest a client may take to send a request's line and headers, counted
     /// from the accept on a new connection and from the first byte of the next
     /// request on a kept-alive one (milliseconds; 0: no limit).
@@ -59,6 +65,7 @@ impl Default for ServerConfig {
             max_inputs: 256,
             max_input_chars: 32_768,
             shutdown_grace_secs: 30,
+            drain_delay_secs: 0,
             header_timeout_ms: 10_000,
             body_timeout_ms: 30_000,
             keep_alive_secs: 75,

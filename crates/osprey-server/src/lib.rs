@@ -6,6 +6,7 @@ mod compression;
 mod config;
 mod connections;
 mod deadline;
+mod drain;
 mod error;
 mod input;
 mod limits;
@@ -95,6 +96,10 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(compression::layer(&limits))
         .layer(axum::middleware::from_fn(connections::answer_body_timeouts))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            drain::close_when_draining,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             observe::record_request,

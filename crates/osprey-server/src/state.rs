@@ -1,4 +1,5 @@
 use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Instant;
 
@@ -59,6 +60,9 @@ pub struct Shared {
     /// Whether responses say how the cache answered (`x-cache`, the cache's part
     /// of `Server-Timing`); `telemetry.expose_cache_status`.
     pub expose_cache_status: bool,
+    /// Set on SIGTERM: readiness answers 503 and responses close their
+    /// connections, so load balancers and kept-alive clients move elsewhere.
+    pub draining: Arc<AtomicBool>,
 }
 
 impl Deref for AppState {
@@ -80,6 +84,7 @@ impl AppState {
             observe: Arc::new(Observer::new(ObserveConfig::default())),
             models: Arc::new(Models::new(Default::default(), None, true).with_slot(engine.clone())),
             expose_cache_status: true,
+            draining: Arc::new(AtomicBool::new(false)),
         }))
     }
 
@@ -111,6 +116,15 @@ impl AppState {
         let mut shared = Arc::unwrap_or_clone(self.0);
         shared.expose_cache_status = expose;
         Self(Arc::new(shared))
+    }
+
+    /// Starts draining: readiness drops at once; requests are still served.
+    pub fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
     }
 
     /// The default model's pipeline, or 503 while it loads.

@@ -92,14 +92,30 @@ async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<std::process::
     let failed = Arc::new(AtomicBool::new(false));
     load_models_in_background(&config, &state, stop_tx.clone(), failed.clone());
     reload_on_hangup(state.clone(), args);
+    let drain_delay = Duration::from_secs(config.server.drain_delay_secs);
+    let draining = state.clone();
     tokio::spawn(async move {
         shutdown_signal().await;
-        tracing::info!(
-            "shutting down: finishing in-flight requests (a second signal exits at once)"
-        );
-        let _ = stop_tx.send(true);
-        // An operator who asks twice does not want to wait for the grace period.
-        shutdown_signal().await;
+        draining.start_draining();
+        let drain = async {
+            if !drain_delay.is_zero() {
+                tracing::info!(
+                    secs = drain_delay.as_secs(),
+                    "draining: readiness answers 503; still serving until the drain delay ends"
+                );
+                tokio::time::sleep(drain_delay).await;
+            }
+            tracing::info!(
+                "shutting down: finishing in-flight requests (a second signal exits at once)"
+            );
+            let _ = stop_tx.send(true);
+        };
+        // An operator who asks twice wants to wait neither for the drain nor for
+        // the grace period.
+        tokio::select! {
+            _ = async { drain.await; shutdown_signal().await } => {}
+            _ = shutdown_signal() => {}
+        }
         tracing::warn!("second signal: exiting without waiting for in-flight requests");
         std::process::exit(1);
     });

@@ -20,14 +20,16 @@ pub struct Live {
     uptime_seconds: f64,
 }
 
-/// The server as a whole: `ready`, `degraded` (ready, a cache tier is not) or
-/// `not_ready`.
+/// The server as a whole: `ready`, `degraded` (ready, a cache tier is not),
+/// `not_ready`, or `draining` (shutting down: still serving, taking no new work
+/// from load balancers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ReadyStatus {
     Ready,
     Degraded,
     NotReady,
+    Draining,
 }
 
 /// One component's state.
@@ -106,6 +108,15 @@ pub async fn live(State(state): State<AppState>) -> Json<Live> {
 }
 
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    if state.is_draining() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(Readiness {
+                components: BTreeMap::new(),
+                status: ReadyStatus::Draining,
+            }),
+        );
+    }
     // Ready once every configured model serves, not just the first.
     let loading = state.models.registry().still_loading();
     match state.engine.get().filter(|_| loading.is_empty()) {
@@ -225,6 +236,10 @@ mod tests {
                 .ok()
                 .as_deref(),
             Some("\"not_ready\"")
+        );
+        assert_eq!(
+            serde_json::to_string(&ReadyStatus::Draining).ok().as_deref(),
+            Some("\"draining\"")
         );
     }
 

@@ -9,14 +9,22 @@ use crate::support::*;
 use crate::{assert_hello_world, reference};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_answers_and_shuts_down_gracefully_on_sigterm() {
+async fn serve_answers_and_drains_gracefully_on_sigterm() {
     // Ready within 60 s.
     let Running {
         mut server,
         client,
         base,
         ..
-    } = serve_model(&["--max-batch-tokens", "256"]).await;
+    } = serve_model_with(
+        &["--max-batch-tokens", "256"],
+        // The short request sent while draining queues behind the long one.
+        &[
+            ("OSPREY_SERVER__DRAIN_DELAY_SECS", "2"),
+            ("OSPREY_LIMITS__MAX_QUEUE_MS", "0"),
+        ],
+    )
+    .await;
 
     // It embeds, with the flags applied.
     let resp = client
@@ -84,6 +92,38 @@ async fn serve_answers_and_shuts_down_gracefully_on_sigterm() {
     }
 
     signal(server.child.id(), "TERM");
+
+    // Readiness drops at once, so load balancers stop sending...
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let ready = loop {
+        let resp = client
+            .get(format!("{base}/health/ready"))
+            .send()
+            .await
+            .expect("readiness answers while draining");
+        if resp.status() == 503 || Instant::now() > deadline {
+            break resp;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.expect("readiness JSON");
+    assert_eq!(body["status"], "draining", "{body}");
+    // ...while what they still send in the drain delay is served, on a
+    // connection that then closes so the client reconnects elsewhere.
+    let resp = client
+        .post(format!("{base}/embed"))
+        .json(&json!({"inputs": "hello world"}))
+        .send()
+        .await
+        .expect("POST /embed while draining");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        resp.headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
 
     let (status, vs) = in_flight.await.expect("the in-flight task");
     assert_eq!(status, 200, "log:\n{}", server.log());

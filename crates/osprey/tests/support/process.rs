@@ -181,6 +181,11 @@ pub struct Running {
 /// Serves the test model on a free 127.0.0.1 port with `extra` flags, and waits
 /// until it is ready.
 pub async fn serve_model(extra: &[&str]) -> Running {
+    serve_model_with(extra, &[]).await
+}
+
+/// `serve_model` with environment variables (configuration overrides).
+pub async fn serve_model_with(extra: &[&str], env: &[(&str, &str)]) -> Running {
     let port = free_port();
     let port_arg = port.to_string();
     let model = model_arg();
@@ -193,7 +198,7 @@ pub async fn serve_model(extra: &[&str]) -> Running {
         &port_arg,
     ];
     args.extend_from_slice(extra);
-    ready(spawn_server(&args), port).await
+    ready(spawn_server_with(&args, env), port).await
 }
 
 /// Waits for `server`, listening on `port`, to be ready.
