@@ -238,7 +238,9 @@ mod tests {
             Some("\"not_ready\"")
         );
         assert_eq!(
-            serde_json::to_string(&ReadyStatus::Draining).ok().as_deref(),
+            serde_json::to_string(&ReadyStatus::Draining)
+                .ok()
+                .as_deref(),
             Some("\"draining\"")
         );
     }
