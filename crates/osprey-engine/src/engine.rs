@@ -268,6 +268,11 @@ impl Engine {
         self.queue.queued_tokens()
     }
 
+    /// Inputs queued now, and the time inputs spent queued so far.
+    pub fn queue_stats(&self) -> crate::QueueStats {
+        self.queue.stats()
+    }
+
     /// The replicas' rates, what they run and what is queued, for admission
     /// control. Cheap: one short lock per replica and one on the queue.
     pub fn load(&self) -> Load {

@@ -12,6 +12,7 @@ mod flight;
 mod input;
 mod pipeline;
 mod queue;
+mod queue_stats;
 mod registry;
 mod tensor_engine;
 mod worker;
@@ -28,5 +29,6 @@ pub use osprey_models::{
 };
 pub use osprey_models::{DataType, NamedTensor, TensorData, TensorSpec, release_freed_memory};
 pub use pipeline::{CacheStatus, Embedded, Pipeline};
+pub use queue_stats::QueueStats;
 pub use registry::{Backing, Registry, ResolveError, Served};
 pub use tensor_engine::{TensorEngine, TensorInfo};

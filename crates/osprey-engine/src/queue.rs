@@ -9,6 +9,8 @@ use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use osprey_metrics::event::{Event, QueueDepth};
+
+use crate::queue_stats::{QueueStats, QueueTimes};
 use tokio::sync::oneshot;
 
 /// What a worker sends back for one input.
@@ -57,6 +59,7 @@ pub(crate) struct BatchQueue {
     limits: Limits,
     batches: AtomicU64,
     batched_items: AtomicU64,
+    times: QueueTimes,
 }
 
 impl BatchQueue {
@@ -67,6 +70,7 @@ impl BatchQueue {
             limits,
             batches: AtomicU64::new(0),
             batched_items: AtomicU64::new(0),
+            times: QueueTimes::default(),
         }
     }
 
@@ -134,6 +138,11 @@ impl BatchQueue {
         self.lock().tokens
     }
 
+    pub fn stats(&self) -> QueueStats {
+        let queued = self.lock().items.len();
+        self.times.snapshot(queued)
+    }
+
     /// Stops admitting; workers drain what is queued and then stop.
     pub fn close(&self) {
         self.lock().closed = true;
@@ -146,6 +155,8 @@ impl BatchQueue {
         loop {
             if !st.items.is_empty() {
                 let batch = take_batch(&mut st.items, &self.limits);
+                self.times
+                    .left(Instant::now(), batch.iter().map(|i| i.enqueued));
                 self.batches.fetch_add(1, Ordering::Relaxed);
                 self.batched_items
                     .fetch_add(batch.len() as u64, Ordering::Relaxed);

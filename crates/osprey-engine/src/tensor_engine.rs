@@ -12,6 +12,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::admission::{Admission, AdmissionConfig};
+use crate::queue_stats::QueueTimes;
 use crate::{BatchingConfig, EngineError};
 
 /// What a client can learn about a tensor model.
@@ -34,6 +35,7 @@ struct Job {
     inputs: Vec<NamedTensor>,
     rows: usize,
     reply: Reply,
+    enqueued: Instant,
 }
 
 impl Job {
@@ -59,6 +61,7 @@ struct Queue {
     max_queued_rows: usize,
     max_batch_rows: usize,
     batches: bool,
+    times: QueueTimes,
 }
 
 impl Queue {
@@ -108,6 +111,8 @@ impl Queue {
                     }
                 }
                 st.rows -= rows;
+                self.times
+                    .left(Instant::now(), batch.iter().map(|j| j.enqueued));
                 return Some(batch);
             }
             if st.closed {
@@ -177,6 +182,7 @@ impl TensorEngine {
             max_queued_rows: batching.max_queue_tokens.max(1),
             max_batch_rows: info.max_batch_rows,
             batches,
+            times: QueueTimes::default(),
         });
         let warm = warmup_inputs(&info.inputs);
         let mut workers = Vec::new();
@@ -206,6 +212,12 @@ impl TensorEngine {
 
     pub fn admission(&self) -> &Admission {
         &self.admission
+    }
+
+    /// Requests queued now, and the time requests spent queued so far.
+    pub fn queue_stats(&self) -> crate::QueueStats {
+        let queued = self.queue.lock().jobs.len();
+        self.queue.times.snapshot(queued)
     }
 
     /// Puts `inputs` in the graph's order after checking each against what the
@@ -262,6 +274,7 @@ impl TensorEngine {
             inputs,
             rows,
             reply,
+            enqueued: Instant::now(),
         })?;
         rx.await
             .map_err(|_| EngineError::ShuttingDown)?
@@ -454,6 +467,7 @@ mod tests {
                 inputs: vec![input],
                 rows,
                 reply,
+                enqueued: Instant::now(),
             },
             rx,
         )
@@ -466,6 +480,7 @@ mod tests {
             max_queued_rows: 100,
             max_batch_rows: 8,
             batches,
+            times: QueueTimes::default(),
         }
     }
 

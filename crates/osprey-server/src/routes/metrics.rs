@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use osprey_engine::{Backing, Served};
+use osprey_engine::{Backing, QueueStats, Served};
 
 use crate::AppState;
 
@@ -51,7 +51,7 @@ type Family = (&'static str, &'static str, fn(&Served) -> u64);
 /// served model when scraped (nothing is looked up per request).
 fn render_models(out: &mut String, models: &[Arc<Served>]) {
     use std::fmt::Write;
-    let families: [Family; 4] = [
+    let families: [Family; 7] = [
         ("osprey_model_requests_total", "counter", |m| {
             m.requests.load(Ordering::Relaxed)
         }),
@@ -61,6 +61,15 @@ fn render_models(out: &mut String, models: &[Arc<Served>]) {
         ("osprey_model_queue_tokens", "gauge", |m| match &m.backing {
             Backing::Text(p) => p.engine().queued_tokens() as u64,
             Backing::Tensor(_) => 0,
+        }),
+        // For autoscalers: inputs (tensor models: requests) waiting now, and the
+        // time those that left the queue waited, as a running sum and count.
+        ("osprey_model_queue_size", "gauge", |m| queue(m).queued),
+        ("osprey_model_queue_duration_us_total", "counter", |m| {
+            queue(m).waited_us
+        }),
+        ("osprey_model_dequeued_total", "counter", |m| {
+            queue(m).dequeued
         }),
         ("osprey_model_replicas", "gauge", |m| match &m.backing {
             Backing::Text(p) => p.info().replicas as u64,
@@ -80,5 +89,12 @@ fn render_models(out: &mut String, models: &[Arc<Served>]) {
             );
         }
         out.push('\n');
+    }
+}
+
+fn queue(m: &Served) -> QueueStats {
+    match &m.backing {
+        Backing::Text(p) => p.engine().queue_stats(),
+        Backing::Tensor(t) => t.queue_stats(),
     }
 }

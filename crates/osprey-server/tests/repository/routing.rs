@@ -108,4 +108,15 @@ async fn metrics_are_labelled_by_model_and_version() {
         .unwrap_or(0.0);
     assert!(count >= 1.0, "{line}");
     assert!(text.contains(r#"osprey_model_replicas{model="risk",version="1",task="tensor"} 1"#));
+    // The queue families autoscalers read: the input went through the queue.
+    let value = |family: &str| -> f64 {
+        let prefix = format!(r#"{family}{{model="para",version="1",task="embed"}} "#);
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix.as_str()))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {family} for para in\n{text}"))
+    };
+    assert!(value("osprey_model_dequeued_total") >= 1.0);
+    assert!(value("osprey_model_queue_duration_us_total") >= 0.0);
+    assert!(value("osprey_model_queue_size") >= 0.0);
 }
