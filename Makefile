@@ -6,7 +6,7 @@ CARGO ?= cargo
 MODEL_DIR := models/all-MiniLM-L6-v2
 ARGS ?=
 
-.PHONY: run run-onnx build build-onnx model onnx test-models clients chromium test lint unit fuzz fuzz-tools bench baseline clean
+.PHONY: run run-onnx build build-onnx model onnx test-models clients chromium deploy-tools deploy-check test lint unit fuzz fuzz-tools bench baseline clean
 
 ## Serve the default model on 127.0.0.1:8080 (candle backend, release build).
 run: model
@@ -38,7 +38,7 @@ test-models: model onnx
 
 ## Every check: formatting, lints, all tests against the real models and services,
 ## and a bounded fuzzing run of the request parsers.
-test: model onnx test-models lint unit fuzz
+test: model onnx test-models lint unit deploy-check fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -52,7 +52,17 @@ chromium:
 clients:
 	scripts/ensure-clients.sh
 
-unit: chromium clients
+## promtool and nginx (Debian's packages) for the deployment checks and the
+## load-balancer test.
+deploy-tools:
+	scripts/ensure-deploy-tools.sh
+
+## The files under deploy/: Prometheus rules and their unit tests, the Kubernetes
+## manifests rendered and validated in strict mode, the compose file.
+deploy-check: clients deploy-tools
+	scripts/check-deploy.sh
+
+unit: chromium clients deploy-tools
 	scripts/ensure-redis.sh
 	$(CARGO) test -j $(JOBS) --workspace --all-features
 

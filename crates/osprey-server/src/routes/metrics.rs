@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use osprey_engine::cache::{CacheStats, HealthStatus};
 use osprey_engine::{Backing, QueueStats, Served};
 
 use crate::AppState;
@@ -40,8 +41,27 @@ fn render_text(state: &AppState) -> String {
         .and_then(|p| p.cache().map(|c| c.stats()));
     crate::observe::refresh_gauges(state);
     let mut text = crate::observe::render(state, cache.as_ref());
+    if let Some(stats) = &cache {
+        render_tier_health(&mut text, stats);
+    }
     render_models(&mut text, &state.models.registry().all());
     text
+}
+
+/// `osprey_cache_tier_up{tier}`: 1 while a tier answers, 0 while it is skipped
+/// or failing (a Redis that is down, say), for alerts.
+fn render_tier_health(out: &mut String, stats: &CacheStats) {
+    use std::fmt::Write;
+    let _ = writeln!(out, "# TYPE osprey_cache_tier_up gauge");
+    for t in &stats.tiers {
+        let up = u8::from(t.health.status == HealthStatus::Ok);
+        let _ = writeln!(
+            out,
+            "osprey_cache_tier_up{{tier=\"{}\"}} {up}",
+            t.tier.label()
+        );
+    }
+    out.push('\n');
 }
 
 /// A metric family's name, Prometheus type, and value for one model.

@@ -9,6 +9,7 @@ mod support;
 use std::path::PathBuf;
 
 mod config_check;
+mod deploy;
 mod embed;
 mod help;
 mod hostile_bodies;
