@@ -3,6 +3,7 @@
 //! sampler sees it. Everything else lives in `osprey-observe`.
 
 mod timing;
+mod trace;
 
 pub use osprey_observe::{
     AlertEvent, AlertStatus, AlertsConfig, ObserveConfig, Observer, Severity, SloConfig, Stage,
@@ -11,7 +12,7 @@ pub use osprey_observe::{
 pub use timing::Timing;
 
 use std::cell::RefCell;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, Method};
@@ -91,6 +92,17 @@ pub async fn record_request(State(state): State<AppState>, req: Request, next: N
     let started = Instant::now();
     let route = route_label(req.extensions().get::<MatchedPath>());
     let method = req.method().clone();
+    // Spans for OpenTelemetry, when an exporter is installed: the caller's trace
+    // and the request id are read before the request moves on.
+    let traced = state.traces.then(|| {
+        let id = req
+            .headers()
+            .get(&X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        (trace::parent(req.headers()), SystemTime::now(), id)
+    });
     // The span formats its fields when made: the id is borrowed, not copied.
     let span = {
         let id = req
@@ -122,6 +134,21 @@ pub async fn record_request(State(state): State<AppState>, req: Request, next: N
                 .record(elapsed, status, timing.map_or(0, |t| t.items), stages);
         }
         osprey_observe::request(route, method_label(&method), status, elapsed);
+    }
+    if let Some((parent, wall_start, request_id)) = traced {
+        trace::record(
+            &parent,
+            trace::Finished {
+                started: wall_start,
+                elapsed,
+                method: method.as_str(),
+                route,
+                status,
+                request_id: &request_id,
+                items: timing.map_or(0, |t| t.items),
+                stages: timing.and_then(Timing::stages),
+            },
+        );
     }
     if let Some(span) = log_span {
         let _entered = span.enter();

@@ -63,6 +63,8 @@ pub struct Shared {
     /// Set on SIGTERM: readiness answers 503 and responses close their
     /// connections, so load balancers and kept-alive clients move elsewhere.
     pub draining: Arc<AtomicBool>,
+    /// Whether each request records an OpenTelemetry span (an exporter is set up).
+    pub traces: bool,
 }
 
 impl Deref for AppState {
@@ -85,6 +87,7 @@ impl AppState {
             models: Arc::new(Models::new(Default::default(), None, true).with_slot(engine.clone())),
             expose_cache_status: true,
             draining: Arc::new(AtomicBool::new(false)),
+            traces: false,
         }))
     }
 
@@ -115,6 +118,13 @@ impl AppState {
     pub fn with_cache_status(self, expose: bool) -> Self {
         let mut shared = Arc::unwrap_or_clone(self.0);
         shared.expose_cache_status = expose;
+        Self(Arc::new(shared))
+    }
+
+    /// The same state recording a span per request in the global tracer provider.
+    pub fn with_traces(self, on: bool) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.traces = on;
         Self(Arc::new(shared))
     }
 

@@ -6,6 +6,7 @@ mod config;
 mod embed;
 mod keys;
 mod logging;
+mod otlp;
 mod serve;
 mod threads;
 

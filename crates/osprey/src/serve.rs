@@ -17,16 +17,24 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     let config = Config::load(&args.config, &args.model, overrides(&args))?;
     crate::logging::init(&config.telemetry.log_format, &config.telemetry.log_level);
     crate::threads::pin_compute_threads(config.batching.threads_per_replica());
+    // Before the runtime: the exporter's HTTP client must not live inside it.
+    let traces = crate::otlp::init()?;
+    if traces.is_some() {
+        tracing::info!("exporting a span per request over OTLP");
+    }
     // Two runtime workers are plenty next to the replica threads on small machines.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("osprey-http")
         .build()
         .context("starting the runtime")?;
-    let result = rt.block_on(serve(config, args));
+    let result = rt.block_on(serve(config, args, traces.is_some()));
     // A model still loading on a blocking thread is not waited for: the process
     // is exiting, and its memory goes with it.
     rt.shutdown_timeout(Duration::from_millis(500));
+    if let Some(t) = traces {
+        t.shutdown();
+    }
     result
 }
 
@@ -57,13 +65,19 @@ fn overrides(args: &ServeArgs) -> Vec<(&'static str, figment::value::Value)> {
     overrides
 }
 
-async fn serve(config: Config, args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
+async fn serve(
+    config: Config,
+    args: ServeArgs,
+    traces: bool,
+) -> anyhow::Result<std::process::ExitCode> {
     let cache = open_cache(&config).await?;
-    let state = app_state(&config)?.with_models(Models::new(
-        config.engine(),
-        cache.clone(),
-        config.models.is_empty(),
-    ));
+    let state = app_state(&config)?
+        .with_traces(traces)
+        .with_models(Models::new(
+            config.engine(),
+            cache.clone(),
+            config.models.is_empty(),
+        ));
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

@@ -13,6 +13,7 @@ mod deploy;
 mod embed;
 mod help;
 mod hostile_bodies;
+mod otlp;
 mod repository;
 mod serve;
 mod webhook_tls;
