@@ -113,6 +113,10 @@ impl JwtVerifier {
             name: Arc::from(name),
             scope,
             slot: None,
+            // Required and checked above: a number.
+            expires_at: claims
+                .get("exp")
+                .and_then(|v| v.as_u64().or_else(|| v.as_f64().map(|f| f as u64))),
         })
     }
 }

@@ -111,6 +111,7 @@ impl KeyStore {
                 name: Arc::from(name),
                 scope,
                 slot,
+                expires_at: None,
             },
             digest,
         });

@@ -47,6 +47,9 @@ pub struct Principal {
     pub scope: Scope,
     /// The API key's place in the key store; `None` for a JWT.
     pub slot: Option<usize>,
+    /// When the credential stops being valid (a JWT's `exp`, unix seconds);
+    /// `None` for an API key.
+    pub expires_at: Option<u64>,
 }
 
 impl Principal {
@@ -118,22 +121,23 @@ impl Authenticator {
         needed: Scope,
     ) -> Result<Cow<'_, Principal>, ApiError> {
         let principal = self.authenticate(headers)?;
-        if principal.scope < needed {
-            return Err(ApiError::Forbidden(format!(
-                "this route needs the `{}` scope; the credential `{}` has `{}`",
-                scope_name(needed),
-                principal.name,
-                scope_name(principal.scope)
-            )));
-        }
+        check_scope(&principal, needed)?;
+        Ok(principal)
+    }
+
+    /// As [`Self::authorize`], for a key or token given some other way than a
+    /// header (the dashboard's login form).
+    pub fn authorize_token(
+        &self,
+        token: &str,
+        needed: Scope,
+    ) -> Result<Cow<'_, Principal>, ApiError> {
+        let principal = self.verify(token)?;
+        check_scope(&principal, needed)?;
         Ok(principal)
     }
 
     fn authenticate(&self, headers: &HeaderMap) -> Result<Cow<'_, Principal>, ApiError> {
-        let unauthorized = |message: &str| ApiError::Unauthorized {
-            message: message.to_owned(),
-            missing: false,
-        };
         let token = if let Some(v) = headers.get(header::AUTHORIZATION) {
             let v = v
                 .to_str()
@@ -153,6 +157,11 @@ impl Authenticator {
                 missing: true,
             });
         };
+        self.verify(token)
+    }
+
+    /// The holder of an API key or JWT.
+    fn verify(&self, token: &str) -> Result<Cow<'_, Principal>, ApiError> {
         if let Some(p) = self.keys.verify(token) {
             return Ok(Cow::Borrowed(p));
         }
@@ -169,6 +178,25 @@ impl Authenticator {
             _ => Err(unauthorized("invalid API key")),
         }
     }
+}
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::Unauthorized {
+        message: message.to_owned(),
+        missing: false,
+    }
+}
+
+fn check_scope(principal: &Principal, needed: Scope) -> Result<(), ApiError> {
+    if principal.scope < needed {
+        return Err(ApiError::Forbidden(format!(
+            "this route needs the `{}` scope; the credential `{}` has `{}`",
+            scope_name(needed),
+            principal.name,
+            scope_name(principal.scope)
+        )));
+    }
+    Ok(())
 }
 
 fn scope_name(s: Scope) -> &'static str {

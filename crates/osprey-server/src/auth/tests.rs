@@ -60,8 +60,8 @@ fn authenticator(dir: &tempfile::TempDir, jwt: Option<JwtConfig>) -> Authenticat
         enabled: true,
         keys_file: Some(keys_file(dir)),
         keys_env: String::new(),
-        metrics_public: false,
         jwt,
+        ..AuthConfig::default()
     };
     Authenticator::from_config(&config)
         .expect("valid auth config")
@@ -444,4 +444,25 @@ fn tokens_without_a_subject_are_clients_of_their_own() {
         ClientKey::Key(Arc::from("jwt:svc-a")),
         "a subject names its client"
     );
+}
+
+#[test]
+fn a_key_or_token_pasted_into_a_form_is_checked_as_a_header_is() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let auth = authenticator(&dir, Some(jwt_config(JwtAlgorithm::HS256)));
+    let p = auth
+        .authorize_token(ADMIN_KEY, Scope::Admin)
+        .expect("the admin key");
+    assert_eq!(&*p.name, "ops");
+    assert_eq!(p.expires_at, None, "keys do not expire");
+    assert_eq!(status(auth.authorize_token(INFER_KEY, Scope::Admin)), 403);
+    assert_eq!(
+        status(auth.authorize_token("osp_not_a_key_0123456789", Scope::Admin)),
+        401
+    );
+    let c = claims(json!("admin"));
+    let p = auth
+        .authorize_token(&sign(jsonwebtoken::Algorithm::HS256, &c), Scope::Admin)
+        .expect("an admin token");
+    assert_eq!(p.expires_at, c["exp"].as_u64(), "a token's exp is kept");
 }
