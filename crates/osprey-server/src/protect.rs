@@ -6,6 +6,8 @@
 //! Failed authentications are limited per client address and checked before any
 //! key is hashed or signature verified. The address is the TCP peer's, or the one
 //! a trusted proxy forwarded (`limits.trusted_proxies`).
+//!
+//! Health probes answer without credentials unless `auth.public_probes` is off.
 
 mod client_ip;
 mod open_admin;
@@ -39,6 +41,8 @@ use scrape::ScrapeGate;
 pub struct Protection {
     auth: Option<Authenticator>,
     metrics_public: bool,
+    /// Health probes without credentials.
+    public_probes: bool,
     rate: RateLimits,
     /// Failed authentications per client address.
     failures: FailureLimiter,
@@ -62,6 +66,7 @@ impl Default for Protection {
         Self {
             auth: None,
             metrics_public: true,
+            public_probes: true,
             rate: RateLimits::new(&limits),
             failures: failure_limiter(&limits),
             proxies: TrustedProxies::default(),
@@ -80,6 +85,7 @@ impl Protection {
         Ok(Self {
             auth: auth_checks,
             metrics_public: auth.metrics_public,
+            public_probes: auth.public_probes,
             rate: RateLimits::with_slots(limits, slots),
             failures: failure_limiter(limits),
             proxies: TrustedProxies::new(limits.trusted_proxy_nets()?),
@@ -118,10 +124,11 @@ fn failure_limiter(limits: &LimitsConfig) -> FailureLimiter {
 
 /// What a path needs. Everything under `/admin/` is admin, and so is the dashboard
 /// (its data shows what `/admin/stats` and `/admin/alerts` do); `/health/live` is
-/// open.
+/// open, and so are the other probes unless `auth.public_probes` is off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RouteClass {
     Live,
+    /// Readiness, and the KServe v2 health and model readiness routes.
     Probe,
     Metrics,
     Admin,
@@ -134,10 +141,10 @@ impl RouteClass {
     fn of(method: &Method, path: &str) -> Self {
         match path {
             "/health/live" => Self::Live,
-            "/health/ready" => Self::Probe,
             "/metrics" => Self::Metrics,
             "/dashboard" | "/dashboard/data" => Self::Admin,
             _ if path == "/admin" || path.starts_with("/admin/") => Self::Admin,
+            _ if (method == Method::GET || method == Method::HEAD) && is_probe(path) => Self::Probe,
             _ if method == Method::POST => Self::Inference,
             _ => Self::Other,
         }
@@ -147,6 +154,30 @@ impl RouteClass {
         match self {
             Self::Admin => Scope::Admin,
             _ => Scope::Infer,
+        }
+    }
+}
+
+/// `/health/ready`, `/v2/health/{live,ready}`, `/v2/models/{name}/ready` and
+/// `/v2/models/{name}/versions/{version}/ready`.
+fn is_probe(path: &str) -> bool {
+    match path {
+        "/health/ready" | "/v2/health/live" | "/v2/health/ready" => true,
+        _ => {
+            let Some(rest) = path
+                .strip_prefix("/v2/models/")
+                .and_then(|r| r.strip_suffix("/ready"))
+            else {
+                return false;
+            };
+            let mut parts = rest.split('/');
+            match (parts.next(), parts.next(), parts.next(), parts.next()) {
+                (Some(name), None, None, None) => !name.is_empty(),
+                (Some(name), Some("versions"), Some(version), None) => {
+                    !name.is_empty() && !version.is_empty()
+                }
+                _ => false,
+            }
         }
     }
 }
@@ -167,7 +198,7 @@ fn client_addr(p: &Protection, req: &Request) -> IpAddr {
 pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let p = &state.protection;
     let class = RouteClass::of(req.method(), req.uri().path());
-    if class == RouteClass::Live {
+    if class == RouteClass::Live || (class == RouteClass::Probe && p.public_probes) {
         return next.run(req).await;
     }
     let addr = client_addr(p, &req);

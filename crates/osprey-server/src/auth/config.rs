@@ -17,6 +17,11 @@ pub struct AuthConfig {
     pub keys_env: String,
     /// Serve `/metrics` without credentials (for a scraper inside the network).
     pub metrics_public: bool,
+    /// Serve the health probes without credentials: `/health/ready`,
+    /// `/v2/health/live`, `/v2/health/ready` and the per-model v2 readiness
+    /// routes. Probes and load balancers cannot send a key. (`/health/live` is
+    /// always open.)
+    pub public_probes: bool,
     /// Bearer JWTs, checked next to the API keys.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtConfig>,
@@ -29,6 +34,7 @@ impl Default for AuthConfig {
             keys_file: None,
             keys_env: "OSPREY_API_KEYS".into(),
             metrics_public: false,
+            public_probes: true,
             jwt: None,
         }
     }

@@ -37,7 +37,7 @@ fn auth_on(dir: &tempfile::TempDir, metrics_public: bool) -> AuthConfig {
         keys_file: Some(path),
         keys_env: String::new(),
         metrics_public,
-        jwt: None,
+        ..AuthConfig::default()
     }
 }
 
@@ -99,7 +99,8 @@ async fn scopes_per_route() {
     );
     // Past auth, the model is not loaded: 503.
     assert_eq!(status(&s, "GET", "/info", Some(INFER)).await, 503);
-    assert_eq!(status(&s, "GET", "/health/ready", None).await, 401);
+    // Probes are open by default (the model is not loaded: 503).
+    assert_eq!(status(&s, "GET", "/health/ready", None).await, 503);
     assert_eq!(status(&s, "GET", "/health/ready", Some(INFER)).await, 503);
     assert_eq!(status(&s, "GET", "/metrics", None).await, 401);
     assert_eq!(status(&s, "GET", "/metrics", Some(INFER)).await, 200);
@@ -226,5 +227,58 @@ async fn bad_deadline_headers_are_400() {
             .await
             .expect("infallible");
         assert_eq!(r.status(), 400, "deadline {bad:?}");
+    }
+}
+
+#[tokio::test]
+async fn probes_are_open_unless_public_probes_is_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let open = state(&auth_on(&dir, false), &LimitsConfig::default());
+    let closed = state(
+        &AuthConfig {
+            public_probes: false,
+            ..auth_on(&dir, false)
+        },
+        &LimitsConfig::default(),
+    );
+    // Nothing is loaded: readiness says so (503), unknown models are 404.
+    let probes = [
+        ("/health/ready", 503),
+        ("/v2/health/live", 200),
+        ("/v2/health/ready", 503),
+        ("/v2/models/m/ready", 404),
+        ("/v2/models/m/versions/1/ready", 404),
+    ];
+    for (path, answer) in probes {
+        assert_eq!(status(&open, "GET", path, None).await, answer, "{path}");
+        assert_eq!(
+            status(&open, "HEAD", path, None).await,
+            answer,
+            "HEAD {path}"
+        );
+        assert_eq!(status(&closed, "GET", path, None).await, 401, "{path}");
+        assert_eq!(
+            status(&closed, "GET", path, Some(INFER)).await,
+            answer,
+            "{path}"
+        );
+    }
+    // Liveness is open either way.
+    assert_eq!(status(&closed, "GET", "/health/live", None).await, 200);
+    // Only the probes: model metadata, other methods and look-alikes still need a key.
+    for (method, path) in [
+        ("GET", "/v2/models/m"),
+        ("POST", "/v2/models/m/ready"),
+        ("GET", "/v2/models/m/infer"),
+        ("GET", "/v2/models//ready"),
+        ("GET", "/v2/models/m/x/ready"),
+        ("GET", "/v2/models/m/versions//ready"),
+        ("GET", "/health/ready/x"),
+    ] {
+        assert_eq!(
+            status(&open, method, path, None).await,
+            401,
+            "{method} {path}"
+        );
     }
 }

@@ -83,6 +83,7 @@ fn auth_config(tag: &str, metrics_public: bool) -> AuthConfig {
             scope_claim: "scope".into(),
             leeway_secs: 0,
         }),
+        ..AuthConfig::default()
     }
 }
 
