@@ -8,10 +8,15 @@
 //! a trusted proxy forwarded (`limits.trusted_proxies`).
 //!
 //! Health probes answer without credentials unless `auth.public_probes` is off.
+//! The dashboard also takes a session cookie, got by logging in with an admin key
+//! or token at `POST /dashboard/login`; the guard answers the login and logout
+//! itself.
 
 mod client_ip;
+mod login;
 mod open_admin;
 mod scrape;
+mod session;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
@@ -33,8 +38,14 @@ use axum::response::{IntoResponse, Response};
 #[derive(Debug, Clone)]
 pub(crate) struct Caller(pub ClientKey);
 
+/// Put in a dashboard request's extensions when a session cookie let it in: the
+/// page then offers a logout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DashboardSession;
+
 use client_ip::TrustedProxies;
 use scrape::ScrapeGate;
+use session::Sessions;
 
 /// Authentication and rate limits, as configured, and the gate `/metrics` scrapes
 /// go through. Admission control is each model's own (`osprey_engine::Admission`).
@@ -43,6 +54,8 @@ pub struct Protection {
     metrics_public: bool,
     /// Health probes without credentials.
     public_probes: bool,
+    /// Dashboard logins; `None` with auth off or `auth.dashboard_session_secs = 0`.
+    sessions: Option<Sessions>,
     rate: RateLimits,
     /// Failed authentications per client address.
     failures: FailureLimiter,
@@ -67,6 +80,7 @@ impl Default for Protection {
             auth: None,
             metrics_public: true,
             public_probes: true,
+            sessions: None,
             rate: RateLimits::new(&limits),
             failures: failure_limiter(&limits),
             proxies: TrustedProxies::default(),
@@ -82,10 +96,13 @@ impl Protection {
         limits.validate()?;
         let auth_checks = Authenticator::from_config(auth)?;
         let slots = auth_checks.as_ref().map_or(0, Authenticator::key_count);
+        let sessions = (auth_checks.is_some() && auth.dashboard_session_secs > 0)
+            .then(|| Sessions::new(Duration::from_secs(auth.dashboard_session_secs)));
         Ok(Self {
             auth: auth_checks,
             metrics_public: auth.metrics_public,
             public_probes: auth.public_probes,
+            sessions,
             rate: RateLimits::with_slots(limits, slots),
             failures: failure_limiter(limits),
             proxies: TrustedProxies::new(limits.trusted_proxy_nets()?),
@@ -132,6 +149,10 @@ enum RouteClass {
     Probe,
     Metrics,
     Admin,
+    /// `/dashboard` and its data: admin, by header or session cookie.
+    Dashboard,
+    Login,
+    Logout,
     /// Work for the model: admission control and deadlines apply.
     Inference,
     Other,
@@ -142,7 +163,9 @@ impl RouteClass {
         match path {
             "/health/live" => Self::Live,
             "/metrics" => Self::Metrics,
-            "/dashboard" | "/dashboard/data" => Self::Admin,
+            "/dashboard" | "/dashboard/data" => Self::Dashboard,
+            "/dashboard/login" => Self::Login,
+            "/dashboard/logout" => Self::Logout,
             _ if path == "/admin" || path.starts_with("/admin/") => Self::Admin,
             _ if (method == Method::GET || method == Method::HEAD) && is_probe(path) => Self::Probe,
             _ if method == Method::POST => Self::Inference,
@@ -150,10 +173,18 @@ impl RouteClass {
         }
     }
 
+    fn is_admin(self) -> bool {
+        matches!(
+            self,
+            Self::Admin | Self::Dashboard | Self::Login | Self::Logout
+        )
+    }
+
     fn scope(self) -> Scope {
-        match self {
-            Self::Admin => Scope::Admin,
-            _ => Scope::Infer,
+        if self.is_admin() {
+            Scope::Admin
+        } else {
+            Scope::Infer
         }
     }
 }
@@ -202,9 +233,30 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
         return next.run(req).await;
     }
     let addr = client_addr(p, &req);
-    let client = match &p.auth {
-        Some(_) if class == RouteClass::Metrics && p.metrics_public => ClientKey::Ip(addr),
-        Some(auth) => match authenticate(p, auth, addr, &req, class) {
+    if let (Some(auth), Some(sessions)) = (&p.auth, &p.sessions) {
+        match class {
+            RouteClass::Login => return login::login(&state, auth, sessions, addr, req).await,
+            RouteClass::Logout => return login::logout(&state, sessions, req).await,
+            _ => {}
+        }
+    }
+    let mut req = req;
+    // A browser on the dashboard sends no header: its session cookie lets it in,
+    // or it gets the login page.
+    let by_cookie = p
+        .sessions
+        .as_ref()
+        .filter(|_| class == RouteClass::Dashboard && !login::sends_credentials(req.headers()));
+    let client = match (&p.auth, by_cookie) {
+        (Some(_), _) if class == RouteClass::Metrics && p.metrics_public => ClientKey::Ip(addr),
+        (Some(_), Some(sessions)) => match login::session(sessions, req.headers()) {
+            Some(principal) => {
+                req.extensions_mut().insert(DashboardSession);
+                principal.client()
+            }
+            None => return login::no_session(&state, req).await,
+        },
+        (Some(auth), None) => match authenticate(p, auth, addr, &req, class) {
             Ok(client) => client,
             Err(e) if e.status() == 429 => {
                 RequestRejected {
@@ -228,13 +280,14 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
                 return refuse(req, e.into_response()).await;
             }
         },
-        None if class == RouteClass::Admin
-            && !open_admin::allowed(
-                state.config.allow_open_admin,
-                &p.proxies,
-                peer(&req),
-                req.headers(),
-            ) =>
+        (None, _)
+            if class.is_admin()
+                && !open_admin::allowed(
+                    state.config.allow_open_admin,
+                    &p.proxies,
+                    peer(&req),
+                    req.headers(),
+                ) =>
         {
             let e = ApiError::Forbidden(
                 "with auth off, admin routes and the dashboard answer only clients on this \
@@ -243,7 +296,7 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
             );
             return refuse(req, e.into_response()).await;
         }
-        None => ClientKey::Ip(addr),
+        (None, _) => ClientKey::Ip(addr),
     };
     // Probes and scrapers are not counted against a client's rate.
     if matches!(class, RouteClass::Probe | RouteClass::Metrics) {
@@ -267,7 +320,6 @@ pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> R
     {
         return refuse(req, e.into_response()).await;
     }
-    let mut req = req;
     if !p.rate.is_off() {
         req.extensions_mut().insert(Caller(client));
     }

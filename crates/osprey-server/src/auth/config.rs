@@ -22,6 +22,10 @@ pub struct AuthConfig {
     /// routes. Probes and load balancers cannot send a key. (`/health/live` is
     /// always open.)
     pub public_probes: bool,
+    /// How long a dashboard login lasts (seconds): a browser cannot send a bearer
+    /// header, so `/dashboard` offers a login form that trades an admin key or
+    /// token for a session cookie. 0 turns the login off.
+    pub dashboard_session_secs: u64,
     /// Bearer JWTs, checked next to the API keys.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt: Option<JwtConfig>,
@@ -35,6 +39,7 @@ impl Default for AuthConfig {
             keys_env: "OSPREY_API_KEYS".into(),
             metrics_public: false,
             public_probes: true,
+            dashboard_session_secs: 8 * 3600,
             jwt: None,
         }
     }
