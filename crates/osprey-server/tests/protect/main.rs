@@ -1,7 +1,8 @@
 //! Protection end to end, against real servers on ephemeral ports with the real
 //! model: API keys and JWTs over HTTP, TLS handshakes with HTTP/1.1 and HTTP/2,
 //! compression both ways, per-client rate limits, admission control under
-//! overload, deadlines, and a corpus of hostile inputs.
+//! overload, deadlines, a corpus of hostile inputs, and the dashboard's login
+//! (in headless Chromium too).
 
 #![allow(clippy::expect_used)]
 
@@ -10,7 +11,9 @@ mod common;
 
 mod auth;
 mod auth_failures;
+mod cdp;
 mod compression;
+mod dashboard;
 mod hostile;
 mod open_admin;
 mod overload;
