@@ -226,10 +226,29 @@ fn client_addr(p: &Protection, req: &Request) -> IpAddr {
     client_net(p.proxies.client(peer, req.headers()))
 }
 
-pub async fn guard(State(state): State<AppState>, req: Request, next: Next) -> Response {
+/// Marks a probe answered without credentials while auth is on: readiness then
+/// gives statuses only, no paths, errors, model revisions or queue numbers.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AnonymousProbe;
+
+/// Whether the request carries a credential (valid or not).
+fn has_credentials(req: &Request) -> bool {
+    let h = req.headers();
+    h.contains_key(axum::http::header::AUTHORIZATION) || h.contains_key("x-api-key")
+}
+
+pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let p = &state.protection;
     let class = RouteClass::of(req.method(), req.uri().path());
-    if class == RouteClass::Live || (class == RouteClass::Probe && p.public_probes) {
+    if class == RouteClass::Live {
+        return next.run(req).await;
+    }
+    // A probe with credentials is checked like any request and sees the details.
+    if class == RouteClass::Probe && p.public_probes && (p.auth.is_none() || !has_credentials(&req))
+    {
+        if p.auth.is_some() {
+            req.extensions_mut().insert(AnonymousProbe);
+        }
         return next.run(req).await;
     }
     let addr = client_addr(p, &req);

@@ -176,7 +176,7 @@ async fn serve_with_keys_from_the_config_and_the_environment() {
         .expect("client");
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
-        // Liveness is open; readiness needs a key.
+        // Probes are open; with a key, readiness gives its details.
         let live = c.get(format!("{base}/health/live")).send().await;
         let ready = c
             .get(format!("{base}/health/ready"))

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::Extension;
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -13,6 +14,7 @@ use osprey_engine::cache::{HealthStatus, TierHealth};
 use serde::Serialize;
 
 use crate::AppState;
+use crate::protect::AnonymousProbe;
 
 #[derive(Debug, Serialize)]
 pub struct Live {
@@ -74,6 +76,13 @@ pub enum Component {
     Queue(QueueComponent),
     /// A status and why: the model while not ready, and cache tiers.
     Plain(PlainComponent),
+    /// A status alone (anonymous probes with auth on).
+    Status(StatusOnly),
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatusOnly {
+    status: ComponentStatus,
 }
 
 #[derive(Debug, Serialize)]
@@ -107,7 +116,34 @@ pub async fn live(State(state): State<AppState>) -> Json<Live> {
     })
 }
 
-pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+pub async fn ready(
+    State(state): State<AppState>,
+    anonymous: Option<Extension<AnonymousProbe>>,
+) -> (StatusCode, Json<Readiness>) {
+    let (status, Json(mut body)) = readiness_of(&state);
+    if anonymous.is_some() {
+        body.redact();
+    }
+    (status, Json(body))
+}
+
+impl Readiness {
+    /// Statuses only: what a probe needs, nothing about paths, errors, revisions
+    /// or load that an anonymous caller could use.
+    fn redact(&mut self) {
+        for component in self.components.values_mut() {
+            let status = match component {
+                Component::Model(m) => m.status,
+                Component::Queue(q) => q.status,
+                Component::Plain(p) => p.status,
+                Component::Status(s) => s.status,
+            };
+            *component = Component::Status(StatusOnly { status });
+        }
+    }
+}
+
+fn readiness_of(state: &AppState) -> (StatusCode, Json<Readiness>) {
     if state.is_draining() {
         return (
             StatusCode::SERVICE_UNAVAILABLE,

@@ -141,10 +141,43 @@ async fn probes_answer_without_a_key_unless_turned_off() {
         .await;
         assert_eq!(r.status, 200, "{path} with a key: {}", r.text);
     }
-    // What a public probe says: statuses and the model's name, no credentials.
+    // What a public probe says: statuses only; no paths, errors, revisions or
+    // queue numbers.
     let ready = get(&c, &format!("{}/health/ready", open.base)).await;
     assert_eq!(ready.json["status"], "ready", "{}", ready.text);
-    assert!(!ready.text.contains("osp_"), "{}", ready.text);
+    assert_eq!(
+        ready.json["components"]["model"],
+        json!({"status": "ready"})
+    );
+    assert_eq!(ready.json["components"]["queue"], json!({"status": "ok"}));
+    for detail in ["reason", "revision", "queued_tokens", "osp_"] {
+        assert!(!ready.text.contains(detail), "{detail}: {}", ready.text);
+    }
+    // With a key, the same probe gets the details.
+    let detailed = Reply::read(
+        c.get(format!("{}/health/ready", open.base))
+            .bearer_auth(INFER_KEY)
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(detailed.status, 200, "{}", detailed.text);
+    assert!(
+        detailed.json["components"]["queue"]["capacity_tokens"].is_u64(),
+        "{}",
+        detailed.text
+    );
+    // A wrong key is refused, not quietly served the short answer.
+    let wrong = Reply::read(
+        c.get(format!("{}/health/ready", open.base))
+            .bearer_auth("osp_not-a-key")
+            .send()
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(wrong.status, 401, "{}", wrong.text);
     // Everything else still needs a key.
     for path in ["/info", &format!("/v2/models/{name}"), "/v1/models"] {
         get(&c, &format!("{}{path}", open.base))
