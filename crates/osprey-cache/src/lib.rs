@@ -23,7 +23,7 @@ mod tiered;
 
 pub use clock::{Clock, SharedClock, SystemClock};
 pub use codec::{CODEC_VERSION, decode, encode};
-pub use config::{CacheConfig, DiskConfig, MacKey, MemoryConfig, RedisConfig};
+pub use config::{CacheConfig, DiskConfig, MacKey, MemoryConfig, RedisConfig, RedisUrl};
 pub use disk::DiskTier;
 pub use entry::Entry;
 pub use error::CacheError;

@@ -1,20 +1,23 @@
-//! L3: Redis, shared by every instance. Lookups are one pipelined `MGET` per
-//! request, writes are batched `SET … EX` pipelines from a write-behind task. Every
-//! call has a short timeout; repeated failures open a circuit breaker so requests
-//! stop waiting on a dead Redis, and a background probe closes it again.
+//! L3: Redis, shared by every instance: one server or a cluster, over TCP or TLS.
+//! Lookups are one round of pipelined commands per request, writes are batched
+//! `SET … EX` from a write-behind task (see [`conns`] for how a cluster takes them).
+//! Every call has a short timeout; repeated failures open a circuit breaker so
+//! requests stop waiting on a dead Redis, and a background probe closes it again.
 //!
 //! A lookup also asks each key's remaining TTL (in the same round trip), so a copy
 //! made into memory or onto disk never outlives the entry in Redis.
 
+mod client;
+mod conns;
 mod seal;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::{mpsc, oneshot};
 
+use self::client::Timeouts;
+use self::conns::Conns;
 use self::seal::Seal;
 use crate::breaker::Breaker;
 use crate::stats::{Tier, TierHealth, TierSnapshot, TierStats};
@@ -39,8 +42,7 @@ pub struct RedisTier {
 }
 
 struct Pool {
-    conns: Vec<ConnectionManager>,
-    next: AtomicUsize,
+    conns: Conns,
     prefix: Vec<u8>,
     ttl_secs: u64,
     timeout: Duration,
@@ -56,9 +58,8 @@ pub struct Fetched {
 }
 
 impl Pool {
-    fn conn(&self) -> ConnectionManager {
-        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
-        self.conns[i].clone()
+    fn conn(&self) -> conns::Conn {
+        self.conns.conn()
     }
 
     fn key(&self, key: &CacheKey) -> Vec<u8> {
@@ -84,34 +85,32 @@ impl Pool {
         }
     }
 
-    async fn timed<T>(&self, fut: impl Future<Output = redis::RedisResult<T>>) -> Result<T> {
+    async fn timed<T>(&self, fut: impl Future<Output = Result<T>>) -> Result<T> {
         match tokio::time::timeout(self.timeout, fut).await {
-            Ok(r) => Ok(r?),
+            Ok(r) => r,
             Err(_) => Err(CacheError::RedisTimeout(self.timeout.as_millis() as u64)),
         }
     }
 }
 
+/// Checks what [`RedisTier::connect`] would be given (URLs, cluster seeds, TLS
+/// files) without connecting.
+pub(crate) fn check(config: &RedisConfig, url: &str) -> Result<()> {
+    client::build(config, url).map(drop)
+}
+
 impl RedisTier {
     /// Sets up the pool without waiting for Redis: connections are made lazily and
-    /// remade in the background, so a server starts even while Redis is down. Must
+    /// remade in the background, so a server starts even while Redis is down. `url`
+    /// is the first (with `cluster`, seed) node; the rest comes from `config`. Must
     /// run inside a Tokio runtime.
     pub fn connect(config: &RedisConfig, url: &str) -> Result<Self> {
-        let client = redis::Client::open(url)?;
-        let timeout = Duration::from_millis(config.timeout_ms.max(1));
-        let manager_config = ConnectionManagerConfig::new()
-            .set_response_timeout(Some(timeout))
-            .set_connection_timeout(Some(timeout.max(Duration::from_millis(250))))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(config.retry_interval_ms.max(10)));
-        let conns = (0..config.pool_size.max(1))
-            .map(|_| {
-                ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
-            })
-            .collect::<redis::RedisResult<Vec<_>>>()?;
+        let client = client::build(config, url)?;
+        let timeouts = Timeouts::of(config);
+        let timeout = timeouts.response;
+        let conns = Conns::new(client, config.pool_size, timeouts, config.retry_interval_ms)?;
         let pool = Arc::new(Pool {
             conns,
-            next: AtomicUsize::new(0),
             prefix: config.key_prefix.as_bytes().to_vec(),
             ttl_secs: config.ttl_secs.max(1),
             timeout,
@@ -141,7 +140,7 @@ impl RedisTier {
         })
     }
 
-    /// One `MGET` for all keys; on any failure every key reads as a miss.
+    /// Every key's entry, in one round trip; on any failure every key reads as a miss.
     pub async fn get_many(&self, keys: &[CacheKey]) -> Vec<Option<Entry>> {
         self.fetch_many(keys)
             .await
@@ -150,8 +149,8 @@ impl RedisTier {
             .collect()
     }
 
-    /// [`RedisTier::get_many`] with each entry's remaining TTL: one pipeline of an
-    /// `MGET` and a `PTTL` per key, one round trip.
+    /// [`RedisTier::get_many`] with each entry's remaining TTL, asked in the same
+    /// round trip. Any failure (with a cluster, of any node) makes every key a miss.
     pub async fn fetch_many(&self, keys: &[CacheKey]) -> Vec<Option<Fetched>> {
         if self.breaker.is_open() {
             self.stats.skipped(keys.len() as u64);
@@ -160,13 +159,7 @@ impl RedisTier {
         let t = Instant::now();
         let names: Vec<Vec<u8>> = keys.iter().map(|k| self.conns.key(k)).collect();
         let mut conn = self.conns.conn();
-        let mut pipe = redis::pipe();
-        pipe.cmd("MGET").arg(&names);
-        for name in &names {
-            pipe.cmd("PTTL").arg(name);
-        }
-        let reply: Result<Vec<redis::Value>> = self.conns.timed(pipe.query_async(&mut conn)).await;
-        let (values, ttls) = match reply.and_then(|r| split_reply(r, keys.len())) {
+        let (values, ttls) = match self.conns.timed(conn.lookup(&names)).await {
             Ok(v) => v,
             Err(e) => {
                 self.failures().fail(&e, keys.len());
@@ -234,40 +227,17 @@ impl RedisTier {
         }
     }
 
-    /// Deletes every key under the prefix; returns how many.
+    /// Deletes every key under the prefix (on every master of a cluster); returns
+    /// how many.
     pub async fn clear(&self) -> Result<u64> {
-        let mut conn = self.conns.conn();
         let pattern = glob_escape(&self.conns.prefix);
-        let (mut cursor, mut deleted) = (0u64, 0u64);
-        loop {
-            let (next, keys) = scan_page(&mut conn, cursor, &pattern).await?;
-            if !keys.is_empty() {
-                let n: u64 = redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async(&mut conn)
-                    .await?;
-                deleted += n;
-            }
-            if next == 0 {
-                return Ok(deleted);
-            }
-            cursor = next;
-        }
+        self.conns.conn().sweep(&pattern, true).await
     }
 
     /// Counts keys under the prefix (a full SCAN: for tools, not the request path).
     pub async fn count(&self) -> Result<u64> {
-        let mut conn = self.conns.conn();
         let pattern = glob_escape(&self.conns.prefix);
-        let (mut cursor, mut count) = (0u64, 0u64);
-        loop {
-            let (next, keys) = scan_page(&mut conn, cursor, &pattern).await?;
-            count += keys.len() as u64;
-            if next == 0 {
-                return Ok(count);
-            }
-            cursor = next;
-        }
+        self.conns.conn().sweep(&pattern, false).await
     }
 
     pub fn health(&self) -> TierHealth {
@@ -312,36 +282,34 @@ impl Failures {
 async fn write_behind(pool: Arc<Pool>, failures: Failures, mut rx: mpsc::Receiver<Op>) {
     let mut batch = Vec::with_capacity(WRITE_BATCH);
     while rx.recv_many(&mut batch, WRITE_BATCH).await > 0 {
-        let mut pipe = redis::pipe();
-        let mut puts = 0usize;
+        let mut items = Vec::with_capacity(batch.len());
         let mut acks = Vec::new();
         for op in batch.drain(..) {
             match op {
-                Op::Put(key, entry) => {
-                    pipe.cmd("SET")
-                        .arg(pool.key(&key))
-                        .arg(pool.encode(&key, &entry))
-                        .arg("EX")
-                        .arg(pool.ttl_secs)
-                        .ignore();
-                    puts += 1;
-                }
+                Op::Put(key, entry) => items.push((pool.key(&key), pool.encode(&key, &entry))),
                 Op::Flush(ack) => acks.push(ack),
             }
         }
+        let puts = items.len();
         if puts > 0 {
             if failures.breaker.is_open() {
                 failures.stats.dropped(puts as u64);
             } else {
                 let mut conn = pool.conn();
-                match pool.timed(pipe.query_async::<()>(&mut conn)).await {
-                    Ok(()) => {
-                        failures.breaker.success();
-                        failures.stats.written(puts as u64);
-                    }
-                    Err(e) => {
-                        failures.fail(&e, puts);
-                        failures.stats.dropped(puts as u64);
+                let sent = pool.timed(async { Ok(conn.set_many(items, pool.ttl_secs).await) });
+                let written = sent.await.unwrap_or_else(|e| conns::Written {
+                    stored: 0,
+                    error: Some(e),
+                });
+                if written.stored > 0 {
+                    failures.stats.written(written.stored as u64);
+                }
+                match written.error {
+                    None => failures.breaker.success(),
+                    Some(e) => {
+                        let lost = puts - written.stored;
+                        failures.fail(&e, lost);
+                        failures.stats.dropped(lost as u64);
                     }
                 }
             }
@@ -352,7 +320,8 @@ async fn write_behind(pool: Arc<Pool>, failures: Failures, mut rx: mpsc::Receive
     }
 }
 
-/// While the circuit is open, pings Redis every `interval` and closes it on a reply.
+/// While the circuit is open, pings Redis every `interval` and closes it once it
+/// answers on every connection.
 async fn probe(
     pool: Arc<Pool>,
     failures: Failures,
@@ -369,9 +338,14 @@ async fn probe(
         if !failures.breaker.is_open() {
             continue;
         }
-        let mut conn = pool.conn();
-        let ping = redis::cmd("PING");
-        match pool.timed(ping.query_async::<String>(&mut conn)).await {
+        // Every connection of the pool: each reconnects on its own, and one still
+        // broken would fail the first requests after the circuit closes.
+        let pings = pool
+            .conns
+            .all()
+            .into_iter()
+            .map(|mut conn| async move { conn.ping().await });
+        match pool.timed(futures::future::try_join_all(pings)).await {
             Ok(_) => {
                 failures.breaker.close();
                 tracing::info!("redis cache tier answering again");
@@ -384,46 +358,6 @@ async fn probe(
             }
         }
     }
-}
-
-/// A lookup's `MGET` values and `PTTL`s (ms; -1 no expiry, -2 gone).
-type Lookup = (Vec<Option<Vec<u8>>>, Vec<i64>);
-
-/// The `MGET` values and the `PTTL`s of a lookup's pipeline reply.
-fn split_reply(reply: Vec<redis::Value>, n: usize) -> Result<Lookup> {
-    let wrong = || CacheError::Corrupt("redis answered a lookup with the wrong shape");
-    if reply.len() != n + 1 {
-        return Err(wrong());
-    }
-    let mut reply = reply.into_iter();
-    let values: Vec<Option<Vec<u8>>> = reply
-        .next()
-        .map(redis::from_redis_value)
-        .ok_or_else(wrong)?
-        .map_err(|_| wrong())?;
-    if values.len() != n {
-        return Err(wrong());
-    }
-    let ttls = reply
-        .map(|v| redis::from_redis_value::<i64>(v).map_err(|_| wrong()))
-        .collect::<Result<Vec<i64>>>()?;
-    Ok((values, ttls))
-}
-
-/// One page of `SCAN cursor MATCH pattern`: the next cursor and the keys.
-async fn scan_page(
-    conn: &mut ConnectionManager,
-    cursor: u64,
-    pattern: &[u8],
-) -> Result<(u64, Vec<Vec<u8>>)> {
-    Ok(redis::cmd("SCAN")
-        .arg(cursor)
-        .arg("MATCH")
-        .arg(pattern)
-        .arg("COUNT")
-        .arg(1000)
-        .query_async(conn)
-        .await?)
 }
 
 fn glob_escape(prefix: &[u8]) -> Vec<u8> {
