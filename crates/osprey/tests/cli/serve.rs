@@ -280,3 +280,119 @@ async fn a_second_sigterm_exits_without_waiting_for_the_grace_period() {
     assert!(!status.success(), "{status}");
     assert!(server.log().contains("second signal"), "{}", server.log());
 }
+
+/// A copy of the test model whose pooling configuration is a FIFO nobody writes
+/// to: reading it blocks the loading thread, so the model stays loading for as
+/// long as the test wants.
+fn model_that_never_loads() -> tempfile::TempDir {
+    let dir = tempdir();
+    let source = model_dir();
+    for entry in std::fs::read_dir(&source).expect("the test model") {
+        let entry = entry.expect("a model file");
+        let name = entry.file_name();
+        if name != "1_Pooling" {
+            std::os::unix::fs::symlink(entry.path(), dir.path().join(&name)).expect("symlink");
+        }
+    }
+    let pooling = dir.path().join("1_Pooling");
+    std::fs::create_dir(&pooling).expect("1_Pooling");
+    let status = std::process::Command::new("mkfifo")
+        .arg(pooling.join("config.json"))
+        .status()
+        .expect("mkfifo");
+    assert!(status.success());
+    dir
+}
+
+/// Waits until the server listens and its model is still loading.
+async fn until_loading(server: &mut Server, port: u16) {
+    let client = reqwest::Client::new();
+    let url = format!("http://127.0.0.1:{port}/health/ready");
+    server
+        .wait_for("listening", |s| s.log().contains("listening"))
+        .await;
+    let resp = client.get(&url).send().await.expect("readiness answers");
+    assert_eq!(resp.status(), 503);
+    let body: Value = resp.json().await.expect("readiness JSON");
+    assert_eq!(body["components"]["model"]["status"], "loading", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signal_while_the_model_loads_exits_at_once() {
+    let model = model_that_never_loads();
+    let port = free_port();
+    let mut server = spawn_server(&[
+        "--model",
+        &model.path().to_string_lossy(),
+        "--port",
+        &port.to_string(),
+    ]);
+    until_loading(&mut server, port).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    let sent = Instant::now();
+    signal(server.child.id(), "TERM");
+    let status = server.wait(Duration::from_secs(10)).await;
+    assert!(
+        sent.elapsed() < Duration::from_secs(3),
+        "exited {:?} after SIGTERM; log:\n{}",
+        sent.elapsed(),
+        server.log()
+    );
+    assert_eq!(status.code(), Some(0), "log:\n{}", server.log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_error_stops_the_server_while_the_model_loads() {
+    // A certificate that does not parse fails serving once the listener is up,
+    // while the model is still loading (and would never finish).
+    let model = model_that_never_loads();
+    let files = tempdir();
+    let (cert, key) = (files.path().join("cert.pem"), files.path().join("key.pem"));
+    std::fs::write(&cert, "not a certificate").expect("cert");
+    std::fs::write(&key, "not a key").expect("key");
+    let db = files.path().join("cache.redb");
+    let (cert, key, db) = (
+        cert.to_string_lossy().into_owned(),
+        key.to_string_lossy().into_owned(),
+        db.to_string_lossy().into_owned(),
+    );
+    let started = Instant::now();
+    let mut server = spawn_server_with(
+        &[
+            "--model",
+            &model.path().to_string_lossy(),
+            "--port",
+            &free_port().to_string(),
+        ],
+        &[
+            ("OSPREY_SERVER__TLS__CERT_FILE", &cert),
+            ("OSPREY_SERVER__TLS__KEY_FILE", &key),
+            ("OSPREY_CACHE__DISK__PATH", &db),
+        ],
+    );
+    let status = server.wait(Duration::from_secs(20)).await;
+    let log = server.log();
+    assert_eq!(status.code(), Some(1), "log:\n{log}");
+    assert!(log.contains("no certificate found"), "log:\n{log}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}; log:\n{log}",
+        started.elapsed()
+    );
+    // The disk tier was closed, not abandoned: it opens again as it was, with
+    // nothing moved aside as corrupt.
+    let check = run(
+        osprey(files.path())
+            .args(["cache", "stats"])
+            .env("OSPREY_CACHE__DISK__PATH", &db),
+        Duration::from_secs(30),
+    );
+    assert!(check.status.success(), "{}", stderr(&check));
+    let moved: Vec<_> = std::fs::read_dir(files.path())
+        .expect("the cache directory")
+        .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().contains("corrupt"))
+        .collect();
+    assert!(moved.is_empty(), "{moved:?}");
+}
