@@ -1,0 +1,741 @@
+//! One collection: its store on disk and, in memory, the graph (which holds the
+//! vectors), the payloads and the id map.
+//!
+//! Reads share a read lock and run in parallel. Writes are serialized by a
+//! writer mutex: each commits to the store first (durable), then takes the write
+//! lock briefly to apply the change in memory, so readers never see a write that
+//! is not on disk and wait only for the in-memory part.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
+use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
+
+use crate::error::{CollectionError, Result};
+use crate::filter::{Compiled, Filter};
+use crate::index::{DEFAULT_EF, VectorIndex};
+use crate::point::{
+    CollectionInfo, CollectionParams, Distance, Payload, Point, PointId, Record, ScoredPoint,
+    SearchRequest, Selector, UpdateResult,
+};
+use crate::score;
+use crate::snapshot;
+use crate::store::{Store, Write};
+
+/// Below this many points every filtered search is exact: scanning is cheap and
+/// always right.
+const SMALL_COLLECTION: usize = 5_000;
+/// A filter estimated to match fewer points than this, or fewer than
+/// [`SELECTIVE_FRACTION`] of them, is searched exactly over the matching points:
+/// a graph walk would have to visit most of the graph to find enough of them.
+const SELECTIVE_POINTS: usize = 3_000;
+const SELECTIVE_FRACTION: f64 = 0.02;
+/// Points tested to estimate how many a filter matches.
+const SAMPLE: usize = 1_024;
+/// Points inserted into the graph per batch while rebuilding.
+const REBUILD_BATCH: usize = 8_192;
+
+/// The request limits that apply inside a collection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Limits {
+    pub max_points_per_request: usize,
+    pub max_payload_bytes: usize,
+}
+
+pub(crate) struct Collection {
+    name: String,
+    dir: PathBuf,
+    params: CollectionParams,
+    limits: Limits,
+    store: Store,
+    state: RwLock<State>,
+    writer: Mutex<()>,
+    deleted: AtomicBool,
+    /// The operation the snapshot on disk reflects (0 for none).
+    snapshot_op: AtomicU64,
+}
+
+struct Slot {
+    id: PointId,
+    version: u64,
+    payload: Payload,
+}
+
+struct State {
+    /// Graph key → point; a key is the slot's position.
+    slots: Vec<Option<Slot>>,
+    free: Vec<u64>,
+    by_id: BTreeMap<PointId, u64>,
+    index: VectorIndex,
+    op: u64,
+}
+
+impl Collection {
+    /// Opens the collection in `dir`: reads the store and loads the graph from
+    /// its snapshot when that matches the store, else rebuilds it.
+    pub(crate) fn open(dir: &Path, limits: Limits) -> Result<Self> {
+        let (store, header, op) = Store::open(dir)?;
+        let params = header.params;
+        let started = Instant::now();
+        let (state, from_snapshot) = match load_with_snapshot(&store, dir, op, &params)? {
+            Some(state) => (state, true),
+            None => (rebuild(&store, op, &params)?, false),
+        };
+        let points = state.by_id.len();
+        tracing::info!(
+            collection = %header.name,
+            points,
+            from_snapshot,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            index_bytes = state.index.memory_usage(),
+            "collection opened"
+        );
+        if !from_snapshot {
+            snapshot::remove(dir);
+        }
+        Ok(Self {
+            name: header.name,
+            dir: dir.to_path_buf(),
+            params,
+            limits,
+            store,
+            state: RwLock::new(state),
+            writer: Mutex::new(()),
+            deleted: AtomicBool::new(false),
+            snapshot_op: AtomicU64::new(if from_snapshot { op } else { 0 }),
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub(crate) fn params(&self) -> &CollectionParams {
+        &self.params
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the writer lock; fails if the collection was deleted meanwhile.
+    fn writer(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
+        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        if self.deleted.load(AtomicOrdering::Acquire) {
+            return Err(CollectionError::NotFound(self.name.clone()));
+        }
+        Ok(guard)
+    }
+
+    /// Marks the collection deleted once in-flight writes are done; later writes
+    /// fail with NotFound.
+    pub(crate) fn mark_deleted(&self) {
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        self.deleted.store(true, AtomicOrdering::Release);
+    }
+
+    pub(crate) fn info(&self) -> CollectionInfo {
+        let st = self.read();
+        CollectionInfo {
+            params: self.params.clone(),
+            points_count: st.by_id.len() as u64,
+            indexed_vectors_count: st.index.len() as u64,
+            segments_count: 1,
+        }
+    }
+
+    /// Checks a vector from a client and prepares it (Cosine: normalized).
+    fn prepare_vector(&self, v: &mut Vec<f32>) -> Result<()> {
+        if v.len() != self.params.size {
+            return Err(CollectionError::WrongVectorSize {
+                expected: self.params.size,
+                got: v.len(),
+            });
+        }
+        if v.iter().any(|x| !x.is_finite()) {
+            return Err(CollectionError::NonFinite);
+        }
+        if self.params.distance == Distance::Cosine {
+            score::normalize(v);
+        }
+        Ok(())
+    }
+
+    fn check_count(&self, got: usize) -> Result<()> {
+        let max = self.limits.max_points_per_request;
+        if got > max {
+            return Err(CollectionError::TooManyPoints { max, got });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn upsert(&self, points: Vec<Point>) -> Result<UpdateResult> {
+        self.check_count(points.len())?;
+        // Last occurrence of an id wins, as in Qdrant.
+        let mut last: HashMap<&PointId, usize> = HashMap::with_capacity(points.len());
+        for (i, p) in points.iter().enumerate() {
+            last.insert(&p.id, i);
+        }
+        let keep: HashSet<usize> = last.into_values().collect();
+        let mut prepared: Vec<(Point, Vec<u8>)> = Vec::with_capacity(keep.len());
+        for (i, mut p) in points.into_iter().enumerate() {
+            if !keep.contains(&i) {
+                continue;
+            }
+            self.prepare_vector(&mut p.vector)?;
+            let json = serde_json::to_vec(&p.payload)
+                .map_err(|e| CollectionError::BadRequest(format!("payload: {e}")))?;
+            if json.len() > self.limits.max_payload_bytes {
+                return Err(CollectionError::PayloadTooLarge {
+                    max: self.limits.max_payload_bytes,
+                    got: json.len(),
+                });
+            }
+            prepared.push((p, json));
+        }
+        let _w = self.writer()?;
+        if prepared.is_empty() {
+            return Ok(UpdateResult {
+                operation_id: self.read().op,
+            });
+        }
+        let writes: Vec<Write<'_>> = prepared
+            .iter()
+            .map(|(p, json)| Write {
+                id: &p.id,
+                vector: &p.vector,
+                payload_json: json,
+            })
+            .collect();
+        let op = self.store.write(&writes, &[])?;
+        drop(writes);
+        let mut st = self.write();
+        let applied = st.apply_upserts(prepared.into_iter().map(|(p, _)| p), op);
+        self.settle(&mut st, applied, op)
+    }
+
+    pub(crate) fn delete_points(&self, selector: &Selector) -> Result<UpdateResult> {
+        let compiled = match selector {
+            Selector::Ids(ids) => {
+                self.check_count(ids.len())?;
+                None
+            }
+            Selector::Filter(f) => Some(Compiled::new(f)?),
+        };
+        let _w = self.writer()?;
+        let ids: Vec<PointId> = {
+            let st = self.read();
+            match (selector, &compiled) {
+                (Selector::Ids(ids), _) => {
+                    let mut seen = HashSet::new();
+                    ids.iter()
+                        .filter(|id| st.by_id.contains_key(*id) && seen.insert(*id))
+                        .cloned()
+                        .collect()
+                }
+                (Selector::Filter(_), Some(f)) => st
+                    .live()
+                    .filter(|(_, s)| f.matches(&s.id, &s.payload))
+                    .map(|(_, s)| s.id.clone())
+                    .collect(),
+                (Selector::Filter(_), None) => Vec::new(),
+            }
+        };
+        if ids.is_empty() {
+            return Ok(UpdateResult {
+                operation_id: self.read().op,
+            });
+        }
+        let op = self.store.write(&[], &ids)?;
+        let mut st = self.write();
+        let applied = st.apply_deletes(&ids, op);
+        self.settle(&mut st, applied, op)
+    }
+
+    /// After a committed write: if applying it in memory failed, the memory is
+    /// rebuilt from the store (which has the write), so the two never disagree.
+    fn settle(&self, st: &mut State, applied: Result<()>, op: u64) -> Result<UpdateResult> {
+        match applied {
+            Ok(()) => Ok(UpdateResult { operation_id: op }),
+            Err(e) => {
+                tracing::error!(collection = %self.name, error = %e, "applying a committed write failed; rebuilding the index");
+                *st = rebuild(&self.store, op, &self.params)?;
+                Ok(UpdateResult { operation_id: op })
+            }
+        }
+    }
+
+    pub(crate) fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
+        if req.limit == 0 {
+            return Err(CollectionError::BadRequest(
+                "limit must be at least 1".into(),
+            ));
+        }
+        if req.score_threshold.is_some_and(|t| t.is_nan()) {
+            return Err(CollectionError::BadRequest(
+                "score_threshold is not a number".into(),
+            ));
+        }
+        let mut query = req.vector.clone();
+        self.prepare_vector(&mut query)?;
+        let filter = compile(req.filter.as_ref())?;
+        let wanted = req.limit.saturating_add(req.offset);
+        let ef = req.ef.unwrap_or(DEFAULT_EF).max(1);
+        let distance = self.params.distance;
+        let st = self.read();
+        let n = st.by_id.len();
+        if n == 0 || req.offset >= n {
+            return Ok(Vec::new());
+        }
+        let wanted = wanted.min(n);
+        let hits = if req.exact {
+            st.exact(distance, &query, wanted, filter.as_ref())
+        } else if let Some(f) = &filter {
+            if st.selective(f) {
+                st.exact(distance, &query, wanted, Some(f))
+            } else {
+                let pred = |key: u64| st.slot(key).is_some_and(|s| f.matches(&s.id, &s.payload));
+                let hits = st.index.search(&query, wanted, ef, Some(&pred))?;
+                if hits.len() < wanted {
+                    // The walk found too few: the matches are few or cut off.
+                    st.exact(distance, &query, wanted, Some(f))
+                } else {
+                    hits
+                }
+            }
+        } else {
+            let hits = st.index.search(&query, wanted, ef, None)?;
+            if hits.len() < wanted {
+                st.exact(distance, &query, wanted, None)
+            } else {
+                hits
+            }
+        };
+        let mut out = Vec::with_capacity(req.limit);
+        let mut buf = vec![0.0f32; self.params.size];
+        for (key, score) in hits.into_iter().skip(req.offset) {
+            if let Some(t) = req.score_threshold
+                && !score::passes(distance, score, t)
+            {
+                break;
+            }
+            let Some(slot) = st.slot(key) else { continue };
+            out.push(ScoredPoint {
+                id: slot.id.clone(),
+                version: slot.version,
+                score,
+                payload: req.with_payload.then(|| slot.payload.clone()),
+                vector: if req.with_vector && st.index.get(key, &mut buf) {
+                    Some(buf.clone())
+                } else {
+                    None
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn count(&self, filter: Option<&Filter>) -> Result<u64> {
+        let filter = compile(filter)?;
+        let st = self.read();
+        Ok(match filter {
+            None => st.by_id.len() as u64,
+            Some(f) => st
+                .live()
+                .filter(|(_, s)| f.matches(&s.id, &s.payload))
+                .count() as u64,
+        })
+    }
+
+    pub(crate) fn retrieve(
+        &self,
+        ids: &[PointId],
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<Vec<Record>> {
+        self.check_count(ids.len())?;
+        let st = self.read();
+        let mut seen = HashSet::new();
+        let mut buf = vec![0.0f32; self.params.size];
+        Ok(ids
+            .iter()
+            .filter(|id| seen.insert(*id))
+            .filter_map(|id| {
+                let key = *st.by_id.get(id)?;
+                st.record(key, with_payload, with_vector, &mut buf)
+            })
+            .collect())
+    }
+
+    pub(crate) fn scroll(
+        &self,
+        filter: Option<&Filter>,
+        limit: usize,
+        offset: Option<&PointId>,
+        with_payload: bool,
+        with_vector: bool,
+    ) -> Result<(Vec<Record>, Option<PointId>)> {
+        if limit == 0 {
+            return Err(CollectionError::BadRequest(
+                "limit must be at least 1".into(),
+            ));
+        }
+        self.check_count(limit)?;
+        let filter = compile(filter)?;
+        let st = self.read();
+        let start = match offset {
+            Some(id) => std::ops::Bound::Included(id),
+            None => std::ops::Bound::Unbounded,
+        };
+        let mut buf = vec![0.0f32; self.params.size];
+        let mut page = Vec::with_capacity(limit.min(1024));
+        let mut matching = st
+            .by_id
+            .range::<PointId, _>((start, std::ops::Bound::Unbounded))
+            .filter(|(_, key)| {
+                filter
+                    .as_ref()
+                    .is_none_or(|f| st.slot(**key).is_some_and(|s| f.matches(&s.id, &s.payload)))
+            });
+        for (_, key) in matching.by_ref().take(limit) {
+            if let Some(r) = st.record(*key, with_payload, with_vector, &mut buf) {
+                page.push(r);
+            }
+        }
+        let next = matching.next().map(|(id, _)| id.clone());
+        Ok((page, next))
+    }
+
+    /// Saves a graph snapshot if the graph changed since the last one.
+    pub(crate) fn flush(&self) -> Result<()> {
+        if self.deleted.load(AtomicOrdering::Acquire) {
+            return Ok(());
+        }
+        let st = self.read();
+        if st.op == 0 || self.snapshot_op.load(AtomicOrdering::Acquire) == st.op {
+            return Ok(());
+        }
+        let started = Instant::now();
+        snapshot::save(
+            &self.dir,
+            st.op,
+            &st.index,
+            st.live().map(|(key, s)| (key, s.id.clone())),
+        )?;
+        self.snapshot_op.store(st.op, AtomicOrdering::Release);
+        tracing::info!(
+            collection = %self.name,
+            points = st.by_id.len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "index snapshot saved"
+        );
+        Ok(())
+    }
+}
+
+fn compile(filter: Option<&Filter>) -> Result<Option<Compiled>> {
+    Ok(match filter {
+        Some(f) => Some(Compiled::new(f)?).filter(|c| !c.is_empty()),
+        None => None,
+    })
+}
+
+impl State {
+    fn empty(params: &CollectionParams, op: u64, capacity: usize) -> Result<Self> {
+        Ok(Self {
+            slots: Vec::with_capacity(capacity),
+            free: Vec::new(),
+            by_id: BTreeMap::new(),
+            index: VectorIndex::new(params.size, params.distance, capacity)?,
+            op,
+        })
+    }
+
+    fn slot(&self, key: u64) -> Option<&Slot> {
+        self.slots.get(usize::try_from(key).ok()?)?.as_ref()
+    }
+
+    fn live(&self) -> impl Iterator<Item = (u64, &Slot)> {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.as_ref().map(|s| (i as u64, s)))
+    }
+
+    fn record(
+        &self,
+        key: u64,
+        with_payload: bool,
+        with_vector: bool,
+        buf: &mut [f32],
+    ) -> Option<Record> {
+        let slot = self.slot(key)?;
+        Some(Record {
+            id: slot.id.clone(),
+            payload: with_payload.then(|| slot.payload.clone()),
+            vector: (with_vector && self.index.get(key, buf)).then(|| buf.to_vec()),
+        })
+    }
+
+    fn allocate(&mut self) -> u64 {
+        match self.free.pop() {
+            Some(k) => k,
+            None => {
+                self.slots.push(None);
+                (self.slots.len() - 1) as u64
+            }
+        }
+    }
+
+    fn apply_upserts(&mut self, points: impl Iterator<Item = Point>, op: u64) -> Result<()> {
+        self.op = op;
+        let mut adds: Vec<(u64, Vec<f32>)> = Vec::new();
+        for p in points {
+            let key = match self.by_id.get(&p.id) {
+                Some(&k) => {
+                    self.index.remove(k)?;
+                    k
+                }
+                None => {
+                    let k = self.allocate();
+                    self.by_id.insert(p.id.clone(), k);
+                    k
+                }
+            };
+            if let Some(s) = self.slots.get_mut(key as usize) {
+                *s = Some(Slot {
+                    id: p.id,
+                    version: op,
+                    payload: p.payload,
+                });
+            }
+            adds.push((key, p.vector));
+        }
+        let items: Vec<(u64, &[f32])> = adds.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        self.index.add_batch(&items)
+    }
+
+    fn apply_deletes(&mut self, ids: &[PointId], op: u64) -> Result<()> {
+        self.op = op;
+        for id in ids {
+            if let Some(key) = self.by_id.remove(id) {
+                self.index.remove(key)?;
+                if let Some(s) = self.slots.get_mut(key as usize) {
+                    *s = None;
+                }
+                self.free.push(key);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether a filter matches so few points that exact search over them beats
+    /// a graph walk. Small collections are always searched exactly.
+    fn selective(&self, f: &Compiled) -> bool {
+        let n = self.by_id.len();
+        if n <= SMALL_COLLECTION {
+            return true;
+        }
+        // An evenly spaced sample of the slots.
+        let step = (self.slots.len() / SAMPLE).max(1);
+        let (mut tested, mut hit) = (0usize, 0usize);
+        for s in self.slots.iter().step_by(step).flatten() {
+            tested += 1;
+            if f.matches(&s.id, &s.payload) {
+                hit += 1;
+            }
+        }
+        if tested == 0 {
+            return true;
+        }
+        let fraction = hit as f64 / tested as f64;
+        fraction < SELECTIVE_FRACTION || fraction * (n as f64) < SELECTIVE_POINTS as f64
+    }
+
+    /// Compares the query with every (matching) point: the `wanted` best, best
+    /// first, ties by id.
+    fn exact(
+        &self,
+        distance: Distance,
+        query: &[f32],
+        wanted: usize,
+        filter: Option<&Compiled>,
+    ) -> Vec<(u64, f32)> {
+        let mut buf = vec![0.0f32; query.len()];
+        let mut heap: BinaryHeap<Ranked<'_>> = BinaryHeap::with_capacity(wanted + 1);
+        for (key, s) in self.live() {
+            if filter.is_some_and(|f| !f.matches(&s.id, &s.payload)) {
+                continue;
+            }
+            if !self.index.get(key, &mut buf) {
+                continue;
+            }
+            let score = score::score(distance, query, &buf);
+            let r = Ranked {
+                key,
+                score,
+                id: &s.id,
+                distance,
+            };
+            if heap.len() < wanted {
+                heap.push(r);
+            } else if heap
+                .peek()
+                .is_some_and(|worst| r.cmp(worst) == Ordering::Less)
+            {
+                heap.pop();
+                heap.push(r);
+            }
+        }
+        heap.into_sorted_vec()
+            .into_iter()
+            .map(|r| (r.key, r.score))
+            .collect()
+    }
+}
+
+/// A candidate of exact search, ordered best first (the heap keeps the worst on
+/// top).
+struct Ranked<'a> {
+    key: u64,
+    score: f32,
+    id: &'a PointId,
+    distance: Distance,
+}
+
+impl Ord for Ranked<'_> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        if score::better(self.distance, self.score, other.score) {
+            Ordering::Less
+        } else if score::better(self.distance, other.score, self.score) {
+            Ordering::Greater
+        } else {
+            self.id.cmp(other.id)
+        }
+    }
+}
+
+impl PartialOrd for Ranked<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Ranked<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Ranked<'_> {}
+
+/// Builds the in-memory state from the snapshot, if one matches the store.
+fn load_with_snapshot(
+    store: &Store,
+    dir: &Path,
+    op: u64,
+    params: &CollectionParams,
+) -> Result<Option<State>> {
+    let loaded = match snapshot::load(dir, op, params.size, params.distance) {
+        Ok(Some(l)) => l,
+        Ok(None) => return Ok(None),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading the index snapshot failed; rebuilding");
+            return Ok(None);
+        }
+    };
+    let mut keys = loaded.keys;
+    let max_key = keys.values().copied().max().map_or(0, |k| k + 1);
+    let Ok(max_key) = usize::try_from(max_key) else {
+        return Ok(None);
+    };
+    if keys.len() != loaded.index.len() || max_key > keys.len().saturating_mul(4).max(1 << 20) {
+        return Ok(None);
+    }
+    let mut slots: Vec<Option<Slot>> = Vec::new();
+    slots.resize_with(max_key, || None);
+    let mut by_id = BTreeMap::new();
+    let mut fits = true;
+    store.for_each(|p| {
+        match keys.remove(&p.id) {
+            Some(k) => {
+                if let Some(s) = slots.get_mut(k as usize) {
+                    by_id.insert(p.id.clone(), k);
+                    *s = Some(Slot {
+                        id: p.id,
+                        version: p.version,
+                        payload: p.payload,
+                    });
+                } else {
+                    fits = false;
+                }
+            }
+            None => fits = false,
+        }
+        Ok(())
+    })?;
+    if !fits || !keys.is_empty() {
+        tracing::warn!("index snapshot does not match the stored points; rebuilding");
+        return Ok(None);
+    }
+    let free = slots
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s.is_none())
+        .map(|(i, _)| i as u64)
+        .collect();
+    Ok(Some(State {
+        slots,
+        free,
+        by_id,
+        index: loaded.index,
+        op,
+    }))
+}
+
+/// Builds the in-memory state and the graph from the store.
+fn rebuild(store: &Store, op: u64, params: &CollectionParams) -> Result<State> {
+    let n = usize::try_from(store.len()?).unwrap_or(usize::MAX);
+    let mut st = State::empty(params, op, n)?;
+    let mut batch: Vec<(u64, Vec<f32>)> = Vec::with_capacity(REBUILD_BATCH.min(n));
+    let flush = |st: &mut State, batch: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
+        let items: Vec<(u64, &[f32])> = batch.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        st.index.add_batch(&items)?;
+        batch.clear();
+        Ok(())
+    };
+    store.for_each(|p| {
+        if p.vector.len() != params.size {
+            return Err(CollectionError::Storage(format!(
+                "point {} has a vector of size {} in a collection of size {}",
+                p.id,
+                p.vector.len(),
+                params.size
+            )));
+        }
+        let key = st.slots.len() as u64;
+        st.by_id.insert(p.id.clone(), key);
+        st.slots.push(Some(Slot {
+            id: p.id,
+            version: p.version,
+            payload: p.payload,
+        }));
+        batch.push((key, p.vector));
+        if batch.len() >= REBUILD_BATCH {
+            flush(&mut st, &mut batch)?;
+        }
+        Ok(())
+    })?;
+    flush(&mut st, &mut batch)?;
+    Ok(st)
+}

@@ -1,0 +1,89 @@
+//! Scores computed outside the graph: exact search and vector preparation.
+
+use crate::point::Distance;
+
+/// The score of `v` for `query`, as the graph reports it: a dot product for
+/// Cosine (on normalized vectors) and Dot, a distance for Euclid.
+pub(crate) fn score(distance: Distance, query: &[f32], v: &[f32]) -> f32 {
+    match distance {
+        Distance::Cosine | Distance::Dot => dot(query, v),
+        Distance::Euclid => l2_squared(query, v).sqrt(),
+    }
+}
+
+/// Whether score `a` ranks before score `b`.
+pub(crate) fn better(distance: Distance, a: f32, b: f32) -> bool {
+    if distance.higher_is_better() {
+        a > b
+    } else {
+        a < b
+    }
+}
+
+/// Whether `score` passes a Qdrant `score_threshold`.
+pub(crate) fn passes(distance: Distance, score: f32, threshold: f32) -> bool {
+    if distance.higher_is_better() {
+        score >= threshold
+    } else {
+        score <= threshold
+    }
+}
+
+/// Scales a Cosine vector to unit length in place (a zero vector stays zero).
+pub(crate) fn normalize(v: &mut [f32]) {
+    let norm = dot(v, v).sqrt();
+    if norm > 0.0 && norm.is_finite() {
+        for x in v.iter_mut() {
+            *x /= norm;
+        }
+    }
+}
+
+// Eight independent sums so the compiler can keep them in one vector register.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ca, ra) = a.as_chunks::<8>();
+    let (cb, rb) = b.as_chunks::<8>();
+    for (x, y) in ca.iter().zip(cb) {
+        for i in 0..8 {
+            let d = x[i] - y[i];
+            acc[i] += d * d;
+        }
+    }
+    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
+    acc.iter().sum::<f32>() + tail
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scores_match_naive_sums() {
+        let a: Vec<f32> = (0..19).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let b: Vec<f32> = (0..19).map(|i| (i as f32).sin()).collect();
+        let naive_dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+        let naive_l2: f32 = a.iter().zip(&b).map(|(x, y)| (x - y) * (x - y)).sum();
+        assert!((score(Distance::Dot, &a, &b) - naive_dot).abs() < 1e-4);
+        assert!((score(Distance::Euclid, &a, &b) - naive_l2.sqrt()).abs() < 1e-4);
+        let mut n = a.clone();
+        normalize(&mut n);
+        assert!((dot(&n, &n) - 1.0).abs() < 1e-5);
+        let mut z = vec![0.0; 4];
+        normalize(&mut z);
+        assert_eq!(z, vec![0.0; 4]);
+    }
+}
