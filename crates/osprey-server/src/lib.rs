@@ -34,6 +34,15 @@ pub use protect::{Protection, ProtectionError};
 pub use state::{AppState, EngineSlot, Shared};
 pub use tls::{TlsConfig, TlsError};
 
+/// The per-request checks the router runs, reachable one by one so the benchmarks
+/// can time each alone; not an API.
+#[doc(hidden)]
+pub mod checks {
+    pub use crate::protect::TrustedProxies;
+    pub use crate::query::{check as check_query, validate as validate_query};
+    pub use crate::request_id::keep_if_usable;
+}
+
 use std::future::Future;
 
 use axum::Router;

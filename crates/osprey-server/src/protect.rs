@@ -43,7 +43,7 @@ pub(crate) struct Caller(pub ClientKey);
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct DashboardSession;
 
-use client_ip::TrustedProxies;
+pub use client_ip::TrustedProxies;
 use scrape::ScrapeGate;
 use session::Sessions;
 

@@ -31,7 +31,7 @@ pub async fn check(req: Request, next: Next) -> Response {
     next.run(req).await
 }
 
-fn validate(query: &str, allowed: &[&str]) -> Result<(), ApiError> {
+pub fn validate(query: &str, allowed: &[&str]) -> Result<(), ApiError> {
     let mut seen: Vec<String> = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (raw_name, raw_value) = pair.split_once('=').unwrap_or((pair, ""));
