@@ -30,6 +30,9 @@ pub use error::CacheError;
 pub use key::{CacheKey, KeySpace};
 pub use memory::MemoryTier;
 pub use redis_tier::{Fetched, RedisTier};
+/// The seal on Redis values, public so the benchmarks can time it alone; not an API.
+#[doc(hidden)]
+pub use redis_tier::Seal;
 pub use stats::{CacheStats, HealthStatus, Tier, TierHealth, TierSnapshot, TierStats};
 pub use tiered::{Cleared, Found, TieredCache};
 

@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use self::client::Timeouts;
 use self::conns::Conns;
-use self::seal::Seal;
+pub use self::seal::Seal;
 use crate::breaker::Breaker;
 use crate::stats::{Tier, TierHealth, TierSnapshot, TierStats};
 use crate::{CacheError, CacheKey, Entry, RedisConfig, Result, codec};

@@ -7,14 +7,14 @@ use crate::{CacheError, CacheKey, MacKey, Result};
 
 const TAG: usize = 32;
 
-pub(super) struct Seal {
+pub struct Seal {
     key: [u8; 32],
 }
 
 impl Seal {
     /// The MAC key is derived from the configured secret, so any length works and
     /// the same secret used elsewhere yields an unrelated key.
-    pub(super) fn new(secret: &MacKey) -> Self {
+    pub fn new(secret: &MacKey) -> Self {
         Self {
             key: blake3::derive_key("osprey redis value mac v1", secret.expose()),
         }
@@ -28,14 +28,14 @@ impl Seal {
     }
 
     /// The value with its tag appended.
-    pub(super) fn seal(&self, key: &CacheKey, mut body: Vec<u8>) -> Vec<u8> {
+    pub fn seal(&self, key: &CacheKey, mut body: Vec<u8>) -> Vec<u8> {
         let tag = self.tag(key, &body);
         body.extend_from_slice(tag.as_bytes());
         body
     }
 
     /// The value without its tag, if the tag is right for this key.
-    pub(super) fn open<'a>(&self, key: &CacheKey, value: &'a [u8]) -> Result<&'a [u8]> {
+    pub fn open<'a>(&self, key: &CacheKey, value: &'a [u8]) -> Result<&'a [u8]> {
         let cut = value
             .len()
             .checked_sub(TAG)
