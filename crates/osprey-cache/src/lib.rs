@@ -30,10 +30,11 @@ pub use error::CacheError;
 pub use key::{CacheKey, KeySpace};
 pub use memory::MemoryTier;
 pub use redis_tier::{Fetched, RedisTier};
+pub use stats::{CacheStats, HealthStatus, Tier, TierHealth, TierSnapshot, TierStats};
+pub use tiered::{Cleared, Found, TieredCache};
+
 /// The seal on Redis values, public so the benchmarks can time it alone; not an API.
 #[doc(hidden)]
 pub use redis_tier::Seal;
-pub use stats::{CacheStats, HealthStatus, Tier, TierHealth, TierSnapshot, TierStats};
-pub use tiered::{Cleared, Found, TieredCache};
 
 pub type Result<T, E = CacheError> = std::result::Result<T, E>;
