@@ -34,6 +34,8 @@ const SELECTIVE_POINTS: usize = 3_000;
 const SELECTIVE_FRACTION: f64 = 0.02;
 /// Points tested to estimate how many a filter matches.
 const SAMPLE: usize = 1_024;
+/// The largest search breadth a request may ask for.
+const MAX_EF: usize = 4_096;
 /// Points inserted into the graph per batch while rebuilding.
 const REBUILD_BATCH: usize = 8_192;
 
@@ -298,6 +300,9 @@ impl Collection {
             return Ok(Vec::new());
         }
         let wanted = wanted.min(n);
+        // A breadth beyond the collection's size changes nothing, and past
+        // MAX_EF a walk costs more than it gains.
+        let ef = ef.min(n).min(MAX_EF);
         let hits = if req.exact {
             st.exact(distance, &query, wanted, filter.as_ref())
         } else if let Some(f) = &filter {
@@ -321,7 +326,7 @@ impl Collection {
                 hits
             }
         };
-        let mut out = Vec::with_capacity(req.limit);
+        let mut out = Vec::with_capacity(hits.len());
         let mut buf = vec![0.0f32; self.params.size];
         for (key, score) in hits.into_iter().skip(req.offset) {
             if let Some(t) = req.score_threshold
