@@ -157,7 +157,7 @@ impl Collection {
     }
 
     /// Checks a vector from a client and prepares it (Cosine: normalized).
-    fn prepare_vector(&self, v: &mut Vec<f32>) -> Result<()> {
+    fn prepare_vector(&self, v: &mut [f32]) -> Result<()> {
         if v.len() != self.params.size {
             return Err(CollectionError::WrongVectorSize {
                 expected: self.params.size,

@@ -262,6 +262,11 @@ impl Collections {
     pub fn path(&self) -> &Path {
         &self.root
     }
+
+    /// The limits and layout they were opened with.
+    pub fn config(&self) -> &CollectionsConfig {
+        &self.config
+    }
 }
 
 fn limits(config: &CollectionsConfig) -> Limits {

@@ -1,6 +1,8 @@
 //! The manager's API on real files: create, upsert, search, retrieve, scroll,
 //! count, delete, reopen.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use osprey_collections::{
     CollectionError, CollectionParams, Collections, CollectionsConfig, Distance, Filter, Point,
     PointId, SearchRequest, Selector,

@@ -1,6 +1,8 @@
 //! What a client can get wrong is refused with the right client error, and
 //! leaves nothing behind.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod support;
 
 use osprey_collections::{

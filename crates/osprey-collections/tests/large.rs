@@ -3,6 +3,8 @@
 //! ignored by default:
 //! `cargo test -p osprey-collections --test large -- --ignored --nocapture`
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod support;
 
 use std::time::Instant;

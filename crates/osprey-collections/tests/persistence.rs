@@ -2,6 +2,8 @@
 //! snapshot (used when current, ignored when stale or damaged), and the
 //! directory layout after interrupted creates and deletes.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod support;
 
 use std::collections::HashSet;

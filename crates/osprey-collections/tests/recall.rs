@@ -1,6 +1,8 @@
 //! Search quality against an exact f64 reference on clustered data, with and
 //! without filters, for each distance.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 mod support;
 
 use osprey_collections::{Collections, Distance, Filter, Payload, PointId, SearchRequest};
