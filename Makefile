@@ -6,7 +6,7 @@ CARGO ?= cargo
 MODEL_DIR := models/all-MiniLM-L6-v2
 ARGS ?=
 
-.PHONY: run run-onnx build build-onnx model onnx test-models clients chromium deploy-tools deploy-check test lint unit fuzz fuzz-tools bench baseline clean
+.PHONY: run run-onnx build build-onnx model onnx test-models clients chromium deploy-tools deploy-check deny test lint unit fuzz fuzz-tools bench baseline clean
 
 ## Serve the default model on 127.0.0.1:8080 (candle backend, release build).
 run: model
@@ -38,7 +38,7 @@ test-models: model onnx
 
 ## Every check: formatting, lints, all tests against the real models and services,
 ## and a bounded fuzzing run of the request parsers.
-test: model onnx test-models lint unit deploy-check fuzz
+test: model onnx test-models lint deny unit deploy-check fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -51,6 +51,11 @@ chromium:
 ## The official API clients the tests speak through (openai), into .venv/.
 clients:
 	scripts/ensure-clients.sh
+
+## cargo deny (deny.toml): licences, bans and sources of every dependency, and
+## advisories where the RustSec database can be had.
+deny:
+	JOBS=$(JOBS) scripts/deny.sh
 
 ## promtool and nginx (Debian's packages) for the deployment checks and the
 ## load-balancer test.
