@@ -81,10 +81,11 @@ impl Collection {
         let (store, header, op) = Store::open(dir)?;
         let params = header.params;
         let started = Instant::now();
-        let (state, from_snapshot) = match load_with_snapshot(&store, dir, op, &params)? {
-            Some(state) => (state, true),
-            None => (rebuild(&store, op, &params)?, false),
+        let (state, snapshot_op) = match load_with_snapshot(&store, dir, op, &params)? {
+            Some((state, snapshot_op)) => (state, Some(snapshot_op)),
+            None => (rebuild(&store, op, &params)?, None),
         };
+        let from_snapshot = snapshot_op.is_some();
         let points = state.by_id.len();
         tracing::info!(
             collection = %header.name,
@@ -106,7 +107,7 @@ impl Collection {
             state: RwLock::new(state),
             writer: Mutex::new(()),
             deleted: AtomicBool::new(false),
-            snapshot_op: AtomicU64::new(if from_snapshot { op } else { 0 }),
+            snapshot_op: AtomicU64::new(snapshot_op.unwrap_or(0)),
         })
     }
 
@@ -644,13 +645,15 @@ impl PartialEq for Ranked<'_> {
 
 impl Eq for Ranked<'_> {}
 
-/// Builds the in-memory state from the snapshot, if one matches the store.
+/// Builds the in-memory state from the snapshot, if there is one that fits the
+/// store, then replays the writes made after it: points written since are
+/// re-inserted, points gone since are removed. `Ok(None)` means rebuild.
 fn load_with_snapshot(
     store: &Store,
     dir: &Path,
     op: u64,
     params: &CollectionParams,
-) -> Result<Option<State>> {
+) -> Result<Option<(State, u64)>> {
     let loaded = match snapshot::load(dir, op, params.size, params.distance) {
         Ok(Some(l)) => l,
         Ok(None) => return Ok(None),
@@ -659,53 +662,100 @@ fn load_with_snapshot(
             return Ok(None);
         }
     };
+    let snapshot_op = loaded.op;
     let mut keys = loaded.keys;
+    let mut index = loaded.index;
     let max_key = keys.values().copied().max().map_or(0, |k| k + 1);
     let Ok(max_key) = usize::try_from(max_key) else {
         return Ok(None);
     };
-    if keys.len() != loaded.index.len() || max_key > keys.len().saturating_mul(4).max(1 << 20) {
+    if keys.len() != index.len() || max_key > keys.len().saturating_mul(4).max(1 << 20) {
         return Ok(None);
     }
     let mut slots: Vec<Option<Slot>> = Vec::new();
     slots.resize_with(max_key, || None);
     let mut by_id = BTreeMap::new();
+    // Points written after the snapshot: (key in the graph if it has one, vector).
+    let mut changed: Vec<(PointId, Option<u64>, Vec<f32>, u64, Payload)> = Vec::new();
     let mut fits = true;
     store.for_each(|p| {
-        match keys.remove(&p.id) {
-            Some(k) => {
-                if let Some(s) = slots.get_mut(k as usize) {
-                    by_id.insert(p.id.clone(), k);
-                    *s = Some(Slot {
-                        id: p.id,
-                        version: p.version,
-                        payload: p.payload,
-                    });
-                } else {
-                    fits = false;
-                }
+        let known = keys.remove(&p.id);
+        if p.version > snapshot_op {
+            if p.vector.len() != params.size {
+                fits = false;
+            }
+            changed.push((p.id, known, p.vector, p.version, p.payload));
+            return Ok(());
+        }
+        // Unchanged since the snapshot: it must be in it.
+        match known.and_then(|k| slots.get_mut(k as usize).map(|s| (k, s))) {
+            Some((k, s)) => {
+                by_id.insert(p.id.clone(), k);
+                *s = Some(Slot {
+                    id: p.id,
+                    version: p.version,
+                    payload: p.payload,
+                });
             }
             None => fits = false,
         }
         Ok(())
     })?;
-    if !fits || !keys.is_empty() {
+    if !fits {
         tracing::warn!("index snapshot does not match the stored points; rebuilding");
         return Ok(None);
     }
+    let (replayed, removed) = (changed.len(), keys.len());
+    // Deleted since the snapshot.
+    for (_, k) in keys {
+        index.remove(k)?;
+    }
+    // Keys of rewritten points stay theirs; the other empty slots are free.
+    let rewritten: HashSet<u64> = changed.iter().filter_map(|c| c.1).collect();
     let free = slots
         .iter()
         .enumerate()
-        .filter(|(_, s)| s.is_none())
+        .filter(|(i, s)| s.is_none() && !rewritten.contains(&(*i as u64)))
         .map(|(i, _)| i as u64)
         .collect();
-    Ok(Some(State {
+    let mut st = State {
         slots,
         free,
         by_id,
-        index: loaded.index,
+        index,
         op,
-    }))
+    };
+    let mut adds: Vec<(u64, Vec<f32>)> = Vec::with_capacity(changed.len());
+    for (id, known, vector, version, payload) in changed {
+        let key = match known {
+            Some(k) => {
+                st.index.remove(k)?;
+                k
+            }
+            None => st.allocate(),
+        };
+        st.by_id.insert(id.clone(), key);
+        if let Some(s) = st.slots.get_mut(key as usize) {
+            *s = Some(Slot {
+                id,
+                version,
+                payload,
+            });
+        }
+        adds.push((key, vector));
+    }
+    let items: Vec<(u64, &[f32])> = adds.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    st.index.add_batch(&items)?;
+    if replayed + removed > 0 {
+        tracing::info!(
+            snapshot_op,
+            store_op = op,
+            replayed,
+            removed,
+            "replayed the writes made after the index snapshot"
+        );
+    }
+    Ok(Some((st, snapshot_op)))
 }
 
 /// Builds the in-memory state and the graph from the store.

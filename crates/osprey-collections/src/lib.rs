@@ -4,9 +4,10 @@
 //!
 //! - [`Collections`] is the manager the HTTP layer calls (from blocking threads).
 //! - Every write is committed to the collection's redb database with immediate
-//!   durability before it returns; the in-memory index is rebuilt from that store
-//!   on start, or loaded from the snapshot [`Collections::flush`] saved when it
-//!   still matches the store.
+//!   durability before it returns. On start the in-memory index is loaded from
+//!   the last snapshot [`Collections::flush`] saved, and the writes made after it
+//!   are replayed from the store; without a usable snapshot it is rebuilt from
+//!   the store.
 //! - Vectors live once in memory, inside the index; payloads are kept in memory
 //!   too, for filtering.
 //!

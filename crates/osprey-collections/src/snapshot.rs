@@ -6,8 +6,9 @@
 //! and `index.meta` (the operation counter it reflects, the graph file's length
 //! and BLAKE3 hash, and which point each graph key stands for, then a hash of
 //! all that). A snapshot is used only if both files check out and its counter
-//! equals the store's; anything else means a rebuild from the store, which is
-//! always the authority.
+//! is not past the store's; the writes after it are replayed from the store
+//! (every stored point carries the operation that last wrote it). Anything
+//! else means a rebuild from the store, which is always the authority.
 
 use std::collections::HashMap;
 use std::fs::{self, File};
@@ -26,6 +27,8 @@ const MAGIC: &[u8; 8] = b"OSPSNAP1";
 pub(crate) struct Loaded {
     pub index: VectorIndex,
     pub keys: HashMap<PointId, u64>,
+    /// The operation the graph reflects.
+    pub op: u64,
 }
 
 /// Saves the graph and its key map as of operation `op`.
@@ -70,7 +73,8 @@ pub(crate) fn save(
     Ok(())
 }
 
-/// Loads the snapshot if there is one that reflects exactly operation `op`.
+/// Loads the snapshot if there is one that reflects an operation up to `op`
+/// (the caller replays the later ones).
 /// `Ok(None)` when there is none or it does not fit; errors are only I/O errors
 /// worth reporting (the caller rebuilds either way).
 pub(crate) fn load(dir: &Path, op: u64, dims: usize, distance: Distance) -> Result<Option<Loaded>> {
@@ -84,11 +88,11 @@ pub(crate) fn load(dir: &Path, op: u64, dims: usize, distance: Distance) -> Resu
         tracing::warn!(path = %meta_path.display(), "index snapshot metadata is corrupt; rebuilding");
         return Ok(None);
     };
-    if meta.op != op {
-        tracing::info!(
+    if meta.op > op {
+        tracing::warn!(
             snapshot_op = meta.op,
             store_op = op,
-            "index snapshot is stale; rebuilding"
+            "index snapshot is newer than the store; rebuilding"
         );
         return Ok(None);
     }
@@ -111,6 +115,7 @@ pub(crate) fn load(dir: &Path, op: u64, dims: usize, distance: Distance) -> Resu
     Ok(Some(Loaded {
         index,
         keys: meta.keys,
+        op: meta.op,
     }))
 }
 

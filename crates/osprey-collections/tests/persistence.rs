@@ -437,3 +437,101 @@ fn concurrent_readers_and_writers() {
     });
     assert_eq!(c.count("c", None).unwrap(), 2_100);
 }
+
+#[test]
+fn writes_after_a_snapshot_are_replayed_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir);
+    let mut data = Clusters::new(16, 4, 4, 9);
+    let moved = vec![9.0f32; 16];
+    let fresh = vec![-9.0f32; 16];
+    {
+        let c = Collections::open(&cfg).unwrap();
+        c.create("r", params(16, Distance::Euclid)).unwrap();
+        fill(&c, "r", &mut data, 1_000);
+        c.flush().unwrap();
+        // After the snapshot: overwrite, delete, delete then re-add, add new.
+        c.upsert(
+            "r",
+            vec![Point {
+                id: PointId::Num(5),
+                vector: moved.clone(),
+                payload: Default::default(),
+            }],
+        )
+        .unwrap();
+        c.delete_points("r", &Selector::Ids((100..200).map(PointId::Num).collect()))
+            .unwrap();
+        c.upsert(
+            "r",
+            vec![Point {
+                id: PointId::Num(150),
+                vector: fresh.clone(),
+                payload: Default::default(),
+            }],
+        )
+        .unwrap();
+        c.upsert(
+            "r",
+            vec![Point {
+                id: uuid_id(1),
+                vector: vec![0.5; 16],
+                payload: Default::default(),
+            }],
+        )
+        .unwrap();
+        // No flush.
+    }
+    let col_dir = fs::read_dir(&cfg.path)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let c = Collections::open(&cfg).unwrap();
+    assert!(
+        col_dir.join("index.meta").is_file(),
+        "the snapshot was used"
+    );
+    assert_eq!(c.count("r", None).unwrap(), 1_000 - 100 + 1 + 1);
+    assert_eq!(c.info("r").unwrap().indexed_vectors_count, 902);
+    let nearest = |v: &[f32]| {
+        c.search(
+            "r",
+            &SearchRequest {
+                vector: v.to_vec(),
+                limit: 1,
+                ..Default::default()
+            },
+        )
+        .unwrap()[0]
+            .clone()
+    };
+    let h = nearest(&moved);
+    assert_eq!((h.id, h.score, h.version), (PointId::Num(5), 0.0, 2));
+    assert_eq!(nearest(&fresh).id, PointId::Num(150));
+    assert_eq!(nearest(&[0.5; 16]).id, uuid_id(1));
+    let gone: Vec<PointId> = (100..200).filter(|i| *i != 150).map(PointId::Num).collect();
+    assert!(
+        c.retrieve("r", &gone[..10], false, false)
+            .unwrap()
+            .is_empty()
+    );
+    // Every point is found as its own nearest neighbour through the graph.
+    let (all, _) = c.scroll("r", None, 1_000, None, false, true).unwrap();
+    for r in all.iter().step_by(7) {
+        assert_eq!(nearest(r.vector.as_ref().unwrap()).id, r.id);
+    }
+    // A new snapshot, then writes again; each reopen replays what came after.
+    c.flush().unwrap();
+    c.delete_points("r", &Selector::Ids(vec![PointId::Num(5)]))
+        .unwrap();
+    drop(c);
+    let c = Collections::open(&cfg).unwrap();
+    assert_eq!(c.count("r", None).unwrap(), 901);
+    assert!(
+        c.retrieve("r", &[PointId::Num(5)], false, false)
+            .unwrap()
+            .is_empty()
+    );
+}
