@@ -22,7 +22,7 @@ use crate::point::{
 };
 use crate::score;
 use crate::snapshot;
-use crate::store::{Store, Write};
+use crate::store::{Store, StoredPoint, Write};
 
 /// Below this many points every filtered search is exact: scanning is cheap and
 /// always right.
@@ -676,7 +676,7 @@ fn load_with_snapshot(
     slots.resize_with(max_key, || None);
     let mut by_id = BTreeMap::new();
     // Points written after the snapshot: (key in the graph if it has one, vector).
-    let mut changed: Vec<(PointId, Option<u64>, Vec<f32>, u64, Payload)> = Vec::new();
+    let mut changed: Vec<(Option<u64>, StoredPoint)> = Vec::new();
     let mut fits = true;
     store.for_each(|p| {
         let known = keys.remove(&p.id);
@@ -684,7 +684,7 @@ fn load_with_snapshot(
             if p.vector.len() != params.size {
                 fits = false;
             }
-            changed.push((p.id, known, p.vector, p.version, p.payload));
+            changed.push((known, p));
             return Ok(());
         }
         // Unchanged since the snapshot: it must be in it.
@@ -711,7 +711,7 @@ fn load_with_snapshot(
         index.remove(k)?;
     }
     // Keys of rewritten points stay theirs; the other empty slots are free.
-    let rewritten: HashSet<u64> = changed.iter().filter_map(|c| c.1).collect();
+    let rewritten: HashSet<u64> = changed.iter().filter_map(|c| c.0).collect();
     let free = slots
         .iter()
         .enumerate()
@@ -726,7 +726,7 @@ fn load_with_snapshot(
         op,
     };
     let mut adds: Vec<(u64, Vec<f32>)> = Vec::with_capacity(changed.len());
-    for (id, known, vector, version, payload) in changed {
+    for (known, p) in changed {
         let key = match known {
             Some(k) => {
                 st.index.remove(k)?;
@@ -734,15 +734,15 @@ fn load_with_snapshot(
             }
             None => st.allocate(),
         };
-        st.by_id.insert(id.clone(), key);
+        st.by_id.insert(p.id.clone(), key);
         if let Some(s) = st.slots.get_mut(key as usize) {
             *s = Some(Slot {
-                id,
-                version,
-                payload,
+                id: p.id,
+                version: p.version,
+                payload: p.payload,
             });
         }
-        adds.push((key, vector));
+        adds.push((key, p.vector));
     }
     let items: Vec<(u64, &[f32])> = adds.iter().map(|(k, v)| (*k, v.as_slice())).collect();
     st.index.add_batch(&items)?;
