@@ -8,6 +8,7 @@
 //! [`name`] too.
 
 mod cache;
+mod collections;
 mod engine;
 pub mod name;
 mod observe;
@@ -17,6 +18,7 @@ pub use cache::{
     CacheCorrupt, CacheErrored, CacheEvicted, CacheLookup, CacheLookupCounters, CacheSize,
     CacheSkipped, CacheWriteDropped, CacheWritten,
 };
+pub use collections::{CollectionSearched, CollectionSize};
 pub use engine::{
     BatchRan, InferenceFailed, InferenceSucceeded, ItemsCancelled, ItemsCoalesced, QueueCapacity,
     QueueDepth,

@@ -19,7 +19,14 @@ pub async fn read_json<T: de::DeserializeOwned + Send + 'static>(
     body: Body,
 ) -> Result<T, ApiError> {
     let items = state.config.max_inputs.saturating_mul(3).saturating_add(16);
-    read_json_within(state, headers, body, Some(items)).await
+    read_json_within(
+        state,
+        headers,
+        body,
+        Some(items),
+        state.config.max_body_bytes,
+    )
+    .await
 }
 
 /// [`read_json`] for bodies of numbers (KServe v2 tensors), whose lists are
@@ -29,7 +36,18 @@ pub async fn read_tensor_json<T: de::DeserializeOwned + Send + 'static>(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<T, ApiError> {
-    read_json_within(state, headers, body, None).await
+    read_json_within(state, headers, body, None, state.config.max_body_bytes).await
+}
+
+/// [`read_tensor_json`] with a body limit of its own: collection writes carry up
+/// to thousands of vectors per request.
+pub async fn read_json_up_to<T: de::DeserializeOwned + Send + 'static>(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+) -> Result<T, ApiError> {
+    read_json_within(state, headers, body, None, limit).await
 }
 
 async fn read_json_within<T: de::DeserializeOwned + Send + 'static>(
@@ -37,9 +55,9 @@ async fn read_json_within<T: de::DeserializeOwned + Send + 'static>(
     headers: &HeaderMap,
     body: Body,
     max_items: Option<usize>,
+    limit: usize,
 ) -> Result<T, ApiError> {
     check_content_type(headers)?;
-    let limit = state.config.max_body_bytes;
     let too_large = || ApiError::TooLarge(format!("request body is larger than {limit} bytes"));
     let declared = headers
         .get(header::CONTENT_LENGTH)

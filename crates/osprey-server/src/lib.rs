@@ -31,7 +31,7 @@ pub use observe::{
     install_metrics,
 };
 pub use protect::{Protection, ProtectionError};
-pub use state::{AppState, EngineSlot, Shared};
+pub use state::{AppState, CollectionsSlot, EngineSlot, Shared};
 pub use tls::{TlsConfig, TlsError};
 
 /// The per-request checks the router runs, reachable one by one so the benchmarks
@@ -46,7 +46,7 @@ pub mod checks {
 use std::future::Future;
 
 use axum::Router;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 
 /// Every route, with request ids, request metrics, compression, and protection
@@ -78,6 +78,37 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v2/models/{name}/versions/{version}/infer",
             post(routes::v2::infer_version),
+        )
+        .route("/collections", get(routes::collections::list))
+        .route(
+            "/collections/{name}",
+            get(routes::collections::info)
+                .put(routes::collections::create)
+                .delete(routes::collections::delete),
+        )
+        .route(
+            "/collections/{name}/exists",
+            get(routes::collections::exists),
+        )
+        .route(
+            "/collections/{name}/points",
+            put(routes::collections::upsert).post(routes::collections::retrieve),
+        )
+        .route(
+            "/collections/{name}/points/query",
+            post(routes::collections::query),
+        )
+        .route(
+            "/collections/{name}/points/count",
+            post(routes::collections::count),
+        )
+        .route(
+            "/collections/{name}/points/delete",
+            post(routes::collections::delete_points),
+        )
+        .route(
+            "/collections/{name}/points/scroll",
+            post(routes::collections::scroll),
         )
         .route("/admin/models", post(routes::models::add))
         .route("/admin/models/{name}", delete(routes::models::remove))

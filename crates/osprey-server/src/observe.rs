@@ -19,7 +19,7 @@ use axum::http::{HeaderName, Method};
 use axum::middleware::Next;
 use axum::response::Response;
 use osprey_engine::cache::CacheStats;
-use osprey_metrics::event::{Event, ModelLoaded, QueueCapacity, QueueDepth};
+use osprey_metrics::event::{CollectionSize, Event, ModelLoaded, QueueCapacity, QueueDepth};
 use osprey_observe::{EngineProbe, EngineTotals, TierSecond};
 use tracing::Instrument;
 
@@ -173,6 +173,17 @@ pub fn refresh_gauges(state: &AppState) {
         return;
     }
     obs.refresh_gauges(state.started.elapsed());
+    if let Some(Some(Ok(collections))) = state.collections.as_ref().map(|s| s.get()) {
+        for name in collections.list() {
+            if let Ok(info) = collections.info(&name) {
+                CollectionSize {
+                    collection: &name,
+                    points: info.points_count,
+                }
+                .emit();
+            }
+        }
+    }
     if let Some(p) = state.engine.get() {
         let info = p.info();
         ModelLoaded {

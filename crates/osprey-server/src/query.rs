@@ -13,6 +13,15 @@ fn allowed(route: &str) -> &'static [&'static str] {
     match route {
         "/admin/profile" => &["seconds"],
         "/dashboard/data" => &["since"],
+        // Qdrant's write and read options: every write is durable before it is
+        // acknowledged, and there is one replica, so they change nothing.
+        "/collections/{name}/points" | "/collections/{name}/points/delete" => {
+            &["wait", "ordering", "timeout", "consistency"]
+        }
+        "/collections/{name}"
+        | "/collections/{name}/points/query"
+        | "/collections/{name}/points/count"
+        | "/collections/{name}/points/scroll" => &["timeout", "consistency"],
         _ => &[],
     }
 }

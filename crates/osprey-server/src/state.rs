@@ -65,6 +65,8 @@ pub struct Shared {
     pub draining: Arc<AtomicBool>,
     /// Whether each request records an OpenTelemetry span (an exporter is set up).
     pub traces: bool,
+    /// Vector collections (Qdrant's API), when turned on; opened in the background.
+    pub collections: Option<Arc<CollectionsSlot>>,
 }
 
 impl Deref for AppState {
@@ -88,6 +90,7 @@ impl AppState {
             expose_cache_status: true,
             draining: Arc::new(AtomicBool::new(false)),
             traces: false,
+            collections: None,
         }))
     }
 
@@ -128,6 +131,13 @@ impl AppState {
         Self(Arc::new(shared))
     }
 
+    /// The same state serving the collections `slot` is filled with.
+    pub fn with_collections(self, slot: Arc<CollectionsSlot>) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.collections = Some(slot);
+        Self(Arc::new(shared))
+    }
+
     /// Starts draining: readiness drops at once; requests are still served.
     pub fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
@@ -140,5 +150,21 @@ impl AppState {
     /// The default model's pipeline, or 503 while it loads.
     pub fn engine(&self) -> Result<Arc<Pipeline>, ApiError> {
         self.engine.get().ok_or(ApiError::NotReady)
+    }
+}
+
+/// The collections once their stores are open and their indexes loaded or
+/// rebuilt, or why they could not be opened.
+#[derive(Default)]
+pub struct CollectionsSlot(OnceLock<Result<Arc<osprey_collections::Collections>, String>>);
+
+impl CollectionsSlot {
+    pub fn fill(&self, opened: Result<osprey_collections::Collections, String>) {
+        let _ = self.0.set(opened.map(Arc::new));
+    }
+
+    /// `None` while opening.
+    pub fn get(&self) -> Option<&Result<Arc<osprey_collections::Collections>, String>> {
+        self.0.get()
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
+use osprey_collections::CollectionsConfig;
 use osprey_engine::cache::CacheConfig;
 use osprey_engine::{BackendKind, BatchingConfig, EngineConfig};
 use osprey_server::{
@@ -83,6 +84,8 @@ pub struct Config {
     pub telemetry: TelemetryConfig,
     pub slo: SloConfig,
     pub alerts: AlertsConfig,
+    /// Vector collections over Qdrant's API; an empty path turns them off.
+    pub collections: CollectionsConfig,
     /// The model repository; empty: the one `[model]` is served.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelSpec>,

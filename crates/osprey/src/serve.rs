@@ -6,8 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
+use osprey_collections::Collections;
 use osprey_engine::cache::TieredCache;
-use osprey_server::{AppState, Models, Protection, detached_metrics, install_metrics};
+use osprey_server::{
+    AppState, CollectionsSlot, Models, Protection, detached_metrics, install_metrics,
+};
 use tokio::sync::watch;
 
 use crate::cli::ServeArgs;
@@ -102,6 +105,11 @@ async fn serve(
         );
     }
 
+    let collections = open_collections_in_background(&config);
+    let state = match &collections {
+        Some(slot) => state.with_collections(slot.clone()),
+        None => state,
+    };
     let (stop_tx, stop_rx) = watch::channel(false);
     let failed = Arc::new(AtomicBool::new(false));
     load_models_in_background(&config, &state, stop_tx.clone(), failed.clone());
@@ -259,9 +267,45 @@ fn reload_on_hangup(state: AppState, args: ServeArgs) {
     let _ = (state, args);
 }
 
+/// Opens the collections on the blocking pool, beside the models loading: their
+/// stores are read and their indexes loaded or rebuilt while the server listens.
+fn open_collections_in_background(config: &Config) -> Option<Arc<CollectionsSlot>> {
+    if config.collections.path.as_os_str().is_empty() {
+        return None;
+    }
+    let slot = Arc::new(CollectionsSlot::default());
+    let filled = slot.clone();
+    let c = config.collections.clone();
+    tokio::task::spawn_blocking(move || {
+        let started = std::time::Instant::now();
+        let opened = Collections::open(&c).map_err(|e| e.to_string());
+        match &opened {
+            Ok(all) => tracing::info!(
+                collections = all.list().len(),
+                path = %c.path.display(),
+                secs = started.elapsed().as_secs_f64(),
+                "collections ready"
+            ),
+            Err(e) => tracing::error!(error = %e, "the collections could not be opened"),
+        }
+        filled.fill(opened);
+    });
+    Some(slot)
+}
+
 /// Stops the models and flushes and closes the cache.
 async fn release(state: &AppState, cache: Option<Arc<TieredCache>>) {
     state.models.stop_all().await;
+    if let Some(Some(Ok(c))) = state.collections.as_ref().map(|s| s.get()) {
+        // Written durably already; this saves the indexes so the next start
+        // loads them instead of rebuilding.
+        let c = c.clone();
+        match tokio::task::spawn_blocking(move || c.flush()).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "saving the collection indexes"),
+            Err(_) => tracing::warn!("saving the collection indexes did not complete"),
+            Ok(Ok(())) => {}
+        }
+    }
     if let Some(cache) = cache {
         // Queued disk and Redis writes are worth keeping, within reason.
         if tokio::time::timeout(Duration::from_secs(5), cache.flush())

@@ -47,3 +47,5 @@ pub const SLO_BURN_RATE: &str = "osprey_slo_burn_rate";
 pub const SLO_ERROR_BUDGET_REMAINING: &str = "osprey_slo_error_budget_remaining";
 pub const ALERTS_ACTIVE: &str = "osprey_alerts_active";
 pub const ALERT_DELIVERIES: &str = "osprey_alert_deliveries_total";
+pub const COLLECTION_SEARCH_DURATION: &str = "osprey_collection_search_duration_seconds";
+pub const COLLECTION_POINTS: &str = "osprey_collection_points";

@@ -120,7 +120,41 @@ pub async fn ready(
     State(state): State<AppState>,
     anonymous: Option<Extension<AnonymousProbe>>,
 ) -> (StatusCode, Json<Readiness>) {
-    let (status, Json(mut body)) = readiness_of(&state);
+    let (mut status, Json(mut body)) = readiness_of(&state);
+    // Collections open beside the models; not ready until they serve too.
+    if let Some(slot) = &state.collections
+        && !state.is_draining()
+    {
+        let (component, ok) = match slot.get() {
+            Some(Ok(_)) => (
+                PlainComponent {
+                    reason: "open".into(),
+                    status: ComponentStatus::Ok,
+                },
+                true,
+            ),
+            Some(Err(e)) => (
+                PlainComponent {
+                    reason: e.clone(),
+                    status: ComponentStatus::Failed,
+                },
+                false,
+            ),
+            None => (
+                PlainComponent {
+                    reason: "loading the collections' indexes".into(),
+                    status: ComponentStatus::Loading,
+                },
+                false,
+            ),
+        };
+        if !ok {
+            status = StatusCode::SERVICE_UNAVAILABLE;
+            body.status = ReadyStatus::NotReady;
+        }
+        body.components
+            .insert("collections".to_owned(), Component::Plain(component));
+    }
     if anonymous.is_some() {
         body.redact();
     }

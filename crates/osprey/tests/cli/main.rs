@@ -8,6 +8,7 @@ mod support;
 
 use std::path::PathBuf;
 
+mod collections;
 mod config_check;
 mod deploy;
 mod embed;

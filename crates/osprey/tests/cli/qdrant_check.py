@@ -1,0 +1,168 @@
+"""Osprey's collections through the official qdrant-client package, checked against
+exact float64 numpy search. Usage: qdrant_check.py BASE_URL. Prints "ok" at the
+end; any failed check raises."""
+
+import sys
+import uuid
+
+import httpx
+import numpy as np
+from qdrant_client import QdrantClient, models
+
+BASE = sys.argv[1]
+client = QdrantClient(url=BASE, check_compatibility=False, timeout=120)
+rng = np.random.default_rng(7)
+
+DIM, N, CLUSTERS = 32, 3000, 20
+CITIES = ["Paris", "Lyon", "Nice", "Lille"]
+
+
+CENTERS = rng.normal(size=(CLUSTERS, DIM))
+
+
+def clustered(n):
+    centers = CENTERS
+    which = rng.integers(0, CLUSTERS, size=n)
+    return centers[which] + 0.3 * rng.normal(size=(n, DIM))
+
+
+def normalized(x):
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+# Collections: create, exists, get, list.
+name = "qdrant-check"
+if client.collection_exists(name):
+    client.delete_collection(name)
+assert client.create_collection(name, vectors_config=models.VectorParams(size=DIM, distance=models.Distance.COSINE))
+assert client.collection_exists(name)
+assert not client.collection_exists("no-such-collection")
+assert name in [c.name for c in client.get_collections().collections]
+info = client.get_collection(name)
+assert info.config.params.vectors.size == DIM, info
+assert info.points_count == 0, info
+
+# Points: integer and UUID ids, payloads with a string, a number and a list.
+vectors = clustered(N)
+ids = [i if i % 10 else str(uuid.UUID(int=i + 1)) for i in range(N)]
+payloads = [{"city": CITIES[i % 4], "n": i, "tags": ["even" if i % 2 == 0 else "odd", f"t{i % 7}"]} for i in range(N)]
+for start in range(0, N, 500):
+    points = [
+        models.PointStruct(id=ids[i], vector=vectors[i].astype(np.float32).tolist(), payload=payloads[i])
+        for i in range(start, min(start + 500, N))
+    ]
+    result = client.upsert(name, points=points, wait=True)
+    assert result.status == models.UpdateStatus.COMPLETED, result
+assert client.get_collection(name).points_count == N
+assert client.count(name).count == N
+
+stored = normalized(vectors.astype(np.float32).astype(np.float64))
+
+
+def exact(query, mask=None, k=10):
+    scores = stored @ normalized(query)
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    order = np.argsort(-scores)[:k]
+    return [ids[i] for i in order if np.isfinite(scores[i])]
+
+
+def recall(found, truth):
+    return len(set(found) & set(truth)) / max(1, len(truth))
+
+
+# Search: recall@10 against exact search, with and without filters.
+queries = clustered(50)
+r = np.mean([recall([p.id for p in client.query_points(name, query=q.tolist(), limit=10).points], exact(q)) for q in queries])
+assert r >= 0.95, f"recall@10 {r}"
+
+paris = np.array([p["city"] == "Paris" for p in payloads])
+r = np.mean(
+    [
+        recall(
+            [
+                p.id
+                for p in client.query_points(
+                    name,
+                    query=q.tolist(),
+                    limit=10,
+                    query_filter=models.Filter(must=[models.FieldCondition(key="city", match=models.MatchValue(value="Paris"))]),
+                ).points
+            ],
+            exact(q, paris),
+        )
+        for q in queries
+    ]
+)
+assert r >= 0.95, f"filtered recall@10 {r}"
+
+# A selective filter: range, list membership, must_not.
+mask = np.array([100 <= p["n"] < 400 and "t3" in p["tags"] and p["city"] != "Nice" for p in payloads])
+flt = models.Filter(
+    must=[models.FieldCondition(key="n", range=models.Range(gte=100, lt=400)), models.FieldCondition(key="tags", match=models.MatchAny(any=["t3"]))],
+    must_not=[models.FieldCondition(key="city", match=models.MatchValue(value="Nice"))],
+)
+q = queries[0]
+got = client.query_points(name, query=q.tolist(), limit=10, query_filter=flt, with_payload=True).points
+assert [p.id for p in got] == exact(q, mask), (got, exact(q, mask))
+for p in got:
+    assert 100 <= p.payload["n"] < 400 and "t3" in p.payload["tags"] and p.payload["city"] != "Nice"
+assert client.count(name, count_filter=flt).count == int(mask.sum())
+
+# Scores are cosine similarities, best first.
+top = client.query_points(name, query=q.tolist(), limit=5, with_vectors=True).points
+for p in top:
+    assert abs(p.score - float(normalized(np.array(p.vector)) @ normalized(q))) < 1e-4
+assert all(a.score >= b.score for a, b in zip(top, top[1:]))
+
+# Retrieve and scroll.
+got = client.retrieve(name, ids=[ids[3], ids[10]], with_vectors=True)
+assert sorted(map(str, [p.id for p in got])) == sorted(map(str, [ids[3], ids[10]]))
+for p in got:
+    i = ids.index(p.id)
+    assert np.allclose(p.vector, stored[i], atol=1e-5)
+    assert p.payload == payloads[i]
+seen, offset = [], None
+while True:
+    page, offset = client.scroll(name, limit=700, offset=offset)
+    seen += [p.id for p in page]
+    if offset is None:
+        break
+assert len(seen) == N and len(set(map(str, seen))) == N
+
+# Delete by ids and by filter.
+client.delete(name, points_selector=models.PointIdsList(points=[ids[1], ids[2]]), wait=True)
+assert client.count(name).count == N - 2
+lille = int(sum(1 for i, p in enumerate(payloads) if p["city"] == "Lille" and i not in (1, 2)))
+client.delete(name, points_selector=models.FilterSelector(filter=models.Filter(must=[models.FieldCondition(key="city", match=models.MatchValue(value="Lille"))])), wait=True)
+assert client.count(name).count == N - 2 - lille
+
+# Errors in Qdrant's shape: wrong size, unknown collection, malformed filter.
+http = httpx.Client(base_url=BASE, timeout=60)
+r = http.put(f"/collections/{name}/points?wait=true", json={"points": [{"id": 1, "vector": [0.1, 0.2]}]})
+assert r.status_code == 400 and "error" in r.json()["status"], r.text
+r = http.post("/collections/no-such-collection/points/query", json={"query": [0.0] * DIM})
+assert r.status_code == 404 and "error" in r.json()["status"], r.text
+r = http.post(f"/collections/{name}/points/query", json={"query": [0.0] * DIM, "filter": {"must": [{"key": "n", "range": {"gte": "x"}}]}})
+assert r.status_code == 400, r.text
+r = http.put(f"/collections/{name}/points?wait=true", content=b'{"points": [{"id": 5, "vector": [NaN' + b", 0.0" * (DIM - 1) + b"]}]}", headers={"content-type": "application/json"})
+assert r.status_code == 400, r.text
+
+# Texts: a collection that embeds with the default model, queried by text.
+texts = ["The cat sat on the mat.", "Stock markets fell sharply today.", "A kitten naps on a rug.", "Interest rates rose again."]
+r = http.put("/collections/texts", json={"vectors": {"distance": "Cosine"}, "model": "default"})
+assert r.status_code == 200, r.text
+r = http.put("/collections/texts/points?wait=true", json={"points": [{"id": i, "text": t, "payload": {"text": t}} for i, t in enumerate(texts)]})
+assert r.status_code == 200, r.text
+r = http.post("/collections/texts/points/query", json={"query": {"text": "a sleeping cat"}, "limit": 2, "with_payload": True})
+assert r.status_code == 200, r.text
+assert {p["id"] for p in r.json()["result"]["points"]} == {0, 2}, r.text
+assert "embed;dur=" in r.headers.get("server-timing", "") and "search;dur=" in r.headers["server-timing"]
+embedded = np.array(http.post("/embed", json={"inputs": texts[1]}).json()[0])
+stored_vec = np.array(client.retrieve("texts", ids=[1], with_vectors=True)[0].vector)
+assert float(normalized(embedded) @ normalized(stored_vec)) > 0.9999
+
+assert client.delete_collection(name)
+assert client.delete_collection("texts")
+assert not client.collection_exists(name)
+print("ok")
