@@ -2,9 +2,11 @@
 //! vectors), the payloads and the id map.
 //!
 //! Reads share a read lock and run in parallel. Writes are serialized by a
-//! writer mutex: each commits to the store first (durable), then takes the write
-//! lock briefly to apply the change in memory, so readers never see a write that
-//! is not on disk and wait only for the in-memory part.
+//! writer mutex: each commits to the store first (durable), then applies the
+//! change in memory, so readers never see a write that is not on disk. The write
+//! lock is held only to change ids and payloads and to remove vectors; new
+//! vectors enter the graph under the read lock (usearch inserts concurrently
+//! with searches), so a large upsert does not stall searches.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
@@ -222,8 +224,20 @@ impl Collection {
             .collect();
         let op = self.store.write(&writes, &[])?;
         drop(writes);
+        // Ids and payloads change under the write lock (with room made in the
+        // graph); the vectors go into the graph under the read lock, so searches
+        // go on while a large batch is inserted.
+        let staged = self
+            .write()
+            .stage_upserts(prepared.into_iter().map(|(p, _)| p), op);
+        let applied = staged.and_then(|adds| {
+            let items: Vec<(u64, &[f32])> = adds.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+            self.read().index.add_batch(&items)
+        });
         let mut st = self.write();
-        let applied = st.apply_upserts(prepared.into_iter().map(|(p, _)| p), op);
+        if applied.is_ok() {
+            st.op = op;
+        }
         self.settle(&mut st, applied, op)
     }
 
@@ -424,6 +438,8 @@ impl Collection {
 
     /// Saves a graph snapshot if the graph changed since the last one.
     pub(crate) fn flush(&self) -> Result<()> {
+        // No write may be half applied while the graph is saved.
+        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
         if self.deleted.load(AtomicOrdering::Acquire) {
             return Ok(());
         }
@@ -503,8 +519,14 @@ impl State {
         }
     }
 
-    fn apply_upserts(&mut self, points: impl Iterator<Item = Point>, op: u64) -> Result<()> {
-        self.op = op;
+    /// Records upserted points (ids, payloads, versions), takes their old
+    /// vectors out of the graph and makes room for the new ones, which it
+    /// returns with their keys for [`VectorIndex::add_batch`].
+    fn stage_upserts(
+        &mut self,
+        points: impl Iterator<Item = Point>,
+        op: u64,
+    ) -> Result<Vec<(u64, Vec<f32>)>> {
         let mut adds: Vec<(u64, Vec<f32>)> = Vec::new();
         for p in points {
             let key = match self.by_id.get(&p.id) {
@@ -527,8 +549,8 @@ impl State {
             }
             adds.push((key, p.vector));
         }
-        let items: Vec<(u64, &[f32])> = adds.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-        self.index.add_batch(&items)
+        self.index.reserve(adds.len())?;
+        Ok(adds)
     }
 
     fn apply_deletes(&mut self, ids: &[PointId], op: u64) -> Result<()> {
@@ -745,6 +767,7 @@ fn load_with_snapshot(
         adds.push((key, p.vector));
     }
     let items: Vec<(u64, &[f32])> = adds.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+    st.index.reserve(items.len())?;
     st.index.add_batch(&items)?;
     if replayed + removed > 0 {
         tracing::info!(
@@ -765,6 +788,7 @@ fn rebuild(store: &Store, op: u64, params: &CollectionParams) -> Result<State> {
     let mut batch: Vec<(u64, Vec<f32>)> = Vec::with_capacity(REBUILD_BATCH.min(n));
     let flush = |st: &mut State, batch: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
         let items: Vec<(u64, &[f32])> = batch.iter().map(|(k, v)| (*k, v.as_slice())).collect();
+        st.index.reserve(items.len())?;
         st.index.add_batch(&items)?;
         batch.clear();
         Ok(())

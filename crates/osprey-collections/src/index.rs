@@ -91,39 +91,42 @@ impl VectorIndex {
         self.inner.size()
     }
 
-    /// Adds vectors under new keys (none may be in the graph). Large batches are
-    /// inserted from several threads.
-    pub(crate) fn add_batch(&mut self, items: &[(u64, &[f32])]) -> Result<()> {
-        let needed = self.inner.size().saturating_add(items.len());
+    /// Makes room for `additional` more vectors. Growing the graph must not race
+    /// with searches, hence `&mut`.
+    pub(crate) fn reserve(&mut self, additional: usize) -> Result<()> {
+        let needed = self.inner.size().saturating_add(additional);
         if needed > self.inner.capacity() {
             let grown = needed.max(self.inner.capacity().saturating_mul(2)).max(64);
             self.inner
                 .reserve_capacity_and_threads(grown, self.threads)
                 .map_err(CollectionError::index)?;
         }
+        Ok(())
+    }
+
+    /// Adds vectors under keys not in the graph, after [`VectorIndex::reserve`]
+    /// made room for them. Safe while searches run (usearch inserts
+    /// concurrently); large batches are inserted from several threads.
+    pub(crate) fn add_batch(&self, items: &[(u64, &[f32])]) -> Result<()> {
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
             .min(self.threads);
-        if items.len() < 1024 || workers < 2 {
-            for (key, v) in items {
+        let insert = |part: &[(u64, &[f32])]| -> Result<()> {
+            let _permit = self.permits.take();
+            for (key, v) in part {
                 self.inner.add(*key, v).map_err(CollectionError::index)?;
             }
-            return Ok(());
+            Ok(())
+        };
+        if items.len() < 1024 || workers < 2 {
+            return insert(items);
         }
-        let inner = &self.inner;
         let chunk = items.len().div_ceil(workers);
         std::thread::scope(|s| {
             let handles: Vec<_> = items
                 .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || -> Result<()> {
-                        for (key, v) in part {
-                            inner.add(*key, v).map_err(CollectionError::index)?;
-                        }
-                        Ok(())
-                    })
-                })
+                .map(|part| s.spawn(move || insert(part)))
                 .collect();
             handles.into_iter().try_for_each(|h| {
                 h.join()

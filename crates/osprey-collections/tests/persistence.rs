@@ -415,6 +415,19 @@ fn concurrent_readers_and_writers() {
                 }
             });
         }
+        // A large batch (inserted from several threads) while searches run.
+        let c2 = &c;
+        s.spawn(move || {
+            let mut data = Clusters::new(16, 4, 4, 8);
+            let batch: Vec<Point> = (0..3_000u64)
+                .map(|i| Point {
+                    id: PointId::Num(50_000 + i),
+                    vector: data.sample().0,
+                    payload: payload_for(i, 0),
+                })
+                .collect();
+            c2.upsert("c", batch).unwrap();
+        });
         for _ in 0..24 {
             let c = &c;
             s.spawn(move || {
@@ -435,7 +448,8 @@ fn concurrent_readers_and_writers() {
             });
         }
     });
-    assert_eq!(c.count("c", None).unwrap(), 2_100);
+    assert_eq!(c.count("c", None).unwrap(), 5_100);
+    assert_eq!(c.info("c").unwrap().indexed_vectors_count, 5_100);
 }
 
 #[test]
