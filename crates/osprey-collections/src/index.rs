@@ -141,8 +141,8 @@ impl VectorIndex {
     }
 
     /// Copies the vector of `key` into `buf` (of the index's size); false if absent.
+    /// (A copy needs no scratch context, so no permit.)
     pub(crate) fn get(&self, key: u64, buf: &mut [f32]) -> bool {
-        let _permit = self.permits.take();
         matches!(self.inner.get(key, buf), Ok(n) if n > 0)
     }
 

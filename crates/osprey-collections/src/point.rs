@@ -26,9 +26,10 @@ impl Distance {
     }
 }
 
-/// What a collection is created with.
+/// What a collection is created with. Unknown fields are ignored when reading
+/// it, so a Qdrant vector config carrying options Osprey has no use for
+/// (`on_disk`, `hnsw_config`, ...) still reads.
 #[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
-#[serde(deny_unknown_fields)]
 pub struct CollectionParams {
     /// The vector size.
     pub size: usize,
