@@ -410,7 +410,9 @@ impl Collection {
                 "limit must be at least 1".into(),
             ));
         }
-        self.check_count(limit)?;
+        // A larger page is cut to the request limit; the next page offset lets
+        // the client go on, so nothing is lost.
+        let limit = limit.min(self.limits.max_points_per_request.max(1));
         let filter = compile(filter)?;
         let st = self.read();
         let start = match offset {

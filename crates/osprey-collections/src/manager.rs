@@ -223,7 +223,8 @@ impl Collections {
     }
 
     /// A page of points in id order (integers before UUIDs) from `offset`
-    /// (inclusive), and the id the next page starts at.
+    /// (inclusive), and the id the next page starts at. Pages are at most
+    /// `max_points_per_request` long.
     pub fn scroll(
         &self,
         name: &str,
