@@ -117,3 +117,10 @@ fn create_upsert_search_and_reopen() {
     assert!(c.list().is_empty());
     assert!(matches!(c.info("docs"), Err(CollectionError::NotFound(_))));
 }
+
+#[test]
+fn the_manager_is_shared_across_threads() {
+    fn shared<T: Send + Sync + 'static>() {}
+    shared::<Collections>();
+    shared::<std::sync::Arc<Collections>>();
+}
