@@ -1,0 +1,251 @@
+"""Benchmarks Osprey's collections against FAISS (faiss-cpu, IndexHNSWFlat, M=16),
+side by side in one run, and prints a Markdown table.
+
+Data: N clustered vectors of DIM dimensions (seeded: gaussian clusters), cosine
+similarity, and Q queries drawn from the same clusters. The truth is exact search
+(float64 numpy). Osprey is the release binary, serving a fresh collection from a
+temporary directory over HTTP on 127.0.0.1; FAISS is queried in process, one query
+at a time, with efSearch raised until its recall matches Osprey's at Osprey's
+default search settings.
+
+Figures:
+- ingest: points/s. Osprey: upserts of 1,000 points over HTTP with wait=true
+  (durable); FAISS: index.add of the same vectors in memory.
+- recall@10 against exact search.
+- search time per query: Osprey's own (Server-Timing `search`), and FAISS's.
+- one client over HTTP: p50 and p99 of the whole request (keep-alive connection).
+- QPS at 8 clients (8 processes, each its own keep-alive connection).
+- text to results: a collection with the default model; a query by text on a
+  cache miss against /embed of a text of the same length on a miss.
+
+usage: python3 bench/vector_search.py [--binary target/release/osprey] [--n 100000]
+                                    [--dim 384] [--queries 1000] [--duration 10]
+"""
+import argparse
+import http.client
+import json
+import multiprocessing as mp
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Conn:
+    """One keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, port):
+        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+
+    def call(self, method, path, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        headers = {"content-type": "application/json"} if data is not None else {}
+        self.c.request(method, path, body=data, headers=headers)
+        r = self.c.getresponse()
+        out = r.read()
+        if r.status != 200:
+            raise RuntimeError(f"{method} {path}: {r.status} {out[:300]!r}")
+        return json.loads(out), r.getheader("server-timing", "")
+
+
+def stage(timing, name):
+    for part in timing.split(","):
+        part = part.strip()
+        if part.startswith(name + ";dur="):
+            return float(part.split("=", 1)[1]) / 1000.0
+    return float("nan")
+
+
+def clustered(rng, centers, n, noise):
+    which = rng.integers(0, len(centers), size=n)
+    return (centers[which] + noise * rng.normal(size=(n, centers.shape[1]))).astype(np.float32)
+
+
+def normalized(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def exact_top(data, queries, k=10):
+    d = normalized(data.astype(np.float64))
+    q = normalized(queries.astype(np.float64))
+    out = []
+    for i in range(0, len(q), 100):
+        s = q[i : i + 100] @ d.T
+        out.extend(np.argsort(-s, axis=1)[:, :k])
+    return np.array(out)
+
+
+def recall(found, truth):
+    return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
+
+
+def start_server(binary, port, data_dir):
+    env = dict(os.environ)
+    env.update(
+        {
+            "OSPREY_COLLECTIONS__PATH": data_dir,
+            "OSPREY_SERVER__PORT": str(port),
+            "OSPREY_TELEMETRY__ACCESS_LOG": "false",
+            "OSPREY_LIMITS__MAX_QUEUE_MS": "0",
+        }
+    )
+    log = open(os.path.join(os.path.dirname(data_dir), "osprey.log"), "w")
+    p = subprocess.Popen([binary, "serve", "--model", os.path.join(ROOT, "models", "all-MiniLM-L6-v2")], env=env, stdout=log, stderr=log, cwd=ROOT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", "/health/ready")
+            if c.getresponse().status == 200:
+                return p
+        except OSError:
+            pass
+        time.sleep(0.1)
+    p.kill()
+    sys.exit("Osprey did not become ready")
+
+
+def client_loop(port, queries, deadline, out):
+    c = Conn(port)
+    n, i = 0, 0
+    while time.time() < deadline:
+        c.call("POST", "/collections/bench/points/query", {"query": queries[i % len(queries)], "limit": 10})
+        n += 1
+        i += 1
+    out.put(n)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "osprey"))
+    ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--dim", type=int, default=384)
+    ap.add_argument("--queries", type=int, default=1000)
+    ap.add_argument("--duration", type=float, default=10.0)
+    args = ap.parse_args()
+    import faiss
+
+    rng = np.random.default_rng(42)
+    centers = rng.normal(size=(100, args.dim))
+    data = clustered(rng, centers, args.n, 0.5)
+    queries = clustered(rng, centers, args.queries, 0.5)
+    truth = exact_top(data, queries)
+    print(f"# {args.n} x {args.dim} clustered vectors, {args.queries} queries; cores: {os.cpu_count()}")
+
+    tmp = tempfile.mkdtemp(prefix="osprey-collections-bench-")
+    port = free_port()
+    server = start_server(args.binary, port, os.path.join(tmp, "data"))
+    rows = {}
+    try:
+        c = Conn(port)
+        c.call("PUT", "/collections/bench", {"vectors": {"size": args.dim, "distance": "Cosine"}})
+        t = time.perf_counter()
+        for s in range(0, args.n, 1000):
+            pts = [{"id": i, "vector": data[i].tolist()} for i in range(s, min(s + 1000, args.n))]
+            c.call("PUT", "/collections/bench/points?wait=true", {"points": pts})
+        ingest = args.n / (time.perf_counter() - t)
+        qs = [q.tolist() for q in queries]
+        found, search_s, total_s = [], [], []
+        for q in qs:
+            t = time.perf_counter()
+            body, timing = c.call("POST", "/collections/bench/points/query", {"query": q, "limit": 10})
+            total_s.append(time.perf_counter() - t)
+            search_s.append(stage(timing, "search"))
+            found.append([p["id"] for p in body["result"]["points"]])
+        osprey_recall = recall(found, truth)
+        ctx = mp.get_context("fork")
+        out = ctx.Queue()
+        deadline = time.time() + args.duration
+        procs = [ctx.Process(target=client_loop, args=(port, qs, deadline, out)) for _ in range(8)]
+        for p in procs:
+            p.start()
+        total = sum(out.get() for _ in procs)
+        for p in procs:
+            p.join()
+        qps8 = total / args.duration
+        rows["osprey"] = {
+            "ingest": ingest,
+            "recall": osprey_recall,
+            "search_p50_ms": statistics.median(search_s) * 1000,
+            "http_p50_ms": statistics.median(total_s) * 1000,
+            "http_p99_ms": float(np.percentile(total_s, 99)) * 1000,
+            "qps8": qps8,
+        }
+
+        # Text to results on a cache miss, against the embedding alone.
+        c.call("PUT", "/collections/texts", {"vectors": {"distance": "Cosine"}, "model": "default"})
+        c.call("PUT", "/collections/texts/points?wait=true", {"points": [{"id": i, "text": f"document number {i} about topic {i % 17}"} for i in range(2000)]})
+        text_total, embed_total = [], []
+        for i in range(200):
+            t = time.perf_counter()
+            c.call("POST", "/collections/texts/points/query", {"query": {"text": f"a question about topic {i} never asked before {i * 7919}"}, "limit": 10})
+            text_total.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            c.call("POST", "/embed", {"inputs": f"a question about topic {i} never embedded before {i * 7919}"})
+            embed_total.append(time.perf_counter() - t)
+        rows["text"] = {"query_p50_ms": statistics.median(text_total) * 1000, "embed_p50_ms": statistics.median(embed_total) * 1000}
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+    # FAISS in process, one query at a time, efSearch raised to Osprey's recall.
+    faiss.omp_set_num_threads(os.cpu_count())
+    index = faiss.IndexHNSWFlat(args.dim, 16, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = 128
+    d = normalized(data).astype(np.float32)
+    t = time.perf_counter()
+    index.add(d)
+    faiss_ingest = args.n / (time.perf_counter() - t)
+    qn = normalized(queries).astype(np.float32)
+    faiss.omp_set_num_threads(1)
+    chosen = None
+    for ef in [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]:
+        index.hnsw.efSearch = ef
+        _, ids = index.search(qn, 10)
+        r = recall(ids, truth)
+        if r >= rows["osprey"]["recall"] - 1e-9:
+            chosen = (ef, r)
+            break
+    if chosen is None:
+        chosen = (ef, r)
+    index.hnsw.efSearch = chosen[0]
+    times = []
+    for q in qn:
+        t = time.perf_counter()
+        index.search(q[None, :], 10)
+        times.append(time.perf_counter() - t)
+    rows["faiss"] = {"ingest": faiss_ingest, "recall": chosen[1], "ef": chosen[0], "search_p50_ms": statistics.median(times) * 1000}
+
+    o, f, tx = rows["osprey"], rows["faiss"], rows["text"]
+    print()
+    print("| figure | Osprey | FAISS HNSWFlat | Osprey / FAISS |")
+    print("|---|---|---|---|")
+    print(f"| ingest, points/s | {o['ingest']:,.0f} (HTTP, durable) | {f['ingest']:,.0f} (in memory) | {o['ingest'] / f['ingest']:.2f}x |")
+    print(f"| recall@10 (default settings; FAISS efSearch={f['ef']}) | {o['recall']:.3f} | {f['recall']:.3f} | |")
+    print(f"| search time per query, p50 | {o['search_p50_ms']:.3f} ms (Server-Timing) | {f['search_p50_ms']:.3f} ms | {o['search_p50_ms'] / f['search_p50_ms']:.2f}x |")
+    print(f"| one client over HTTP, p50 / p99 | {o['http_p50_ms']:.2f} / {o['http_p99_ms']:.2f} ms | | |")
+    print(f"| QPS at 8 clients | {o['qps8']:,.0f} | | |")
+    print(f"| text query on a miss, p50 (embed + search) | {tx['query_p50_ms']:.2f} ms | /embed alone: {tx['embed_p50_ms']:.2f} ms | {tx['query_p50_ms'] / tx['embed_p50_ms']:.2f}x |")
+    print()
+    print(json.dumps(rows))
+
+
+if __name__ == "__main__":
+    main()
