@@ -319,16 +319,16 @@ impl Collection {
         // MAX_EF a walk costs more than it gains.
         let ef = ef.min(n).min(MAX_EF);
         let hits = if req.exact {
-            st.exact(distance, &query, wanted, filter.as_ref())
+            st.exact(distance, &query, wanted, filter.as_ref())?
         } else if let Some(f) = &filter {
             if st.selective(f) {
-                st.exact(distance, &query, wanted, Some(f))
+                st.exact(distance, &query, wanted, Some(f))?
             } else {
                 let pred = |key: u64| st.slot(key).is_some_and(|s| f.matches(&s.id, &s.payload));
                 let hits = st.index.search(&query, wanted, ef, Some(&pred))?;
                 if hits.len() < wanted {
                     // The walk found too few: the matches are few or cut off.
-                    st.exact(distance, &query, wanted, Some(f))
+                    st.exact(distance, &query, wanted, Some(f))?
                 } else {
                     hits
                 }
@@ -336,7 +336,7 @@ impl Collection {
         } else {
             let hits = st.index.search(&query, wanted, ef, None)?;
             if hits.len() < wanted {
-                st.exact(distance, &query, wanted, None)
+                st.exact(distance, &query, wanted, None)?
             } else {
                 hits
             }
@@ -593,18 +593,22 @@ impl State {
     }
 
     /// Compares the query with every (matching) point: the `wanted` best, best
-    /// first, ties by id.
+    /// first (ties by id when filtered).
     fn exact(
         &self,
         distance: Distance,
         query: &[f32],
         wanted: usize,
         filter: Option<&Compiled>,
-    ) -> Vec<(u64, f32)> {
+    ) -> Result<Vec<(u64, f32)>> {
+        let Some(filter) = filter else {
+            // usearch's brute force: SIMD, no copies.
+            return self.index.exact(query, wanted);
+        };
         let mut buf = vec![0.0f32; query.len()];
         let mut heap: BinaryHeap<Ranked<'_>> = BinaryHeap::with_capacity(wanted + 1);
         for (key, s) in self.live() {
-            if filter.is_some_and(|f| !f.matches(&s.id, &s.payload)) {
+            if !filter.matches(&s.id, &s.payload) {
                 continue;
             }
             if !self.index.get(key, &mut buf) {
@@ -627,10 +631,11 @@ impl State {
                 heap.push(r);
             }
         }
-        heap.into_sorted_vec()
+        Ok(heap
+            .into_sorted_vec()
             .into_iter()
             .map(|r| (r.key, r.score))
-            .collect()
+            .collect())
     }
 }
 

@@ -505,48 +505,38 @@ fn parse_path(key: &str) -> Result<Vec<Segment>, CollectionError> {
     Ok(out)
 }
 
-/// The values at `path` in `root`, walking through arrays of objects on the way.
-fn values_at<'a>(root: &'a Map<String, Value>, path: &[Segment], out: &mut Vec<&'a Value>) {
-    let Some((first, rest)) = path.split_first() else {
-        return;
+/// Calls `f` with each value at `path` in `root` (walking through arrays of
+/// objects on the way) until it returns true; returns whether it did. No
+/// allocation: this runs for every point a filtered search looks at.
+fn any_at(root: &Map<String, Value>, path: &[Segment], f: &mut dyn FnMut(&Value) -> bool) -> bool {
+    let Some((Segment::Key(k), rest)) = path.split_first() else {
+        return false;
     };
-    let Segment::Key(k) = first else {
-        return;
+    root.get(k).is_some_and(|v| descend(v, rest, f))
+}
+
+fn descend(v: &Value, path: &[Segment], f: &mut dyn FnMut(&Value) -> bool) -> bool {
+    let Some((seg, rest)) = path.split_first() else {
+        return f(v);
     };
-    if let Some(v) = root.get(k) {
-        descend(v, rest, out);
+    match (seg, v) {
+        (Segment::Key(k), Value::Object(o)) => o.get(k).is_some_and(|x| descend(x, rest, f)),
+        (Segment::Key(_), Value::Array(items)) => {
+            items.iter().any(|x| x.is_object() && descend(x, path, f))
+        }
+        (Segment::Index(i), Value::Array(items)) => {
+            items.get(*i).is_some_and(|x| descend(x, rest, f))
+        }
+        (Segment::All, Value::Array(items)) => items.iter().any(|x| descend(x, rest, f)),
+        _ => false,
     }
 }
 
-fn descend<'a>(v: &'a Value, path: &[Segment], out: &mut Vec<&'a Value>) {
-    let Some((seg, rest)) = path.split_first() else {
-        out.push(v);
-        return;
-    };
-    match (seg, v) {
-        (Segment::Key(k), Value::Object(o)) => {
-            if let Some(x) = o.get(k) {
-                descend(x, rest, out);
-            }
-        }
-        (Segment::Key(_), Value::Array(items)) => {
-            for x in items {
-                if x.is_object() {
-                    descend(x, path, out);
-                }
-            }
-        }
-        (Segment::Index(i), Value::Array(items)) => {
-            if let Some(x) = items.get(*i) {
-                descend(x, rest, out);
-            }
-        }
-        (Segment::All, Value::Array(items)) => {
-            for x in items {
-                descend(x, rest, out);
-            }
-        }
-        _ => {}
+fn is_emptyish(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Array(a) => a.is_empty(),
+        _ => false,
     }
 }
 
@@ -663,32 +653,17 @@ impl Check {
         match self {
             Check::HasId(ids) => ids.contains(id),
             Check::Filter(f) => f.matches(id, payload),
-            Check::IsEmpty(path) => {
-                let mut vals = Vec::new();
-                values_at(payload, path, &mut vals);
-                vals.iter().all(|v| match v {
-                    Value::Null => true,
-                    Value::Array(a) => a.is_empty(),
-                    _ => false,
-                })
-            }
-            Check::IsNull(path) => {
-                let mut vals = Vec::new();
-                values_at(payload, path, &mut vals);
-                vals.iter().any(|v| is_null_value(v))
-            }
-            Check::Nested(path, filter) => {
-                let mut vals = Vec::new();
-                values_at(payload, path, &mut vals);
-                vals.iter().any(|v| match v {
+            // Missing, null or empty everywhere.
+            Check::IsEmpty(path) => !any_at(payload, path, &mut |v| !is_emptyish(v)),
+            Check::IsNull(path) => any_at(payload, path, &mut is_null_value),
+            Check::Nested(path, filter) => any_at(payload, path, &mut |v| match v {
+                Value::Object(o) => filter.matches(id, o),
+                Value::Array(items) => items.iter().any(|x| match x {
                     Value::Object(o) => filter.matches(id, o),
-                    Value::Array(items) => items.iter().any(|x| match x {
-                        Value::Object(o) => filter.matches(id, o),
-                        _ => false,
-                    }),
                     _ => false,
-                })
-            }
+                }),
+                _ => false,
+            }),
             Check::Field {
                 path,
                 matcher,
@@ -697,38 +672,41 @@ impl Check {
                 is_empty,
                 is_null,
             } => {
-                let mut vals = Vec::new();
-                values_at(payload, path, &mut vals);
                 if let Some(vc) = values_count {
-                    let n: usize = vals
-                        .iter()
-                        .map(|v| match v {
+                    let mut n = 0usize;
+                    any_at(payload, path, &mut |v| {
+                        n += match v {
                             Value::Array(a) => a.len(),
                             Value::Null => 0,
                             _ => 1,
-                        })
-                        .sum();
+                        };
+                        false
+                    });
                     return vc.holds(n);
                 }
                 if let Some(want_empty) = is_empty {
-                    let empty = vals.iter().all(|v| match v {
-                        Value::Null => true,
-                        Value::Array(a) => a.is_empty(),
-                        _ => false,
-                    });
+                    let empty = !any_at(payload, path, &mut |v| !is_emptyish(v));
                     return empty == *want_empty;
                 }
                 if let Some(want_null) = is_null {
-                    if vals.is_empty() {
-                        return !*want_null;
-                    }
-                    return vals.iter().any(|v| is_null_value(v)) == *want_null;
+                    let (mut seen, mut null) = (false, false);
+                    any_at(payload, path, &mut |v| {
+                        seen = true;
+                        null = is_null_value(v);
+                        null
+                    });
+                    // A missing field is not null (Qdrant's check on no value).
+                    return if seen {
+                        null == *want_null
+                    } else {
+                        !*want_null
+                    };
                 }
                 let one = |v: &Value| {
                     matcher.as_ref().is_some_and(|m| m.holds(v))
                         || range.as_ref().is_some_and(|r| range_holds(r, v))
                 };
-                vals.iter().any(|v| match v {
+                any_at(payload, path, &mut |v| match v {
                     Value::Array(items) => items.iter().any(one),
                     _ => one(v),
                 })

@@ -180,6 +180,29 @@ impl VectorIndex {
             .collect())
     }
 
+    /// The `count` nearest keys by brute force over every vector, best first.
+    pub(crate) fn exact(&self, query: &[f32], count: usize) -> Result<Vec<(u64, f32)>> {
+        if query.len() != self.dims {
+            return Err(CollectionError::WrongVectorSize {
+                expected: self.dims,
+                got: query.len(),
+            });
+        }
+        let matches = {
+            let _permit = self.permits.take();
+            self.inner
+                .exact_search(query, count.max(1))
+                .map_err(CollectionError::index)?
+        };
+        Ok(matches
+            .keys
+            .into_iter()
+            .zip(matches.distances)
+            .take(count)
+            .map(|(k, d)| (k, self.score(d)))
+            .collect())
+    }
+
     /// usearch's distance as the collection's score.
     fn score(&self, d: f32) -> f32 {
         match self.distance {
