@@ -13,6 +13,30 @@
 //!
 //! Scores follow Qdrant: Cosine gives the cosine similarity (vectors are stored
 //! normalized), Dot the raw dot product, Euclid the distance (ascending).
+//!
+//! # Search
+//!
+//! The index is usearch's HNSW with [`CONNECTIVITY`] 16 and [`EF_CONSTRUCTION`]
+//! 128, searched with a candidate list of [`DEFAULT_EF`] 64 unless a request
+//! names its own `ef` (capped at 4096). On 100k × 384 clustered vectors that
+//! gives recall@10 0.99 against exact search (`tests/large.rs`). A filter is
+//! applied inside the graph walk: points that fail it are walked through but
+//! not returned. A filter estimated (on a sample of 1024 points) to match fewer
+//! than 3000 points or 2% of the collection, any filter on a collection of at
+//! most 5000 points, and `exact: true` are answered by comparing the query with
+//! every matching point instead.
+//!
+//! # Costs, measured on a shared 2-vCPU machine
+//!
+//! - Building the graph: about 0.7-1 ms per 384-d point on 2 threads (100k
+//!   points: 67-107 s). That is what opening a collection costs without a
+//!   usable snapshot; with one, 100k points open in about 3 s, plus the
+//!   re-insertion of the points written after it.
+//! - Memory: about 2.7 KiB per 384-d point for the graph and vectors, plus the
+//!   payloads.
+//! - `benches/search.rs`: on 20k × 384, a search takes 0.3 ms, 2 ms with a 20%
+//!   filter, 1.8 ms with a 1% filter, 1.7 ms exact; a durable upsert of 16
+//!   points 18 ms (one fsync).
 #![forbid(unsafe_code)]
 
 mod collection;
