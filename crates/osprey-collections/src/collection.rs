@@ -81,6 +81,7 @@ impl Collection {
     /// its snapshot when that matches the store, else rebuilds it.
     pub(crate) fn open(dir: &Path, limits: Limits) -> Result<Self> {
         let (store, header, op) = Store::open(dir)?;
+        snapshot::remove_partial(dir);
         let params = header.params;
         let started = Instant::now();
         let (state, snapshot_op) = match load_with_snapshot(&store, dir, op, &params)? {

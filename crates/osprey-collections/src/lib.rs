@@ -28,10 +28,10 @@
 //!
 //! # Costs, measured on a shared 2-vCPU machine
 //!
-//! - Building the graph: about 0.7-1 ms per 384-d point on 2 threads (100k
-//!   points: 67-107 s). That is what opening a collection costs without a
-//!   usable snapshot; with one, 100k points open in about 3 s, plus the
-//!   re-insertion of the points written after it.
+//! - Building the graph: about 0.6-1 ms per 384-d point on 2 threads (100k
+//!   points: 58-107 s, depending on the machine's load). That is what opening
+//!   a collection costs without a usable snapshot; with one, 100k points open
+//!   in about 2-3 s, plus the re-insertion of the points written after it.
 //! - Memory: about 2.7 KiB per 384-d point for the graph and vectors, plus the
 //!   payloads.
 //! - `benches/search.rs`: on 20k × 384, a search takes 0.3 ms, 2 ms with a 20%

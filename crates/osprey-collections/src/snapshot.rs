@@ -119,11 +119,18 @@ pub(crate) fn load(dir: &Path, op: u64, dims: usize, distance: Distance) -> Resu
     }))
 }
 
-/// Removes the snapshot files (a stale snapshot is never used, this only frees
-/// the disk).
+/// Removes the snapshot files (a snapshot that does not fit is never used,
+/// this only frees the disk).
 pub(crate) fn remove(dir: &Path) {
     for f in [INDEX_FILE, META_FILE] {
         let _ = fs::remove_file(dir.join(f));
+    }
+}
+
+/// Removes what a save interrupted by a crash left behind.
+pub(crate) fn remove_partial(dir: &Path) {
+    for f in [INDEX_FILE, META_FILE] {
+        let _ = fs::remove_file(dir.join(format!("{f}.tmp")));
     }
 }
 

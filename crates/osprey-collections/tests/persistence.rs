@@ -300,6 +300,12 @@ fn snapshots_are_used_when_current_and_ignored_when_damaged() {
         assert_eq!(c.count("s", None).unwrap(), 2_000 + 4);
         c.flush().unwrap();
     }
+    // A save interrupted by a crash leaves temporary files; they are removed.
+    fs::write(col_dir.join("index.usearch.tmp"), b"partial").unwrap();
+    fs::write(col_dir.join("index.meta.tmp"), b"partial").unwrap();
+    drop(Collections::open(&cfg).unwrap());
+    assert!(!col_dir.join("index.usearch.tmp").exists());
+    assert!(!col_dir.join("index.meta.tmp").exists());
     // A damaged graph file: rebuilt from the store, nothing lost.
     let bytes = fs::read(col_dir.join("index.usearch")).unwrap();
     fs::write(col_dir.join("index.usearch"), &bytes[..bytes.len() / 2]).unwrap();
