@@ -73,7 +73,7 @@ unit: chromium clients deploy-tools
 
 ## cargo-fuzz, once per machine. Fuzzing needs nightly compiler flags; the stable
 ## toolchain allows them with RUSTC_BOOTSTRAP=1.
-FUZZ_TARGETS := request_body json_depth gzip_body scoring_body
+FUZZ_TARGETS := request_body json_depth gzip_body scoring_body collection_filter
 FUZZ_SECONDS ?= 30
 fuzz-tools:
 	command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz --locked -j $(JOBS)
