@@ -290,7 +290,30 @@ fn open_collections_in_background(config: &Config) -> Option<Arc<CollectionsSlot
         }
         filled.fill(opened);
     });
+    save_indexes_periodically(slot.clone());
     Some(slot)
+}
+
+/// How often the collections' indexes are saved while serving. Every write is
+/// durable in the store already; a recent snapshot only spares a restart after a
+/// crash the rebuild (about a minute per 100,000 points of 384 dimensions here,
+/// against 2 to 3 s to load a snapshot and replay what came after it).
+const SAVE_INDEXES_EVERY: Duration = Duration::from_secs(60);
+
+fn save_indexes_periodically(slot: Arc<CollectionsSlot>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(SAVE_INDEXES_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(Ok(c)) = slot.get() else { continue };
+            let c = c.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || c.flush()).await {
+                tracing::warn!(error = %e, "saving the collection indexes");
+            }
+        }
+    });
 }
 
 /// Stops the models and flushes and closes the cache.
