@@ -148,6 +148,10 @@ assert r.status_code == 400, r.text
 r = http.put(f"/collections/{name}/points?wait=true", content=b'{"points": [{"id": 5, "vector": [NaN' + b", 0.0" * (DIM - 1) + b"]}]}", headers={"content-type": "application/json"})
 assert r.status_code == 400, r.text
 
+# Payloads come back from a query only when asked for (Qdrant's default).
+r = http.post(f"/collections/{name}/points/query", json={"query": queries[1].tolist(), "limit": 3})
+assert r.status_code == 200 and all("payload" not in p for p in r.json()["result"]["points"]), r.text
+
 # Texts: a collection that embeds with the default model, queried by text.
 texts = ["The cat sat on the mat.", "Stock markets fell sharply today.", "A kitten naps on a rug.", "Interest rates rose again."]
 r = http.put("/collections/texts", json={"vectors": {"distance": "Cosine"}, "model": "default"})

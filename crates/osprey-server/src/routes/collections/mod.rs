@@ -381,7 +381,7 @@ pub async fn query(
     let params = req.params.unwrap_or_default();
     let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
     let with_payload = req.with_payload.clone();
-    let wants_payload = WithPayload::wanted(with_payload.as_ref());
+    let wants_payload = WithPayload::wanted(with_payload.as_ref(), false);
     let with_vector = req.with_vector.unwrap_or(false);
     let started = Instant::now();
     let points = match vector {
@@ -513,7 +513,7 @@ pub async fn retrieve(
 ) -> Reply {
     let req: RetrieveIn = read(&state, &call, body).await?;
     let with_payload = req.with_payload.clone();
-    let wants = WithPayload::wanted(with_payload.as_ref());
+    let wants = WithPayload::wanted(with_payload.as_ref(), true);
     let with_vector = req.with_vector.unwrap_or(false);
     let ids = req.ids;
     let records = blocking(&state, move |c| c.retrieve(&name, &ids, wants, with_vector)).await?;
@@ -563,7 +563,7 @@ pub async fn scroll(
 ) -> Reply {
     let req: ScrollIn = read(&state, &call, body).await?;
     let with_payload = req.with_payload.clone();
-    let wants = WithPayload::wanted(with_payload.as_ref());
+    let wants = WithPayload::wanted(with_payload.as_ref(), true);
     let with_vector = req.with_vector.unwrap_or(false);
     let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
     let (filter, offset) = (req.filter, req.offset);

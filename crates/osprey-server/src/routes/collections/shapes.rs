@@ -103,9 +103,11 @@ pub enum WithPayload {
 }
 
 impl WithPayload {
-    pub fn wanted(opt: Option<&Self>) -> bool {
+    /// Whether payloads are sent; `default` when the request does not say
+    /// (Qdrant: not for queries, yes for retrieve and scroll).
+    pub fn wanted(opt: Option<&Self>, default: bool) -> bool {
         match opt {
-            None => true,
+            None => default,
             Some(Self::Flag(b)) => *b,
             Some(_) => true,
         }
