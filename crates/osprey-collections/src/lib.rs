@@ -19,7 +19,8 @@
 //! The index is usearch's HNSW with [`CONNECTIVITY`] 16 and [`EF_CONSTRUCTION`]
 //! 128, searched with a candidate list of [`DEFAULT_EF`] 64 unless a request
 //! names its own `ef` (capped at 4096). On 100k × 384 clustered vectors that
-//! gives recall@10 0.99 against exact search (`tests/large.rs`). A filter is
+//! gives recall@10 0.97–0.99 against exact search (`bench/vector_search.py`,
+//! BENCHMARKS.md). A filter is
 //! applied inside the graph walk: points that fail it are walked through but
 //! not returned. A filter estimated (on a sample of 1024 points) to match fewer
 //! than 3000 points or 2% of the collection, any filter on a collection of at
