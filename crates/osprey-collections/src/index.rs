@@ -156,12 +156,7 @@ impl VectorIndex {
         ef: usize,
         filter: Option<&dyn Fn(u64) -> bool>,
     ) -> Result<Vec<(u64, f32)>> {
-        if query.len() != self.dims {
-            return Err(CollectionError::WrongVectorSize {
-                expected: self.dims,
-                got: query.len(),
-            });
-        }
+        self.check_dims(query)?;
         let wanted = count.max(ef).max(1);
         let matches = {
             let _permit = self.permits.take();
@@ -171,36 +166,40 @@ impl VectorIndex {
             }
             .map_err(CollectionError::index)?
         };
-        Ok(matches
-            .keys
-            .into_iter()
-            .zip(matches.distances)
-            .take(count)
-            .map(|(k, d)| (k, self.score(d)))
-            .collect())
+        Ok(self.scored(matches, count))
     }
 
     /// The `count` nearest keys by brute force over every vector, best first.
     pub(crate) fn exact(&self, query: &[f32], count: usize) -> Result<Vec<(u64, f32)>> {
-        if query.len() != self.dims {
-            return Err(CollectionError::WrongVectorSize {
-                expected: self.dims,
-                got: query.len(),
-            });
-        }
+        self.check_dims(query)?;
         let matches = {
             let _permit = self.permits.take();
             self.inner
                 .exact_search(query, count.max(1))
                 .map_err(CollectionError::index)?
         };
-        Ok(matches
+        Ok(self.scored(matches, count))
+    }
+
+    fn check_dims(&self, query: &[f32]) -> Result<()> {
+        if query.len() != self.dims {
+            return Err(CollectionError::WrongVectorSize {
+                expected: self.dims,
+                got: query.len(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The first `count` of usearch's matches, with their scores.
+    fn scored(&self, matches: usearch::ffi::Matches, count: usize) -> Vec<(u64, f32)> {
+        matches
             .keys
             .into_iter()
             .zip(matches.distances)
             .take(count)
             .map(|(k, d)| (k, self.score(d)))
-            .collect())
+            .collect()
     }
 
     /// usearch's distance as the collection's score.
