@@ -6,7 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Reply, client, get, post_json, start_with_cache};
+use common::{Reply, client, embed_reply as embed, get, post_json, start_with_cache};
 use osprey_cache::testkit::{
     PrivateRedis, free_port, redis_config, shared_redis_url, unique_prefix,
 };
@@ -20,15 +20,6 @@ fn no_memory() -> MemoryConfig {
         max_bytes: 0,
         ..MemoryConfig::default()
     }
-}
-
-async fn embed(base: &str, inputs: serde_json::Value) -> Reply {
-    post_json(
-        &client(),
-        &format!("{base}/embed"),
-        json!({ "inputs": inputs }),
-    )
-    .await
 }
 
 #[tokio::test]

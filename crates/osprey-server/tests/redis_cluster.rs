@@ -4,21 +4,12 @@
 
 mod common;
 
-use common::{Reply, client, post_json, start_with_cache};
+use common::{embed_reply as embed, start_with_cache};
 use osprey_cache::testkit::{PrivateCluster, cluster_config, unique_prefix};
 use osprey_engine::BatchingConfig;
 use osprey_engine::cache::{CacheConfig, MemoryConfig};
 use osprey_server::ServerConfig;
 use serde_json::json;
-
-async fn embed(base: &str, inputs: serde_json::Value) -> Reply {
-    post_json(
-        &client(),
-        &format!("{base}/embed"),
-        json!({ "inputs": inputs }),
-    )
-    .await
-}
 
 #[tokio::test]
 async fn a_second_instance_answers_from_the_cluster() {

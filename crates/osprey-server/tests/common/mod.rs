@@ -392,6 +392,16 @@ pub async fn post_json(client: &reqwest::Client, url: &str, body: Value) -> Repl
     Reply::read(resp).await
 }
 
+/// `POST {base}/embed` with `inputs`, on a fresh client.
+pub async fn embed_reply(base: &str, inputs: Value) -> Reply {
+    post_json(
+        &client(),
+        &format!("{base}/embed"),
+        serde_json::json!({ "inputs": inputs }),
+    )
+    .await
+}
+
 pub async fn get(client: &reqwest::Client, url: &str) -> Reply {
     let resp = client
         .get(url)
