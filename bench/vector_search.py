@@ -10,7 +10,8 @@ default search settings.
 
 Figures:
 - ingest: points/s. Osprey: upserts of 1,000 points over HTTP with wait=true
-  (durable); FAISS: index.add of the same vectors in memory.
+  (durable), their JSON bodies encoded before the clock starts; FAISS:
+  index.add of the same vectors in memory.
 - recall@10 against exact search.
 - search time per query: Osprey's own (Server-Timing `search`), and FAISS's.
 - one client over HTTP: p50 and p99 of the whole request (keep-alive connection).
@@ -18,8 +19,13 @@ Figures:
 - text to results: a collection with the default model; a query by text on a
   cache miss against /embed of a text of the same length on a miss.
 
+Each figure is taken for each storage of the graph named in --variants: float32
+(the default), float16 (Qdrant's `datatype`), int8 (scalar quantization, rescored
+from the stored vectors). FAISS's efSearch is matched to each one's recall.
+
 usage: python3 bench/vector_search.py [--binary target/release/osprey] [--n 100000]
                                     [--dim 384] [--queries 1000] [--duration 10]
+                                    [--variants float32,float16,int8]
 """
 import argparse
 import http.client
@@ -54,7 +60,10 @@ class Conn:
         self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
 
     def call(self, method, path, body=None):
-        data = json.dumps(body).encode() if body is not None else None
+        if body is None or isinstance(body, bytes):
+            data = body
+        else:
+            data = json.dumps(body).encode()
         headers = {"content-type": "application/json"} if data is not None else {}
         self.c.request(method, path, body=data, headers=headers)
         r = self.c.getresponse()
@@ -121,14 +130,69 @@ def start_server(binary, port, data_dir):
     sys.exit("Osprey did not become ready")
 
 
-def client_loop(port, queries, deadline, out):
+VARIANTS = {
+    "float32": {},
+    "float16": {"datatype": "float16"},
+    "int8": {"quantization_config": {"scalar": {"type": "int8", "quantile": 0.99, "always_ram": True}}},
+}
+
+
+def create_body(dim, variant):
+    extra = VARIANTS[variant]
+    vectors = {"size": dim, "distance": "Cosine"}
+    if "datatype" in extra:
+        vectors["datatype"] = extra["datatype"]
+    body = {"vectors": vectors}
+    if "quantization_config" in extra:
+        body["quantization_config"] = extra["quantization_config"]
+    return body
+
+
+def client_loop(port, name, queries, deadline, out):
     c = Conn(port)
     n, i = 0, 0
     while time.time() < deadline:
-        c.call("POST", "/collections/bench/points/query", {"query": queries[i % len(queries)], "limit": 10})
+        c.call("POST", f"/collections/{name}/points/query", {"query": queries[i % len(queries)], "limit": 10})
         n += 1
         i += 1
     out.put(n)
+
+
+def measure_osprey(c, port, name, data, queries, truth, duration):
+    n = len(data)
+    bodies = [
+        json.dumps({"points": [{"id": i, "vector": data[i].tolist()} for i in range(s, min(s + 1000, n))]}).encode()
+        for s in range(0, n, 1000)
+    ]
+    t = time.perf_counter()
+    for body in bodies:
+        c.call("PUT", f"/collections/{name}/points?wait=true", body)
+    ingest = n / (time.perf_counter() - t)
+    qs = [q.tolist() for q in queries]
+    found, search_s, total_s = [], [], []
+    for q in qs:
+        t = time.perf_counter()
+        body, timing = c.call("POST", f"/collections/{name}/points/query", {"query": q, "limit": 10})
+        total_s.append(time.perf_counter() - t)
+        search_s.append(stage(timing, "search"))
+        found.append([p["id"] for p in body["result"]["points"]])
+    ctx = mp.get_context("fork")
+    out = ctx.Queue()
+    deadline = time.time() + duration
+    procs = [ctx.Process(target=client_loop, args=(port, name, qs, deadline, out)) for _ in range(8)]
+    for p in procs:
+        p.start()
+    total = sum(out.get() for _ in procs)
+    for p in procs:
+        p.join()
+    return {
+        "ingest": ingest,
+        "recall": recall(found, truth),
+        "search_p50_ms": statistics.median(search_s) * 1000,
+        "http_p50_ms": statistics.median(total_s) * 1000,
+        "http_p99_ms": float(np.percentile(total_s, 99)) * 1000,
+        "qps8": total / duration,
+    }
 
 
 def main():
@@ -138,7 +202,12 @@ def main():
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--variants", default="float32,float16,int8")
     args = ap.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+    for v in variants:
+        if v not in VARIANTS:
+            sys.exit(f"unknown variant {v}; known: {', '.join(VARIANTS)}")
     import faiss
 
     rng = np.random.default_rng(42)
@@ -154,39 +223,13 @@ def main():
     rows = {}
     try:
         c = Conn(port)
-        c.call("PUT", "/collections/bench", {"vectors": {"size": args.dim, "distance": "Cosine"}})
-        t = time.perf_counter()
-        for s in range(0, args.n, 1000):
-            pts = [{"id": i, "vector": data[i].tolist()} for i in range(s, min(s + 1000, args.n))]
-            c.call("PUT", "/collections/bench/points?wait=true", {"points": pts})
-        ingest = args.n / (time.perf_counter() - t)
-        qs = [q.tolist() for q in queries]
-        found, search_s, total_s = [], [], []
-        for q in qs:
-            t = time.perf_counter()
-            body, timing = c.call("POST", "/collections/bench/points/query", {"query": q, "limit": 10})
-            total_s.append(time.perf_counter() - t)
-            search_s.append(stage(timing, "search"))
-            found.append([p["id"] for p in body["result"]["points"]])
-        osprey_recall = recall(found, truth)
-        ctx = mp.get_context("fork")
-        out = ctx.Queue()
-        deadline = time.time() + args.duration
-        procs = [ctx.Process(target=client_loop, args=(port, qs, deadline, out)) for _ in range(8)]
-        for p in procs:
-            p.start()
-        total = sum(out.get() for _ in procs)
-        for p in procs:
-            p.join()
-        qps8 = total / args.duration
-        rows["osprey"] = {
-            "ingest": ingest,
-            "recall": osprey_recall,
-            "search_p50_ms": statistics.median(search_s) * 1000,
-            "http_p50_ms": statistics.median(total_s) * 1000,
-            "http_p99_ms": float(np.percentile(total_s, 99)) * 1000,
-            "qps8": qps8,
-        }
+        for v in variants:
+            name = f"bench-{v}"
+            c.call("PUT", f"/collections/{name}", create_body(args.dim, v))
+            rows[v] = measure_osprey(c, port, name, data, queries, truth, args.duration)
+            # One collection in memory at a time.
+            c.call("DELETE", f"/collections/{name}")
+            print(f"# {v}: {json.dumps(rows[v])}", flush=True)
 
         # Text to results on a cache miss, against the embedding alone.
         c.call("PUT", "/collections/texts", {"vectors": {"distance": "Cosine"}, "model": "default"})
@@ -205,7 +248,7 @@ def main():
         server.wait(timeout=60)
         shutil.rmtree(tmp, ignore_errors=True)
 
-    # FAISS in process, one query at a time, efSearch raised to Osprey's recall.
+    # FAISS in process, one query at a time, efSearch raised to each variant's recall.
     faiss.omp_set_num_threads(os.cpu_count())
     index = faiss.IndexHNSWFlat(args.dim, 16, faiss.METRIC_INNER_PRODUCT)
     index.hnsw.efConstruction = 128
@@ -215,34 +258,38 @@ def main():
     faiss_ingest = args.n / (time.perf_counter() - t)
     qn = normalized(queries).astype(np.float32)
     faiss.omp_set_num_threads(1)
-    chosen = None
-    for ef in [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]:
-        index.hnsw.efSearch = ef
-        _, ids = index.search(qn, 10)
-        r = recall(ids, truth)
-        if r >= rows["osprey"]["recall"] - 1e-9:
+    matched = {}
+    for v in variants:
+        chosen = None
+        for ef in [16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512]:
+            index.hnsw.efSearch = ef
+            _, ids = index.search(qn, 10)
+            r = recall(ids, truth)
+            if r >= rows[v]["recall"] - 1e-9:
+                chosen = (ef, r)
+                break
+        if chosen is None:
             chosen = (ef, r)
-            break
-    if chosen is None:
-        chosen = (ef, r)
-    index.hnsw.efSearch = chosen[0]
-    times = []
-    for q in qn:
-        t = time.perf_counter()
-        index.search(q[None, :], 10)
-        times.append(time.perf_counter() - t)
-    rows["faiss"] = {"ingest": faiss_ingest, "recall": chosen[1], "ef": chosen[0], "search_p50_ms": statistics.median(times) * 1000}
+        index.hnsw.efSearch = chosen[0]
+        times = []
+        for q in qn:
+            t = time.perf_counter()
+            index.search(q[None, :], 10)
+            times.append(time.perf_counter() - t)
+        matched[v] = {"recall": chosen[1], "ef": chosen[0], "search_p50_ms": statistics.median(times) * 1000}
+    rows["faiss"] = {"ingest": faiss_ingest, "matched": matched}
 
-    o, f, tx = rows["osprey"], rows["faiss"], rows["text"]
+    f, tx = rows["faiss"], rows["text"]
     print()
-    print("| figure | Osprey | FAISS HNSWFlat | Osprey / FAISS |")
-    print("|---|---|---|---|")
-    print(f"| ingest, points/s | {o['ingest']:,.0f} (HTTP, durable) | {f['ingest']:,.0f} (in memory) | {o['ingest'] / f['ingest']:.2f}x |")
-    print(f"| recall@10 (default settings; FAISS efSearch={f['ef']}) | {o['recall']:.3f} | {f['recall']:.3f} | |")
-    print(f"| search time per query, p50 | {o['search_p50_ms']:.3f} ms (Server-Timing) | {f['search_p50_ms']:.3f} ms | {o['search_p50_ms'] / f['search_p50_ms']:.2f}x |")
-    print(f"| one client over HTTP, p50 / p99 | {o['http_p50_ms']:.2f} / {o['http_p99_ms']:.2f} ms | | |")
-    print(f"| QPS at 8 clients | {o['qps8']:,.0f} | | |")
-    print(f"| text query on a miss, p50 (embed + search) | {tx['query_p50_ms']:.2f} ms | /embed alone: {tx['embed_p50_ms']:.2f} ms | {tx['query_p50_ms'] / tx['embed_p50_ms']:.2f}x |")
+    print("| figure | " + " | ".join(f"Osprey {v}" for v in variants) + " | FAISS HNSWFlat |")
+    print("|---|" + "---|" * len(variants) + "---|")
+    print("| ingest, points/s (Osprey: HTTP, durable; FAISS: in memory) | " + " | ".join(f"{rows[v]['ingest']:,.0f} ({rows[v]['ingest'] / f['ingest']:.2f}x)" for v in variants) + f" | {f['ingest']:,.0f} |")
+    print("| recall@10, default settings | " + " | ".join(f"{rows[v]['recall']:.3f}" for v in variants) + " | " + ", ".join(f"{matched[v]['recall']:.3f} (efSearch {matched[v]['ef']})" for v in variants) + " |")
+    print("| search per query, p50 (Osprey: Server-Timing) | " + " | ".join(f"{rows[v]['search_p50_ms']:.3f} ms ({rows[v]['search_p50_ms'] / matched[v]['search_p50_ms']:.2f}x)" for v in variants) + " | " + ", ".join(f"{matched[v]['search_p50_ms']:.3f} ms" for v in variants) + " |")
+    print("| one client over HTTP, p50 / p99 | " + " | ".join(f"{rows[v]['http_p50_ms']:.2f} / {rows[v]['http_p99_ms']:.2f} ms" for v in variants) + " | |")
+    print("| QPS at 8 clients | " + " | ".join(f"{rows[v]['qps8']:,.0f}" for v in variants) + " | |")
+    print()
+    print(f"text query on a miss, p50 (embed + search): {tx['query_p50_ms']:.2f} ms; /embed alone: {tx['embed_p50_ms']:.2f} ms ({tx['query_p50_ms'] / tx['embed_p50_ms']:.2f}x)")
     print()
     print(json.dumps(rows))
 

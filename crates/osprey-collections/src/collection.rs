@@ -17,10 +17,10 @@ use std::time::Instant;
 
 use crate::error::{CollectionError, Result};
 use crate::filter::{Compiled, Filter};
-use crate::index::{DEFAULT_EF, VectorIndex};
+use crate::index::{Codes, DEFAULT_EF, VectorIndex, int8_scale};
 use crate::point::{
-    CollectionInfo, CollectionParams, Distance, Payload, Point, PointId, Record, ScoredPoint,
-    SearchRequest, Selector, UpdateResult,
+    CollectionInfo, CollectionParams, Distance, Payload, Point, PointId, QuantizationSearch,
+    Record, ScoredPoint, SearchRequest, Selector, UpdateResult,
 };
 use crate::score;
 use crate::snapshot;
@@ -83,8 +83,9 @@ impl Collection {
         let (store, header, op) = Store::open(dir)?;
         snapshot::remove_partial(dir);
         let params = header.params;
+        let codes = Codes::of(&params, store.scale()?);
         let started = Instant::now();
-        let (state, snapshot_op) = match load_with_snapshot(&store, dir, op, &params)? {
+        let (state, snapshot_op) = match load_with_snapshot(&store, dir, op, &params, codes)? {
             Some((state, snapshot_op)) => (state, Some(snapshot_op)),
             None => (rebuild(&store, op, &params)?, None),
         };
@@ -215,6 +216,15 @@ impl Collection {
                 operation_id: self.read().op,
             });
         }
+        // The first write to an int8 collection fixes its scale, in the same
+        // transaction as the points.
+        let scale = match self.params.int8_quantile() {
+            Some(quantile) if self.read().index.needs_scale() => Some(int8_scale(
+                prepared.iter().map(|(p, _)| p.vector.as_slice()),
+                quantile,
+            )),
+            _ => None,
+        };
         let writes: Vec<Write<'_>> = prepared
             .iter()
             .map(|(p, json)| Write {
@@ -223,8 +233,11 @@ impl Collection {
                 payload_json: json,
             })
             .collect();
-        let op = self.store.write(&writes, &[])?;
+        let op = self.store.write(&writes, &[], scale)?;
         drop(writes);
+        if let Some(scale) = scale {
+            self.write().index.set_scale(scale);
+        }
         // Ids and payloads change under the write lock (with room made in the
         // graph); the vectors go into the graph under the read lock, so searches
         // go on while a large batch is inserted.
@@ -274,7 +287,7 @@ impl Collection {
                 operation_id: self.read().op,
             });
         }
-        let op = self.store.write(&[], &ids)?;
+        let op = self.store.write(&[], &ids, None)?;
         let mut st = self.write();
         let applied = st.apply_deletes(&ids, op);
         self.settle(&mut st, applied, op)
@@ -319,28 +332,40 @@ impl Collection {
         // A breadth beyond the collection's size changes nothing, and past
         // MAX_EF a walk costs more than it gains.
         let ef = ef.min(n).min(MAX_EF);
+        let int8 = st.index.is_int8();
+        // An int8 graph's candidates are rescored, so more of them are fetched.
+        let fetch = if int8 {
+            oversampled(wanted, ef, req.quantization).min(n)
+        } else {
+            wanted
+        };
         let hits = if req.exact {
-            st.exact(distance, &query, wanted, filter.as_ref())?
+            st.exact(distance, &query, fetch, filter.as_ref())?
         } else if let Some(f) = &filter {
             if st.selective(f) {
-                st.exact(distance, &query, wanted, Some(f))?
+                st.exact(distance, &query, fetch, Some(f))?
             } else {
                 let pred = |key: u64| st.slot(key).is_some_and(|s| f.matches(&s.id, &s.payload));
-                let hits = st.index.search(&query, wanted, ef, Some(&pred))?;
+                let hits = st.index.search(&query, fetch, ef, Some(&pred))?;
                 if hits.len() < wanted {
                     // The walk found too few: the matches are few or cut off.
-                    st.exact(distance, &query, wanted, Some(f))?
+                    st.exact(distance, &query, fetch, Some(f))?
                 } else {
                     hits
                 }
             }
         } else {
-            let hits = st.index.search(&query, wanted, ef, None)?;
+            let hits = st.index.search(&query, fetch, ef, None)?;
             if hits.len() < wanted {
-                st.exact(distance, &query, wanted, None)?
+                st.exact(distance, &query, fetch, None)?
             } else {
                 hits
             }
+        };
+        let hits = if int8 {
+            self.rescore(&st, &query, hits, wanted, req.quantization)?
+        } else {
+            hits
         };
         let mut out = Vec::with_capacity(hits.len());
         let mut buf = vec![0.0f32; self.params.size];
@@ -356,14 +381,71 @@ impl Collection {
                 version: slot.version,
                 score,
                 payload: req.with_payload.then(|| slot.payload.clone()),
-                vector: if req.with_vector && st.index.get(key, &mut buf) {
+                vector: if req.with_vector && !int8 && st.index.get(key, &mut buf) {
                     Some(buf.clone())
                 } else {
                     None
                 },
             });
         }
+        if int8 && req.with_vector {
+            let originals = self.store.vectors(out.iter().map(|p| &p.id))?;
+            for (p, v) in out.iter_mut().zip(originals) {
+                p.vector = v;
+            }
+        }
         Ok(out)
+    }
+
+    /// Orders an int8 graph's candidates by their scores against the original
+    /// vectors from the store (or, without rescoring, by the graph's estimates)
+    /// and keeps the `wanted` best.
+    fn rescore(
+        &self,
+        st: &State,
+        query: &[f32],
+        hits: Vec<(u64, f32)>,
+        wanted: usize,
+        q: QuantizationSearch,
+    ) -> Result<Vec<(u64, f32)>> {
+        let distance = self.params.distance;
+        let mut hits = if q.rescore || q.ignore {
+            let live: Vec<(u64, &PointId)> = hits
+                .iter()
+                .filter_map(|(k, _)| st.slot(*k).map(|s| (*k, &s.id)))
+                .collect();
+            let originals = self.store.vectors(live.iter().map(|(_, id)| *id))?;
+            live.iter()
+                .zip(originals)
+                .filter_map(|((k, _), v)| Some((*k, score::score(distance, query, &v?))))
+                .collect()
+        } else {
+            hits
+        };
+        hits.sort_by(|a, b| {
+            if score::better(distance, a.1, b.1) {
+                Ordering::Less
+            } else if score::better(distance, b.1, a.1) {
+                Ordering::Greater
+            } else {
+                a.0.cmp(&b.0)
+            }
+        });
+        hits.truncate(wanted);
+        Ok(hits)
+    }
+
+    /// Fills the vectors of records from the store when the graph holds int8
+    /// codes (the originals are wanted, not the codes).
+    fn originals(&self, records: &mut [Record], with_vector: bool) -> Result<()> {
+        if !with_vector || !self.read().index.is_int8() {
+            return Ok(());
+        }
+        let vectors = self.store.vectors(records.iter().map(|r| &r.id))?;
+        for (r, v) in records.iter_mut().zip(vectors) {
+            r.vector = v;
+        }
+        Ok(())
     }
 
     pub(crate) fn count(&self, filter: Option<&Filter>) -> Result<u64> {
@@ -385,17 +467,20 @@ impl Collection {
         with_vector: bool,
     ) -> Result<Vec<Record>> {
         self.check_count(ids.len())?;
-        let st = self.read();
-        let mut seen = HashSet::new();
-        let mut buf = vec![0.0f32; self.params.size];
-        Ok(ids
-            .iter()
-            .filter(|id| seen.insert(*id))
-            .filter_map(|id| {
-                let key = *st.by_id.get(id)?;
-                st.record(key, with_payload, with_vector, &mut buf)
-            })
-            .collect())
+        let mut records: Vec<Record> = {
+            let st = self.read();
+            let mut seen = HashSet::new();
+            let mut buf = vec![0.0f32; self.params.size];
+            ids.iter()
+                .filter(|id| seen.insert(*id))
+                .filter_map(|id| {
+                    let key = *st.by_id.get(id)?;
+                    st.record(key, with_payload, with_vector, &mut buf)
+                })
+                .collect()
+        };
+        self.originals(&mut records, with_vector)?;
+        Ok(records)
     }
 
     pub(crate) fn scroll(
@@ -436,6 +521,8 @@ impl Collection {
             }
         }
         let next = matching.next().map(|(id, _)| id.clone());
+        drop(st);
+        self.originals(&mut page, with_vector)?;
         Ok((page, next))
     }
 
@@ -476,12 +563,12 @@ fn compile(filter: Option<&Filter>) -> Result<Option<Compiled>> {
 }
 
 impl State {
-    fn empty(params: &CollectionParams, op: u64, capacity: usize) -> Result<Self> {
+    fn empty(params: &CollectionParams, codes: Codes, op: u64, capacity: usize) -> Result<Self> {
         Ok(Self {
             slots: Vec::with_capacity(capacity),
             free: Vec::new(),
             by_id: BTreeMap::new(),
-            index: VectorIndex::new(params.size, params.distance, capacity)?,
+            index: VectorIndex::new(params.size, params.distance, codes, capacity)?,
             op,
         })
     }
@@ -508,7 +595,9 @@ impl State {
         Some(Record {
             id: slot.id.clone(),
             payload: with_payload.then(|| slot.payload.clone()),
-            vector: (with_vector && self.index.get(key, buf)).then(|| buf.to_vec()),
+            // An int8 graph's vectors come from the store (see `originals`).
+            vector: (with_vector && !self.index.is_int8() && self.index.get(key, buf))
+                .then(|| buf.to_vec()),
         })
     }
 
@@ -640,6 +729,22 @@ impl State {
     }
 }
 
+/// How many candidates an int8 search fetches for `wanted` results: all the
+/// walk's when quantization is ignored, else `wanted` × the oversampling.
+fn oversampled(wanted: usize, ef: usize, q: QuantizationSearch) -> usize {
+    if q.ignore {
+        return wanted.max(ef);
+    }
+    let factor = if q.oversampling.is_finite() {
+        q.oversampling.clamp(1.0, 64.0)
+    } else {
+        1.0
+    };
+    ((wanted as f32 * factor).ceil() as usize)
+        .min(MAX_EF)
+        .max(wanted)
+}
+
 /// A candidate of exact search, ordered best first (the heap keeps the worst on
 /// top).
 struct Ranked<'a> {
@@ -683,8 +788,9 @@ fn load_with_snapshot(
     dir: &Path,
     op: u64,
     params: &CollectionParams,
+    codes: Codes,
 ) -> Result<Option<(State, u64)>> {
-    let loaded = match snapshot::load(dir, op, params.size, params.distance) {
+    let loaded = match snapshot::load(dir, op, params.size, params.distance, codes) {
         Ok(Some(l)) => l,
         Ok(None) => return Ok(None),
         Err(e) => {
@@ -792,7 +898,7 @@ fn load_with_snapshot(
 /// Builds the in-memory state and the graph from the store.
 fn rebuild(store: &Store, op: u64, params: &CollectionParams) -> Result<State> {
     let n = usize::try_from(store.len()?).unwrap_or(usize::MAX);
-    let mut st = State::empty(params, op, n)?;
+    let mut st = State::empty(params, Codes::of(params, store.scale()?), op, n)?;
     let mut batch: Vec<(u64, Vec<f32>)> = Vec::with_capacity(REBUILD_BATCH.min(n));
     let flush = |st: &mut State, batch: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
         let items: Vec<(u64, &[f32])> = batch.iter().map(|(k, v)| (*k, v.as_slice())).collect();

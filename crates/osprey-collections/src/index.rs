@@ -4,6 +4,11 @@
 //! arrive normalized, so Cosine and Dot both use the inner-product metric;
 //! Euclid uses the squared L2 metric and reports its square root.
 //!
+//! The graph holds float32, float16, or int8 codes (`round(x × scale)`, saturated
+//! at ±127, with the scale chosen by the collection). usearch compares int8 codes
+//! by their integer dot product or squared distance, which rank as the vectors
+//! do; scores are brought back to the vectors' units by the scale.
+//!
 //! usearch serves a fixed number of concurrent calls (one scratch context each);
 //! past that a call would fail, so every call takes a permit first.
 
@@ -13,7 +18,7 @@ use std::sync::{Condvar, Mutex};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::error::{CollectionError, Result};
-use crate::point::Distance;
+use crate::point::{CollectionParams, Datatype, Distance};
 
 /// Graph degree (HNSW `M`): links per node on the upper layers, twice that on the
 /// bottom one.
@@ -23,21 +28,92 @@ pub const EF_CONSTRUCTION: usize = 128;
 /// Candidate list size while searching (HNSW `ef`), unless a request names one.
 /// On 100k × 384 clustered vectors it gives recall@10 ≥ 0.95 (see the tests).
 pub const DEFAULT_EF: usize = 64;
+/// Graphs smaller than this grow one insert at a time.
+const SEQUENTIAL_NODES: usize = 1024;
+/// Components looked at to choose an int8 scale: enough for a stable quantile.
+const SCALE_SAMPLE: usize = 1 << 20;
+
+/// What the graph holds for each vector.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub(crate) enum Codes {
+    F32,
+    F16,
+    /// int8 codes; the scale is unknown until the first vectors are written.
+    I8 {
+        scale: Option<f32>,
+    },
+}
+
+impl Codes {
+    pub(crate) fn of(params: &CollectionParams, scale: Option<f32>) -> Self {
+        match (params.quantization, params.datatype) {
+            (Some(_), _) => Self::I8 { scale },
+            (None, Datatype::Float16) => Self::F16,
+            (None, Datatype::Float32) => Self::F32,
+        }
+    }
+
+    fn scalar(self) -> ScalarKind {
+        match self {
+            Self::F32 => ScalarKind::F32,
+            Self::F16 => ScalarKind::F16,
+            Self::I8 { .. } => ScalarKind::I8,
+        }
+    }
+}
+
+/// The int8 scale that maps the `quantile` of the absolute component values
+/// (sampled evenly from `vectors`) to 127.
+pub(crate) fn int8_scale<'a>(
+    vectors: impl Iterator<Item = &'a [f32]> + Clone,
+    quantile: f32,
+) -> f32 {
+    let total: usize = vectors.clone().map(<[f32]>::len).sum();
+    let step = total.div_ceil(SCALE_SAMPLE).max(1);
+    let mut abs: Vec<f32> = vectors
+        .flat_map(|v| v.iter())
+        .step_by(step)
+        .map(|x| x.abs())
+        .filter(|x| x.is_finite())
+        .collect();
+    if abs.is_empty() {
+        return 1.0;
+    }
+    let last = abs.len() - 1;
+    let at = ((last as f32 * quantile.clamp(0.0, 1.0)).round() as usize).min(last);
+    let (_, q, _) = abs.select_nth_unstable_by(at, f32::total_cmp);
+    if *q > 0.0 { 127.0 / *q } else { 1.0 }
+}
+
+fn quantize(v: &[f32], scale: f32, out: &mut Vec<i8>) {
+    out.clear();
+    // The clamp saturates; `as` maps what is left exactly.
+    out.extend(
+        v.iter()
+            .map(|x| (x * scale).round().clamp(-127.0, 127.0) as i8),
+    );
+}
 
 pub(crate) struct VectorIndex {
     inner: Index,
     dims: usize,
     distance: Distance,
+    codes: Codes,
     threads: usize,
     permits: Permits,
 }
 
 impl VectorIndex {
-    pub(crate) fn new(dims: usize, distance: Distance, capacity: usize) -> Result<Self> {
+    pub(crate) fn new(
+        dims: usize,
+        distance: Distance,
+        codes: Codes,
+        capacity: usize,
+    ) -> Result<Self> {
         let options = IndexOptions {
             dimensions: dims,
             metric: metric(distance),
-            quantization: ScalarKind::F32,
+            quantization: codes.scalar(),
             connectivity: CONNECTIVITY,
             expansion_add: EF_CONSTRUCTION,
             // The search breadth is set per call through the wanted count
@@ -46,17 +122,25 @@ impl VectorIndex {
             multi: false,
         };
         let inner = Index::new(&options).map_err(CollectionError::index)?;
-        Self::ready(inner, dims, distance, capacity)
+        Self::ready(inner, dims, distance, codes, capacity)
     }
 
     /// Loads a graph saved by [`VectorIndex::save`]; it must have been built with
-    /// this size and metric.
-    pub(crate) fn restore(path: &Path, dims: usize, distance: Distance) -> Result<Self> {
+    /// this size, metric and element type.
+    pub(crate) fn restore(
+        path: &Path,
+        dims: usize,
+        distance: Distance,
+        codes: Codes,
+    ) -> Result<Self> {
         let path = path
             .to_str()
             .ok_or_else(|| CollectionError::Index("the index path is not UTF-8".into()))?;
         let meta = Index::metadata(path).map_err(CollectionError::index)?;
-        if usize::try_from(meta.dimensions).ok() != Some(dims) || meta.metric != metric(distance) {
+        if usize::try_from(meta.dimensions).ok() != Some(dims)
+            || meta.metric != metric(distance)
+            || meta.quantization != codes.scalar()
+        {
             return Err(CollectionError::Index(
                 "the saved index does not fit the collection's parameters".into(),
             ));
@@ -65,10 +149,16 @@ impl VectorIndex {
         inner.change_expansion_add(EF_CONSTRUCTION);
         inner.change_expansion_search(1);
         let size = inner.size();
-        Self::ready(inner, dims, distance, size)
+        Self::ready(inner, dims, distance, codes, size)
     }
 
-    fn ready(inner: Index, dims: usize, distance: Distance, capacity: usize) -> Result<Self> {
+    fn ready(
+        inner: Index,
+        dims: usize,
+        distance: Distance,
+        codes: Codes,
+        capacity: usize,
+    ) -> Result<Self> {
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -81,6 +171,7 @@ impl VectorIndex {
             inner,
             dims,
             distance,
+            codes,
             threads,
             permits: Permits::new(threads),
         })
@@ -104,27 +195,74 @@ impl VectorIndex {
         Ok(())
     }
 
+    /// Whether the graph holds int8 codes (its scores are estimates).
+    pub(crate) fn is_int8(&self) -> bool {
+        matches!(self.codes, Codes::I8 { .. })
+    }
+
+    /// Whether an int8 graph still needs its scale.
+    pub(crate) fn needs_scale(&self) -> bool {
+        self.codes == Codes::I8 { scale: None }
+    }
+
+    pub(crate) fn set_scale(&mut self, scale: f32) {
+        if self.is_int8() {
+            self.codes = Codes::I8 { scale: Some(scale) };
+        }
+    }
+
+    fn scale(&self) -> Result<Option<f32>> {
+        match self.codes {
+            Codes::I8 { scale: None } => Err(CollectionError::Index(
+                "the int8 graph has no scale yet".into(),
+            )),
+            Codes::I8 { scale } => Ok(scale),
+            Codes::F32 | Codes::F16 => Ok(None),
+        }
+    }
+
     /// Adds vectors under keys not in the graph, after [`VectorIndex::reserve`]
     /// made room for them. Safe while searches run (usearch inserts
-    /// concurrently); large batches are inserted from several threads.
+    /// concurrently); batches are inserted from several threads.
     pub(crate) fn add_batch(&self, items: &[(u64, &[f32])]) -> Result<()> {
+        if items.is_empty() {
+            return Ok(());
+        }
+        let scale = self.scale()?;
         let workers = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
             .min(self.threads);
         let insert = |part: &[(u64, &[f32])]| -> Result<()> {
             let _permit = self.permits.take();
+            let mut codes = Vec::new();
             for (key, v) in part {
-                self.inner.add(*key, v).map_err(CollectionError::index)?;
+                match scale {
+                    Some(scale) => {
+                        quantize(v, scale, &mut codes);
+                        self.inner.add(*key, &codes)
+                    }
+                    None => self.inner.add(*key, v),
+                }
+                .map_err(CollectionError::index)?;
             }
             Ok(())
         };
-        if items.len() < 1024 || workers < 2 {
-            return insert(items);
+        // A small graph is grown from one thread: concurrent inserts into a
+        // few hundred nodes can leave one unreachable. Past that, a graph insert
+        // costs about a millisecond, so even small batches are worth a second
+        // thread.
+        let first = SEQUENTIAL_NODES
+            .saturating_sub(self.inner.size())
+            .min(items.len());
+        let (first, rest) = items.split_at(first);
+        insert(first)?;
+        if rest.len() < 2 * workers || workers < 2 {
+            return insert(rest);
         }
-        let chunk = items.len().div_ceil(workers);
+        let chunk = rest.len().div_ceil(workers);
         std::thread::scope(|s| {
-            let handles: Vec<_> = items
+            let handles: Vec<_> = rest
                 .chunks(chunk)
                 .map(|part| s.spawn(move || insert(part)))
                 .collect();
@@ -141,9 +279,23 @@ impl VectorIndex {
     }
 
     /// Copies the vector of `key` into `buf` (of the index's size); false if absent.
+    /// An int8 graph gives back its codes over the scale.
     /// (A copy needs no scratch context, so no permit.)
     pub(crate) fn get(&self, key: u64, buf: &mut [f32]) -> bool {
-        matches!(self.inner.get(key, buf), Ok(n) if n > 0)
+        match self.codes {
+            Codes::I8 { scale: Some(scale) } => {
+                let mut codes = vec![0i8; buf.len()];
+                if !matches!(self.inner.get(key, &mut codes), Ok(n) if n > 0) {
+                    return false;
+                }
+                for (x, c) in buf.iter_mut().zip(&codes) {
+                    *x = f32::from(*c) / scale;
+                }
+                true
+            }
+            Codes::I8 { scale: None } => false,
+            Codes::F32 | Codes::F16 => matches!(self.inner.get(key, buf), Ok(n) if n > 0),
+        }
     }
 
     /// The `count` nearest keys with their scores, best first, searching with a
@@ -156,57 +308,64 @@ impl VectorIndex {
         ef: usize,
         filter: Option<&dyn Fn(u64) -> bool>,
     ) -> Result<Vec<(u64, f32)>> {
-        self.check_dims(query)?;
         let wanted = count.max(ef).max(1);
-        let matches = {
-            let _permit = self.permits.take();
-            match filter {
-                None => self.inner.search(query, wanted),
-                Some(f) => self.inner.filtered_search(query, wanted, f),
-            }
-            .map_err(CollectionError::index)?
-        };
-        Ok(self.scored(matches, count))
+        self.call(query, count, |index, q| match filter {
+            None => q.search(index, wanted),
+            Some(f) => q.filtered_search(index, wanted, f),
+        })
     }
 
     /// The `count` nearest keys by brute force over every vector, best first.
     pub(crate) fn exact(&self, query: &[f32], count: usize) -> Result<Vec<(u64, f32)>> {
-        self.check_dims(query)?;
-        let matches = {
-            let _permit = self.permits.take();
-            self.inner
-                .exact_search(query, count.max(1))
-                .map_err(CollectionError::index)?
-        };
-        Ok(self.scored(matches, count))
+        self.call(query, count, |index, q| q.exact_search(index, count.max(1)))
     }
 
-    fn check_dims(&self, query: &[f32]) -> Result<()> {
+    /// Checks the query, brings it to the graph's element type, runs `f` under a
+    /// permit, and scores the first `count` matches.
+    fn call(
+        &self,
+        query: &[f32],
+        count: usize,
+        f: impl FnOnce(&Index, Query<'_>) -> Result<usearch::ffi::Matches>,
+    ) -> Result<Vec<(u64, f32)>> {
         if query.len() != self.dims {
             return Err(CollectionError::WrongVectorSize {
                 expected: self.dims,
                 got: query.len(),
             });
         }
-        Ok(())
-    }
-
-    /// The first `count` of usearch's matches, with their scores.
-    fn scored(&self, matches: usearch::ffi::Matches, count: usize) -> Vec<(u64, f32)> {
-        matches
+        let scale = self.scale()?;
+        let codes;
+        let q = match scale {
+            Some(scale) => {
+                let mut c = Vec::with_capacity(query.len());
+                quantize(query, scale, &mut c);
+                codes = c;
+                Query::I8(&codes)
+            }
+            None => Query::F32(query),
+        };
+        let matches = {
+            let _permit = self.permits.take();
+            f(&self.inner, q)?
+        };
+        let unit = scale.unwrap_or(1.0);
+        Ok(matches
             .keys
             .into_iter()
             .zip(matches.distances)
             .take(count)
-            .map(|(k, d)| (k, self.score(d)))
-            .collect()
+            .map(|(k, d)| (k, self.score(d, unit)))
+            .collect())
     }
 
-    /// usearch's distance as the collection's score.
-    fn score(&self, d: f32) -> f32 {
+    /// usearch's distance as the collection's score; `unit` is the int8 scale
+    /// (1 otherwise). On int8 codes the inner-product distance is one minus the
+    /// integer dot product.
+    fn score(&self, d: f32, unit: f32) -> f32 {
         match self.distance {
-            Distance::Cosine | Distance::Dot => 1.0 - d,
-            Distance::Euclid => d.max(0.0).sqrt(),
+            Distance::Cosine | Distance::Dot => (1.0 - d) / (unit * unit),
+            Distance::Euclid => d.max(0.0).sqrt() / unit,
         }
     }
 
@@ -221,6 +380,45 @@ impl VectorIndex {
 
     pub(crate) fn memory_usage(&self) -> usize {
         self.inner.memory_usage()
+    }
+}
+
+/// A query in the graph's element type (usearch converts float32 to float16).
+#[derive(Clone, Copy)]
+enum Query<'a> {
+    F32(&'a [f32]),
+    I8(&'a [i8]),
+}
+
+impl Query<'_> {
+    fn search(self, index: &Index, n: usize) -> Result<usearch::ffi::Matches> {
+        match self {
+            Self::F32(q) => index.search(q, n).map_err(CollectionError::index),
+            Self::I8(q) => index.search(q, n).map_err(CollectionError::index),
+        }
+    }
+
+    fn exact_search(self, index: &Index, n: usize) -> Result<usearch::ffi::Matches> {
+        match self {
+            Self::F32(q) => index.exact_search(q, n).map_err(CollectionError::index),
+            Self::I8(q) => index.exact_search(q, n).map_err(CollectionError::index),
+        }
+    }
+
+    fn filtered_search(
+        self,
+        index: &Index,
+        n: usize,
+        f: &dyn Fn(u64) -> bool,
+    ) -> Result<usearch::ffi::Matches> {
+        match self {
+            Self::F32(q) => index
+                .filtered_search(q, n, f)
+                .map_err(CollectionError::index),
+            Self::I8(q) => index
+                .filtered_search(q, n, f)
+                .map_err(CollectionError::index),
+        }
     }
 }
 

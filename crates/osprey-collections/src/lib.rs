@@ -61,6 +61,7 @@ pub use filter::{
 pub use index::{CONNECTIVITY, DEFAULT_EF, EF_CONSTRUCTION};
 pub use manager::{Collections, validate_name};
 pub use point::{
-    CollectionInfo, CollectionParams, Distance, Payload, Point, PointId, Record, ScoredPoint,
-    SearchRequest, Selector, UpdateResult,
+    CollectionInfo, CollectionParams, Datatype, Distance, Payload, Point, PointId, Quantization,
+    QuantizationSearch, Record, ScalarQuantization, ScalarType, ScoredPoint, SearchRequest,
+    Selector, UpdateResult,
 };

@@ -103,6 +103,13 @@ impl Collections {
                 self.config.max_vector_size, params.size
             )));
         }
+        if let Some(q) = params.int8_quantile()
+            && !(0.5..=1.0).contains(&q)
+        {
+            return Err(CollectionError::BadRequest(format!(
+                "quantization quantile must be between 0.5 and 1, got {q}"
+            )));
+        }
         let _layout = self.layout.lock().unwrap_or_else(|e| e.into_inner());
         {
             let open = self.open.read().unwrap_or_else(|e| e.into_inner());

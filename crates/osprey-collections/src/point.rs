@@ -29,7 +29,7 @@ impl Distance {
 /// What a collection is created with. Unknown fields are ignored when reading
 /// it, so a Qdrant vector config carrying options Osprey has no use for
 /// (`on_disk`, `hnsw_config`, ...) still reads.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
 pub struct CollectionParams {
     /// The vector size.
     pub size: usize,
@@ -37,6 +37,105 @@ pub struct CollectionParams {
     /// The model whose embeddings this collection holds (for text queries).
     #[serde(default)]
     pub model: Option<String>,
+    /// How the graph holds the vectors.
+    #[serde(default)]
+    pub datatype: Datatype,
+    /// int8 codes in the graph instead of the vectors, rescored from the store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<Quantization>,
+}
+
+impl CollectionParams {
+    /// Parameters with the default storage (float32, no quantization).
+    pub fn new(size: usize, distance: Distance) -> Self {
+        Self {
+            size,
+            distance,
+            model: None,
+            datatype: Datatype::default(),
+            quantization: None,
+        }
+    }
+
+    /// The quantile of int8 quantization, when the collection has it.
+    pub fn int8_quantile(&self) -> Option<f32> {
+        self.quantization
+            .map(|Quantization::Scalar(s)| s.quantile())
+    }
+}
+
+/// The element type of the vectors in the graph (Qdrant's `datatype`). float16
+/// halves the memory and is faster to search; vectors come back rounded to it.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Datatype {
+    #[default]
+    Float32,
+    Float16,
+}
+
+/// Qdrant's `quantization_config`; only scalar quantization exists here.
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum Quantization {
+    Scalar(ScalarQuantization),
+}
+
+/// Scalar quantization: each component becomes an int8 code, scaled so that the
+/// `quantile` of the absolute values of the first vectors written maps to 127
+/// (the rarer, larger values saturate).
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Debug)]
+pub struct ScalarQuantization {
+    #[serde(rename = "type")]
+    pub kind: ScalarType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantile: Option<f32>,
+    /// Accepted for Qdrant's clients; the codes are always in memory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub always_ram: Option<bool>,
+}
+
+impl ScalarQuantization {
+    /// Qdrant's default quantile.
+    pub const DEFAULT_QUANTILE: f32 = 0.99;
+
+    pub fn quantile(&self) -> f32 {
+        self.quantile.unwrap_or(Self::DEFAULT_QUANTILE)
+    }
+}
+
+#[derive(Serialize, Deserialize, Clone, Copy, PartialEq, Eq, Debug)]
+#[serde(rename_all = "lowercase")]
+pub enum ScalarType {
+    Int8,
+}
+
+/// How a query uses a quantized collection (Qdrant's `params.quantization`).
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub struct QuantizationSearch {
+    /// Rescore with every candidate the walk found, as exactly as the
+    /// collection allows (the graph itself is int8).
+    pub ignore: bool,
+    /// Rescore the candidates with the original vectors from the store.
+    pub rescore: bool,
+    /// Candidates fetched per wanted result before rescoring.
+    pub oversampling: f32,
+}
+
+impl QuantizationSearch {
+    /// int8 codes confuse close neighbours, so more candidates than Qdrant's
+    /// 1.0 are rescored by default (see BENCHMARKS.md for the recall it buys).
+    pub const DEFAULT_OVERSAMPLING: f32 = 3.0;
+}
+
+impl Default for QuantizationSearch {
+    fn default() -> Self {
+        Self {
+            ignore: false,
+            rescore: true,
+            oversampling: Self::DEFAULT_OVERSAMPLING,
+        }
+    }
 }
 
 /// A point id as Qdrant has them: an unsigned integer or a UUID. UUIDs are accepted
@@ -197,6 +296,8 @@ pub struct SearchRequest {
     pub ef: Option<usize>,
     /// Compare with every (matching) point instead of walking the graph.
     pub exact: bool,
+    /// Rescoring in a quantized collection.
+    pub quantization: QuantizationSearch,
 }
 
 impl Default for SearchRequest {
@@ -211,6 +312,7 @@ impl Default for SearchRequest {
             score_threshold: None,
             ef: None,
             exact: false,
+            quantization: QuantizationSearch::default(),
         }
     }
 }
@@ -230,7 +332,7 @@ pub struct UpdateResult {
 }
 
 /// What `GET /collections/{c}` reports.
-#[derive(Serialize, Deserialize, Clone, PartialEq, Eq, Debug)]
+#[derive(Serialize, Deserialize, Clone, PartialEq, Debug)]
 pub struct CollectionInfo {
     pub params: CollectionParams,
     pub points_count: u64,

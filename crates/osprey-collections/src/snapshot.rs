@@ -16,7 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::error::{CollectionError, Result};
-use crate::index::VectorIndex;
+use crate::index::{Codes, VectorIndex};
 use crate::point::{Distance, PointId};
 
 const INDEX_FILE: &str = "index.usearch";
@@ -77,7 +77,13 @@ pub(crate) fn save(
 /// (the caller replays the later ones).
 /// `Ok(None)` when there is none or it does not fit; errors are only I/O errors
 /// worth reporting (the caller rebuilds either way).
-pub(crate) fn load(dir: &Path, op: u64, dims: usize, distance: Distance) -> Result<Option<Loaded>> {
+pub(crate) fn load(
+    dir: &Path,
+    op: u64,
+    dims: usize,
+    distance: Distance,
+    codes: Codes,
+) -> Result<Option<Loaded>> {
     let meta_path = dir.join(META_FILE);
     let body = match fs::read(&meta_path) {
         Ok(b) => b,
@@ -105,7 +111,7 @@ pub(crate) fn load(dir: &Path, op: u64, dims: usize, distance: Distance) -> Resu
         tracing::warn!("index snapshot does not match its metadata; rebuilding");
         return Ok(None);
     }
-    let index = match VectorIndex::restore(&index_path, dims, distance) {
+    let index = match VectorIndex::restore(&index_path, dims, distance, codes) {
         Ok(i) => i,
         Err(e) => {
             tracing::warn!(error = %e, "index snapshot could not be loaded; rebuilding");

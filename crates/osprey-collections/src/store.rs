@@ -1,7 +1,7 @@
 //! The durable point store: one redb database per collection.
 //!
-//! Tables: `meta` (the collection's name and parameters, the format version and
-//! the operation counter) and `points` (id key → record). Every write is one redb
+//! Tables: `meta` (the collection's name and parameters, the format version, the
+//! operation counter and, when quantized, the int8 scale) and `points` (id key → record). Every write is one redb
 //! transaction committed with immediate durability (fsynced), so a write that
 //! returned is on disk, and a torn write leaves the previous commit intact.
 //!
@@ -22,6 +22,8 @@ const POINTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("points");
 const FORMAT: u8 = 1;
 const KEY_HEADER: &str = "header";
 const KEY_OP: &str = "op";
+/// The int8 quantization scale, fixed by the first write of a quantized collection.
+const KEY_SCALE: &str = "scale";
 /// The database file inside a collection's directory.
 pub(crate) const DB_FILE: &str = "points.redb";
 /// redb's page cache per collection. Points are read back only when the
@@ -127,6 +129,41 @@ impl Store {
         Ok(())
     }
 
+    /// The vectors of `ids` (None for an id not stored), in one read: the
+    /// originals that rescore an int8 graph's candidates.
+    pub(crate) fn vectors<'a>(
+        &self,
+        ids: impl Iterator<Item = &'a PointId>,
+    ) -> Result<Vec<Option<Vec<f32>>>> {
+        let tx = self.db.begin_read().map_err(CollectionError::storage)?;
+        let points = tx.open_table(POINTS).map_err(CollectionError::storage)?;
+        ids.map(|id| {
+            let Some(v) = points
+                .get(id.to_key().as_slice())
+                .map_err(CollectionError::storage)?
+            else {
+                return Ok(None);
+            };
+            let (_, vector, _) = split(v.value())?;
+            Ok(Some(vector))
+        })
+        .collect()
+    }
+
+    /// The int8 scale, once the first write of a quantized collection set it.
+    pub(crate) fn scale(&self) -> Result<Option<f32>> {
+        let tx = self.db.begin_read().map_err(CollectionError::storage)?;
+        let meta = tx.open_table(META).map_err(CollectionError::storage)?;
+        let Some(v) = meta.get(KEY_SCALE).map_err(CollectionError::storage)? else {
+            return Ok(None);
+        };
+        let bytes: [u8; 4] = v
+            .value()
+            .try_into()
+            .map_err(|_| CollectionError::Storage("the quantization scale is corrupt".into()))?;
+        Ok(Some(f32::from_le_bytes(bytes)).filter(|s| s.is_finite() && *s > 0.0))
+    }
+
     /// How many points are stored.
     pub(crate) fn len(&self) -> Result<u64> {
         let tx = self.db.begin_read().map_err(CollectionError::storage)?;
@@ -135,8 +172,14 @@ impl Store {
     }
 
     /// Writes `upserts` and removes `deletes` in one durable transaction stamped
-    /// with the next operation number, which it returns.
-    pub(crate) fn write(&self, upserts: &[Write<'_>], deletes: &[PointId]) -> Result<u64> {
+    /// with the next operation number, which it returns; `scale` sets the int8
+    /// scale in the same transaction.
+    pub(crate) fn write(
+        &self,
+        upserts: &[Write<'_>],
+        deletes: &[PointId],
+        scale: Option<f32>,
+    ) -> Result<u64> {
         let tx = self.db.begin_write().map_err(CollectionError::storage)?;
         let op = {
             let mut meta = tx.open_table(META).map_err(CollectionError::storage)?;
@@ -158,6 +201,10 @@ impl Store {
             }
             meta.insert(KEY_OP, op.to_le_bytes().as_slice())
                 .map_err(CollectionError::storage)?;
+            if let Some(scale) = scale {
+                meta.insert(KEY_SCALE, scale.to_le_bytes().as_slice())
+                    .map_err(CollectionError::storage)?;
+            }
             op
         };
         tx.commit().map_err(CollectionError::storage)?;
@@ -193,6 +240,18 @@ fn encode(buf: &mut Vec<u8>, version: u64, vector: &[f32], payload_json: &[u8]) 
 }
 
 fn decode(bytes: &[u8]) -> Result<(u64, Vec<f32>, Payload)> {
+    let (version, vector, payload) = split(bytes)?;
+    let payload = if payload.is_empty() {
+        Payload::new()
+    } else {
+        serde_json::from_slice(payload)
+            .map_err(|_| CollectionError::Storage("a stored point is corrupt".into()))?
+    };
+    Ok((version, vector, payload))
+}
+
+/// A record's version, its vector, and its payload's JSON bytes.
+fn split(bytes: &[u8]) -> Result<(u64, Vec<f32>, &[u8])> {
     let corrupt = || CollectionError::Storage("a stored point is corrupt".into());
     let (&format, rest) = bytes.split_first().ok_or_else(corrupt)?;
     if format != FORMAT {
@@ -209,11 +268,6 @@ fn decode(bytes: &[u8]) -> Result<(u64, Vec<f32>, Payload)> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    let payload = if payload.is_empty() {
-        Payload::new()
-    } else {
-        serde_json::from_slice(payload).map_err(|_| corrupt())?
-    };
     Ok((version, vector, payload))
 }
 

@@ -17,11 +17,7 @@ fn config(dir: &tempfile::TempDir) -> CollectionsConfig {
 }
 
 fn params(size: usize, distance: Distance) -> CollectionParams {
-    CollectionParams {
-        size,
-        distance,
-        model: None,
-    }
+    CollectionParams::new(size, distance)
 }
 
 fn point(id: impl Into<PointId>, vector: Vec<f32>, payload: serde_json::Value) -> Point {

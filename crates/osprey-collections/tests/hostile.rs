@@ -191,9 +191,8 @@ fn bad_collections_are_refused() {
     c.create(
         "b",
         CollectionParams {
-            size: 64,
-            distance: Distance::Euclid,
             model: Some("m@1".into()),
+            ..CollectionParams::new(64, Distance::Euclid)
         },
     )
     .unwrap();

@@ -17,11 +17,7 @@ pub fn config(dir: &tempfile::TempDir) -> CollectionsConfig {
 }
 
 pub fn params(size: usize, distance: Distance) -> CollectionParams {
-    CollectionParams {
-        size,
-        distance,
-        model: None,
-    }
+    CollectionParams::new(size, distance)
 }
 
 /// Gaussian clusters: `clusters` centres ~ N(0, 1); a point is its centre plus a
