@@ -2,6 +2,7 @@
 //! shapes), model info, health, and Prometheus metrics.
 
 pub mod auth;
+mod collection_stats;
 mod compression;
 mod config;
 mod connections;

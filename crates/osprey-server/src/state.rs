@@ -156,15 +156,27 @@ impl AppState {
 /// The collections once their stores are open and their indexes loaded or
 /// rebuilt, or why they could not be opened.
 #[derive(Default)]
-pub struct CollectionsSlot(OnceLock<Result<Arc<osprey_collections::Collections>, String>>);
+pub struct CollectionsSlot {
+    opened: OnceLock<Result<Arc<osprey_collections::Collections>, String>>,
+    /// Recent search times, for the dashboard.
+    pub(crate) stats: crate::collection_stats::CollectionStats,
+}
 
 impl CollectionsSlot {
     pub fn fill(&self, opened: Result<osprey_collections::Collections, String>) {
-        let _ = self.0.set(opened.map(Arc::new));
+        let _ = self.opened.set(opened.map(Arc::new));
     }
 
     /// `None` while opening.
     pub fn get(&self) -> Option<&Result<Arc<osprey_collections::Collections>, String>> {
-        self.0.get()
+        self.opened.get()
+    }
+
+    /// The dashboard's collections table (empty while opening or if they failed).
+    pub(crate) fn rows(&self) -> Vec<crate::collection_stats::CollectionRow> {
+        match self.get() {
+            Some(Ok(c)) => self.stats.rows(c),
+            _ => Vec::new(),
+        }
     }
 }

@@ -9,8 +9,9 @@ use axum::extract::{Extension, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use osprey_observe::{DASHBOARD_PAGE, DashboardData};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::collection_stats::CollectionRow;
 use crate::protect::DashboardSession;
 use crate::{ApiError, AppState};
 
@@ -86,12 +87,28 @@ fn since(query: Result<Query<DataQuery>, QueryRejection>) -> Result<Option<u64>,
         .transpose()
 }
 
+/// The series, and the collections table when collections are on.
+#[derive(Serialize)]
+pub struct DashboardReply {
+    #[serde(flatten)]
+    data: DashboardData,
+    collections: Vec<CollectionRow>,
+}
+
 pub async fn data(
     State(state): State<AppState>,
     query: Result<Query<DataQuery>, QueryRejection>,
-) -> Result<Json<DashboardData>, ApiError> {
+) -> Result<Json<DashboardReply>, ApiError> {
     let since = since(query)?;
-    Ok(Json(state.observe.dashboard(since)))
+    let collections = state
+        .collections
+        .as_ref()
+        .map(|slot| slot.rows())
+        .unwrap_or_default();
+    Ok(Json(DashboardReply {
+        data: state.observe.dashboard(since),
+        collections,
+    }))
 }
 
 #[cfg(test)]

@@ -166,6 +166,46 @@ embedded = np.array(http.post("/embed", json={"inputs": texts[1]}).json()[0])
 stored_vec = np.array(client.retrieve("texts", ids=[1], with_vectors=True)[0].vector)
 assert float(normalized(embedded) @ normalized(stored_vec)) > 0.9999
 
+# Quantization: int8 codes in the graph, rescored from the stored vectors, and a
+# float16 graph; both through qdrant-client's own models.
+for qname, extra in [
+    ("int8", {"quantization_config": models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8, quantile=0.99, always_ram=True))}),
+    ("float16", {}),
+]:
+    params = models.VectorParams(size=DIM, distance=models.Distance.COSINE, datatype=models.Datatype.FLOAT16 if qname == "float16" else None)
+    assert client.create_collection(f"q-{qname}", vectors_config=params, **extra)
+    info = client.get_collection(f"q-{qname}")
+    if qname == "int8":
+        assert info.config.quantization_config.scalar.type == models.ScalarType.INT8, info
+    else:
+        assert info.config.params.vectors.datatype == models.Datatype.FLOAT16, info
+    client.upsert(f"q-{qname}", points=[models.PointStruct(id=ids[i], vector=vectors[i].astype(np.float32).tolist()) for i in range(N)], wait=True)
+    # Isotropic noise leaves the nearest neighbours nearly equidistant here,
+    # closer than int8 codes resolve, so more candidates are rescored.
+    search = models.SearchParams(quantization=models.QuantizationSearchParams(rescore=True, oversampling=10.0))
+    qr = np.mean([recall([p.id for p in client.query_points(f"q-{qname}", query=q.tolist(), limit=10, search_params=search).points], exact(q)) for q in queries])
+    assert qr >= 0.95, (qname, qr)
+    top = client.query_points(f"q-{qname}", query=queries[2].tolist(), limit=3, with_vectors=True, search_params=search).points
+    for p in top:
+        i = ids.index(p.id)
+        want = float(stored[i] @ normalized(queries[2]))
+        assert abs(p.score - want) < (1e-4 if qname == "int8" else 5e-3), (qname, p.score, want)
+        # int8 answers carry the stored vector, not its codes.
+        assert np.allclose(p.vector, stored[i], atol=1e-5 if qname == "int8" else 2e-3), qname
+    assert client.delete_collection(f"q-{qname}")
+r = http.put("/collections/q-bad", json={"vectors": {"size": 4, "distance": "Dot"}, "quantization_config": {"product": {"compression": "x16"}}})
+assert r.status_code == 400 and "scalar" in r.json()["status"]["error"], r.text
+r = http.put("/collections/q-bad", json={"vectors": {"size": 4, "distance": "Dot", "datatype": "uint8"}})
+assert r.status_code == 400, r.text
+r = http.post("/collections/texts/points/query", json={"query": [0.0] * 384, "params": {"quantization": {"oversampling": 0.5}}})
+assert r.status_code == 400 and "oversampling" in r.text, r.text
+
+# The dashboard's collections table: points and the last minute's searches.
+rows = {c["name"]: c for c in http.get("/dashboard/data").json()["collections"]}
+assert rows[name]["points"] == client.count(name).count, rows
+assert rows[name]["searches"] > 0 and rows[name]["p50_ms"] > 0, rows
+assert "q-int8" not in rows, rows
+
 assert client.delete_collection(name)
 assert client.delete_collection("texts")
 assert not client.collection_exists(name)

@@ -22,8 +22,8 @@ use serde_json::json;
 
 use self::reply::{QdrantError, ok};
 use self::shapes::{
-    CountIn, CreateCollection, DeleteIn, QueryIn, QueryInput, RecordOut, RetrieveIn, ScoredOut,
-    ScrollIn, Upsert, VectorIn, WithPayload,
+    CountIn, CreateCollection, DeleteIn, QuantizationParams, QueryIn, QueryInput, RecordOut,
+    RetrieveIn, ScoredOut, ScrollIn, Upsert, VectorIn, WithPayload,
 };
 use super::Call;
 use crate::AppState;
@@ -112,10 +112,16 @@ pub async fn create(
             )));
         }
     }
+    let quantization = match &vectors.quantization_config {
+        Some(q) if !q.is_null() => shapes::quantization(Some(q)),
+        _ => shapes::quantization(req.quantization_config.as_ref()),
+    }
+    .map_err(|e| QdrantError::bad_request(format!("Wrong input: {e}")))?;
     let params = CollectionParams {
-        size,
-        distance: vectors.distance,
         model,
+        datatype: vectors.datatype.unwrap_or_default(),
+        quantization,
+        ..CollectionParams::new(size, vectors.distance)
     };
     blocking(&state, move |c| c.create(&name, params)).await?;
     Ok(ok(call.started, true))
@@ -153,7 +159,7 @@ pub async fn list(State(state): State<AppState>, call: Call) -> Reply {
 pub async fn info(State(state): State<AppState>, Path(name): Path<String>, call: Call) -> Reply {
     let info = blocking(&state, move |c| c.info(&name)).await?;
     let p = &info.params;
-    let mut vectors = json!({ "size": p.size, "distance": p.distance });
+    let mut vectors = json!({ "size": p.size, "distance": p.distance, "datatype": p.datatype });
     if let Some(m) = &p.model {
         vectors["model"] = json!(m);
     }
@@ -176,6 +182,7 @@ pub async fn info(State(state): State<AppState>, Path(name): Path<String>, call:
                 "hnsw_config": { "m": 16, "ef_construct": 100, "full_scan_threshold": 10000 },
                 "optimizer_config": { "default_segment_number": 1, "flush_interval_sec": 0 },
                 "wal_config": { "wal_capacity_mb": 0, "wal_segments_ahead": 0 },
+                "quantization_config": p.quantization,
             },
             "payload_schema": {},
         }),
@@ -379,6 +386,8 @@ pub async fn query(
         Some(q) => Some(query_vector(&state, &call, &name, q, &mut stages).await?),
     };
     let params = req.params.unwrap_or_default();
+    let quantization = QuantizationParams::search(params.quantization.as_ref())
+        .map_err(|e| QdrantError::bad_request(format!("Wrong input: {e}")))?;
     let limit = req.limit.unwrap_or(DEFAULT_LIMIT);
     let with_payload = req.with_payload.clone();
     let wants_payload = WithPayload::wanted(with_payload.as_ref(), false);
@@ -396,6 +405,7 @@ pub async fn query(
                 score_threshold: req.score_threshold,
                 ef: params.hnsw_ef,
                 exact: params.exact,
+                quantization,
             };
             let n = name.clone();
             blocking(&state, move |c| c.search(&n, &search))
@@ -426,12 +436,16 @@ pub async fn query(
                 .collect()
         }
     };
-    stages.push(("search", started.elapsed()));
+    let took = started.elapsed();
+    stages.push(("search", took));
     CollectionSearched {
         collection: &name,
-        took: started.elapsed(),
+        took,
     }
     .emit();
+    if let Some(slot) = &state.collections {
+        slot.stats.record(&name, took);
+    }
     let mut resp = ok(call.started, json!({ "points": points }));
     timing(&mut resp, &stages);
     Ok(resp)

@@ -2,22 +2,45 @@
 //! Osprey's two extensions: a collection's `model`, and `text` in place of a
 //! vector (in points and in queries).
 
-use osprey_collections::{Distance, Filter, Payload, PointId, Record, ScoredPoint};
+use osprey_collections::{
+    Datatype, Distance, Filter, Payload, PointId, Quantization, QuantizationSearch, Record,
+    ScoredPoint,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// `PUT /collections/{name}`. Qdrant's tuning options (shards, replication, WAL,
-/// optimizers, HNSW, quantization) are accepted and left to Osprey's defaults.
+/// `PUT /collections/{name}`. Qdrant's other tuning options (shards,
+/// replication, WAL, optimizers, HNSW) are accepted and left to Osprey's defaults.
 #[derive(Debug, Deserialize)]
 pub struct CreateCollection {
     pub vectors: Option<VectorsConfig>,
     pub model: Option<String>,
+    pub quantization_config: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
 pub struct VectorsConfig {
     pub size: Option<usize>,
     pub distance: Distance,
+    pub datatype: Option<Datatype>,
+    /// Qdrant also takes the quantization per vector; it wins over the
+    /// collection's.
+    pub quantization_config: Option<Value>,
+}
+
+/// Qdrant's `quantization_config`: `{"scalar": {"type": "int8", ...}}`, or null.
+/// Product and binary quantization are refused by name.
+pub fn quantization(v: Option<&Value>) -> Result<Option<Quantization>, String> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Object(m)) if m.contains_key("product") || m.contains_key("binary") => Err(
+            "only scalar int8 quantization is supported (`{\"scalar\": {\"type\": \"int8\"}}`)"
+                .into(),
+        ),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(Some)
+            .map_err(|e| format!("quantization_config: {e}")),
+    }
 }
 
 /// `PUT /collections/{name}/points`: a list of points, or Qdrant's column batch.
@@ -88,6 +111,32 @@ pub struct SearchParams {
     pub hnsw_ef: Option<usize>,
     #[serde(default)]
     pub exact: bool,
+    pub quantization: Option<QuantizationParams>,
+}
+
+/// Qdrant's `params.quantization`.
+#[derive(Debug, Default, Deserialize)]
+pub struct QuantizationParams {
+    pub ignore: Option<bool>,
+    pub rescore: Option<bool>,
+    pub oversampling: Option<f32>,
+}
+
+impl QuantizationParams {
+    pub fn search(opt: Option<&Self>) -> Result<QuantizationSearch, String> {
+        let d = QuantizationSearch::default();
+        let Some(p) = opt else { return Ok(d) };
+        let oversampling = match p.oversampling {
+            None => d.oversampling,
+            Some(o) if o.is_finite() && o >= 1.0 => o,
+            Some(o) => return Err(format!("oversampling must be at least 1, got {o}")),
+        };
+        Ok(QuantizationSearch {
+            ignore: p.ignore.unwrap_or(d.ignore),
+            rescore: p.rescore.unwrap_or(d.rescore),
+            oversampling,
+        })
+    }
 }
 
 /// `with_payload`: a flag, the keys to include, or `{"include"|"exclude": keys}`.
