@@ -104,7 +104,7 @@ def recall(found, truth):
     return float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found, truth)]))
 
 
-def start_server(binary, port, data_dir):
+def start_server(binary, port, data_dir, ready_within=120):
     env = dict(os.environ)
     env.update(
         {
@@ -116,7 +116,7 @@ def start_server(binary, port, data_dir):
     )
     log = open(os.path.join(os.path.dirname(data_dir), "osprey.log"), "w")
     p = subprocess.Popen([binary, "serve", "--model", os.path.join(ROOT, "models", "all-MiniLM-L6-v2")], env=env, stdout=log, stderr=log, cwd=ROOT)
-    deadline = time.time() + 120
+    deadline = time.time() + ready_within
     while time.time() < deadline:
         try:
             c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
