@@ -263,6 +263,32 @@ impl TieredCache {
         Ok(cleared)
     }
 
+    /// Empties one tier; `None` if it is not enabled.
+    pub async fn clear_tier(&self, tier: Tier) -> Result<Option<Cleared>> {
+        let mut cleared = Cleared::default();
+        match tier {
+            Tier::Memory => {
+                let Some(m) = &self.memory else {
+                    return Ok(None);
+                };
+                m.clear();
+                cleared.memory = true;
+            }
+            Tier::Disk => {
+                let Some(d) = &self.disk else { return Ok(None) };
+                d.clear().await?;
+                cleared.disk = true;
+            }
+            Tier::Redis => {
+                let Some(r) = &self.redis else {
+                    return Ok(None);
+                };
+                cleared.redis_keys = Some(r.clear().await?);
+            }
+        }
+        Ok(Some(cleared))
+    }
+
     pub fn stats(&self) -> CacheStats {
         let mut tiers = Vec::new();
         if let Some(m) = &self.memory {

@@ -124,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/dashboard", get(routes::dashboard::page))
         .route("/dashboard/data", get(routes::dashboard::data))
+        .route("/admin/config", get(routes::admin::config))
         .route("/admin/stats", get(routes::stats::json))
         .route("/admin/stats.csv", get(routes::stats::csv))
         .route("/admin/alerts", get(routes::alerts::list))

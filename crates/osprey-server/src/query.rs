@@ -12,6 +12,7 @@ use crate::ApiError;
 fn allowed(route: &str) -> &'static [&'static str] {
     match route {
         "/admin/profile" => &["seconds"],
+        "/admin/cache" => &["tier"],
         "/dashboard/data" => &["since"],
         // Qdrant's write and read options: every write is durable before it is
         // acknowledged, and there is one replica, so they change nothing.

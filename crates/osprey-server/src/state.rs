@@ -67,6 +67,9 @@ pub struct Shared {
     pub traces: bool,
     /// Vector collections (Qdrant's API), when turned on; opened in the background.
     pub collections: Option<Arc<CollectionsSlot>>,
+    /// The whole effective configuration with its secrets hidden, for
+    /// `GET /admin/config` (set by the binary, which owns the file's shape).
+    pub effective_config: Option<Arc<serde_json::Value>>,
 }
 
 impl Deref for AppState {
@@ -91,6 +94,7 @@ impl AppState {
             draining: Arc::new(AtomicBool::new(false)),
             traces: false,
             collections: None,
+            effective_config: None,
         }))
     }
 
@@ -125,6 +129,13 @@ impl AppState {
     }
 
     /// The same state recording a span per request in the global tracer provider.
+    /// The same state reporting `config` (already redacted) at `/admin/config`.
+    pub fn with_effective_config(self, config: serde_json::Value) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.effective_config = Some(Arc::new(config));
+        Self(Arc::new(shared))
+    }
+
     pub fn with_traces(self, on: bool) -> Self {
         let mut shared = Arc::unwrap_or_clone(self.0);
         shared.traces = on;

@@ -92,6 +92,62 @@ async fn x_cache_tells_miss_hit_and_partial_and_admin_clears() {
 }
 
 #[tokio::test]
+async fn admin_clears_one_tier_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = start_with_cache(
+        ServerConfig::default(),
+        BatchingConfig::default(),
+        Some(CacheConfig {
+            share_across_keys: true,
+            memory: MemoryConfig::default(),
+            disk: DiskConfig {
+                path: Some(dir.path().join("cache.redb")),
+                ..DiskConfig::default()
+            },
+            redis: Default::default(),
+        }),
+    );
+    let base = &server.base;
+    let delete = |query: &'static str| async move {
+        let r = client()
+            .delete(format!("{base}/admin/cache{query}"))
+            .send()
+            .await
+            .expect("DELETE /admin/cache");
+        Reply::read(r).await
+    };
+    let miss = embed(base, json!(["one tier at a time"])).await;
+    assert_eq!(miss.header("x-cache"), Some("miss"));
+    server.pipeline.cache().expect("cache").flush().await;
+
+    // Memory only: the next lookup misses memory and finds the disk's copy.
+    let cleared = delete("?tier=memory").await;
+    assert_eq!(cleared.status, 200, "{}", cleared.text);
+    assert_eq!(cleared.json["cleared"]["memory"], true);
+    assert_eq!(cleared.json["cleared"]["disk"], false);
+    let again = embed(base, json!(["one tier at a time"])).await;
+    assert_eq!(again.header("x-cache"), Some("hit-l2"), "the disk kept it");
+    assert_eq!(again.vectors(), miss.vectors());
+
+    // Disk, then memory: gone from both.
+    assert_eq!(delete("?tier=disk").await.json["cleared"]["disk"], true);
+    assert_eq!(delete("?tier=memory").await.status, 200);
+    let gone = embed(base, json!(["one tier at a time"])).await;
+    assert_eq!(gone.header("x-cache"), Some("miss"));
+
+    // A tier that is not configured, an unknown one, an unknown parameter.
+    delete("?tier=redis")
+        .await
+        .assert_error(422, "clearing a tier that is off");
+    delete("?tier=l1")
+        .await
+        .assert_error(400, "an unknown tier");
+    delete("?tiers=memory")
+        .await
+        .assert_error(400, "an unknown parameter");
+}
+
+#[tokio::test]
 async fn disk_tier_answers_when_memory_misses() {
     let dir = tempfile::tempdir().expect("tempdir");
     let server = start_with_cache(

@@ -110,6 +110,9 @@ async fn serve(
         Some(slot) => state.with_collections(slot.clone()),
         None => state,
     };
+    let state = state.with_effective_config(
+        serde_json::to_value(config.redacted()).context("rendering the configuration")?,
+    );
     let (stop_tx, stop_rx) = watch::channel(false);
     let failed = Arc::new(AtomicBool::new(false));
     load_models_in_background(&config, &state, stop_tx.clone(), failed.clone());

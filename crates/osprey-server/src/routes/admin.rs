@@ -1,12 +1,15 @@
-//! `GET /admin/cache` (statistics per tier) and `DELETE /admin/cache` (empty every tier).
+//! `GET /admin/cache` (statistics per tier), `DELETE /admin/cache[?tier=...]`
+//! (empty every tier, or one), and `GET /admin/config` (the effective
+//! configuration, secrets hidden).
 //!
 //! Bodies list their fields in alphabetical order, the order clients have always
 //! seen them in.
 
 use axum::Json;
-use axum::extract::State;
-use osprey_engine::cache::{Cleared, TierSnapshot};
-use serde::Serialize;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use osprey_engine::cache::{Cleared, Tier, TierSnapshot};
+use serde::{Deserialize, Serialize};
 
 use crate::{ApiError, AppState};
 
@@ -41,22 +44,60 @@ pub async fn cache_stats(State(state): State<AppState>) -> Result<Json<CacheStat
     }))
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClearQuery {
+    tier: Option<String>,
+}
+
 pub async fn cache_clear(
     State(state): State<AppState>,
+    query: Result<Query<ClearQuery>, QueryRejection>,
 ) -> Result<Json<CacheClearedBody>, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::BadQuery(e.body_text()))?;
+    let tier = match query.tier.as_deref() {
+        None => None,
+        Some("memory") => Some(Tier::Memory),
+        Some("disk") => Some(Tier::Disk),
+        Some("redis") => Some(Tier::Redis),
+        Some(other) => {
+            return Err(ApiError::BadQuery(format!(
+                "tier must be memory, disk or redis, not `{other}`"
+            )));
+        }
+    };
     let pipeline = state.engine()?;
     let Some(cache) = pipeline.cache() else {
+        if let Some(t) = tier {
+            return Err(tier_off(t));
+        }
         return Ok(Json(CacheClearedBody {
             cleared: ClearedTiers::NoCache {},
             enabled: false,
         }));
     };
-    let cleared = cache.clear().await?;
+    let cleared = match tier {
+        None => cache.clear().await?,
+        Some(t) => cache.clear_tier(t).await?.ok_or_else(|| tier_off(t))?,
+    };
     tracing::info!(?cleared, "cache cleared");
     Ok(Json(CacheClearedBody {
         cleared: ClearedTiers::Tiers(cleared),
         enabled: true,
     }))
+}
+
+fn tier_off(t: Tier) -> ApiError {
+    ApiError::Invalid(format!("the {} cache tier is not enabled", t.label()))
+}
+
+/// `GET /admin/config`.
+pub async fn config(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state
+        .effective_config
+        .as_ref()
+        .map(|c| Json(c.as_ref().clone()))
+        .ok_or_else(|| ApiError::NotFound("no configuration was loaded".into()))
 }
 
 #[cfg(test)]

@@ -396,3 +396,34 @@ async fn a_serving_error_stops_the_server_while_the_model_loads() {
         .collect();
     assert!(moved.is_empty(), "{moved:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_config_shows_the_effective_settings_without_secrets() {
+    let s = serve_model_with(
+        &[],
+        &[
+            ("OSPREY_BATCHING__MAX_BATCH_TOKENS", "3072"),
+            // A Redis URL with credentials (the tier connects lazily, so an
+            // unreachable one still starts).
+            (
+                "OSPREY_CACHE__REDIS__URL",
+                "redis://osprey:sekrit-pass@127.0.0.1:1/0",
+            ),
+        ],
+    )
+    .await;
+    let r = s
+        .client
+        .get(format!("{}/admin/config", s.base))
+        .send()
+        .await
+        .expect("GET /admin/config");
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.expect("body");
+    assert!(!text.contains("sekrit-pass"), "a secret leaked: {text}");
+    let c: Value = serde_json::from_str(&text).expect("json");
+    assert_eq!(c["batching"]["max_batch_tokens"], 3072, "{text}");
+    let url = c["cache"]["redis"]["url"].as_str().expect("the redis url");
+    assert!(url.contains("***") && url.contains("127.0.0.1:1"), "{url}");
+    assert!(c["server"]["port"].as_u64().is_some(), "{text}");
+}
