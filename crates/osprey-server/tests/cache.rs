@@ -11,9 +11,22 @@ use osprey_cache::testkit::{
     PrivateRedis, free_port, redis_config, shared_redis_url, unique_prefix,
 };
 use osprey_engine::BatchingConfig;
-use osprey_engine::cache::{CacheConfig, DiskConfig, MemoryConfig};
+use osprey_engine::cache::{CacheConfig, DiskConfig, MemoryConfig, RedisConfig};
 use osprey_server::ServerConfig;
 use serde_json::json;
+
+/// Memory and disk tiers (the disk in `dir`), shared across keys, with `redis`.
+fn memory_and_disk(dir: &tempfile::TempDir, redis: RedisConfig) -> Option<CacheConfig> {
+    Some(CacheConfig {
+        share_across_keys: true,
+        memory: MemoryConfig::default(),
+        disk: DiskConfig {
+            path: Some(dir.path().join("cache.redb")),
+            ..DiskConfig::default()
+        },
+        redis,
+    })
+}
 
 fn no_memory() -> MemoryConfig {
     MemoryConfig {
@@ -28,15 +41,10 @@ async fn x_cache_tells_miss_hit_and_partial_and_admin_clears() {
     let server = start_with_cache(
         ServerConfig::default(),
         BatchingConfig::default(),
-        Some(CacheConfig {
-            share_across_keys: true,
-            memory: MemoryConfig::default(),
-            disk: DiskConfig {
-                path: Some(dir.path().join("cache.redb")),
-                ..DiskConfig::default()
-            },
-            redis: redis_config(&shared_redis_url(), &unique_prefix("xcache")),
-        }),
+        memory_and_disk(
+            &dir,
+            redis_config(&shared_redis_url(), &unique_prefix("xcache")),
+        ),
     );
     let base = &server.base;
     let miss = embed(base, json!(["alpha text", "beta text"])).await;
@@ -97,15 +105,7 @@ async fn admin_clears_one_tier_at_a_time() {
     let server = start_with_cache(
         ServerConfig::default(),
         BatchingConfig::default(),
-        Some(CacheConfig {
-            share_across_keys: true,
-            memory: MemoryConfig::default(),
-            disk: DiskConfig {
-                path: Some(dir.path().join("cache.redb")),
-                ..DiskConfig::default()
-            },
-            redis: Default::default(),
-        }),
+        memory_and_disk(&dir, Default::default()),
     );
     let base = &server.base;
     let delete = |query: &'static str| async move {
