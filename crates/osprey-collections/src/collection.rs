@@ -422,15 +422,7 @@ impl Collection {
         } else {
             hits
         };
-        hits.sort_by(|a, b| {
-            if score::better(distance, a.1, b.1) {
-                Ordering::Less
-            } else if score::better(distance, b.1, a.1) {
-                Ordering::Greater
-            } else {
-                a.0.cmp(&b.0)
-            }
-        });
+        hits.sort_by(|a, b| score::rank(distance, a.1, b.1).then(a.0.cmp(&b.0)));
         hits.truncate(wanted);
         Ok(hits)
     }
@@ -438,7 +430,7 @@ impl Collection {
     /// Fills the vectors of records from the store when the graph holds int8
     /// codes (the originals are wanted, not the codes).
     fn originals(&self, records: &mut [Record], with_vector: bool) -> Result<()> {
-        if !with_vector || !self.read().index.is_int8() {
+        if !with_vector || self.params.quantization.is_none() {
             return Ok(());
         }
         let vectors = self.store.vectors(records.iter().map(|r| &r.id))?;
@@ -756,13 +748,7 @@ struct Ranked<'a> {
 
 impl Ord for Ranked<'_> {
     fn cmp(&self, other: &Self) -> Ordering {
-        if score::better(self.distance, self.score, other.score) {
-            Ordering::Less
-        } else if score::better(self.distance, other.score, self.score) {
-            Ordering::Greater
-        } else {
-            self.id.cmp(other.id)
-        }
+        score::rank(self.distance, self.score, other.score).then_with(|| self.id.cmp(other.id))
     }
 }
 

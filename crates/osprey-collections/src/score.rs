@@ -20,6 +20,18 @@ pub(crate) fn better(distance: Distance, a: f32, b: f32) -> bool {
     }
 }
 
+/// Best first: `Less` when score `a` ranks before score `b`, `Equal` on a tie
+/// (callers break ties by id or key).
+pub(crate) fn rank(distance: Distance, a: f32, b: f32) -> std::cmp::Ordering {
+    if better(distance, a, b) {
+        std::cmp::Ordering::Less
+    } else if better(distance, b, a) {
+        std::cmp::Ordering::Greater
+    } else {
+        std::cmp::Ordering::Equal
+    }
+}
+
 /// Whether `score` passes a Qdrant `score_threshold`.
 pub(crate) fn passes(distance: Distance, score: f32, threshold: f32) -> bool {
     if distance.higher_is_better() {
