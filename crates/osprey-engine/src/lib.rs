@@ -24,6 +24,7 @@ pub use engine::{EmbedOptions, Embeddings, Engine, ModelInfo, ModelParts, Timing
 pub use error::EngineError;
 pub use input::{Text, TextInput};
 pub use osprey_cache as cache;
+pub use osprey_generate as generate;
 pub use osprey_models::{
     Backend, BackendKind, ModelDir, Pooling, Task, TextTokenizer, Token, TokenizeError, infer_task,
 };

@@ -5,6 +5,7 @@ use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
+use osprey_generate::Generator;
 use osprey_models::Task;
 
 use crate::{Pipeline, TensorEngine};
@@ -14,6 +15,8 @@ pub enum Backing {
     /// Text models (embed, classify, rerank) behind their cache pipeline.
     Text(Arc<Pipeline>),
     Tensor(Arc<TensorEngine>),
+    /// Generation models (GGUF) and their decode loop.
+    Generate(Arc<Generator>),
 }
 
 /// One served model: a name and version, its task, and the engine behind it.
@@ -73,6 +76,7 @@ impl Served {
         match &self.backing {
             Backing::Text(p) => p.info().task,
             Backing::Tensor(_) => Task::Tensor,
+            Backing::Generate(_) => Task::Generate,
         }
     }
 
@@ -81,6 +85,23 @@ impl Served {
         match &self.backing {
             Backing::Text(p) => Ok(p),
             Backing::Tensor(_) => Err(ResolveError::NotText(self.name.clone())),
+            Backing::Generate(_) => Err(ResolveError::WrongTask {
+                name: self.name.clone(),
+                task: Task::Generate,
+                wanted: Task::Embed,
+            }),
+        }
+    }
+
+    /// The generation engine; an error for any other model.
+    pub fn generator(&self) -> Result<&Arc<Generator>, ResolveError> {
+        match &self.backing {
+            Backing::Generate(g) => Ok(g),
+            _ => Err(ResolveError::WrongTask {
+                name: self.name.clone(),
+                task: self.task(),
+                wanted: Task::Generate,
+            }),
         }
     }
 
@@ -89,6 +110,7 @@ impl Served {
         match &self.backing {
             Backing::Text(p) => p.engine().shutdown(),
             Backing::Tensor(t) => t.shutdown(),
+            Backing::Generate(g) => g.shutdown(),
         }
     }
 }

@@ -192,7 +192,7 @@ impl CandleBert {
         let token_type = t.get("embeddings.token_type_embeddings.weight")?;
         let head = match model.task {
             Task::Classify | Task::Rerank => Some(Head::load(&t, model.labels.len())?),
-            Task::Embed | Task::Tensor => None,
+            Task::Embed | Task::Tensor | Task::Generate => None,
         };
         let weights = Arc::new(Weights {
             word: t.get("embeddings.word_embeddings.weight")?,

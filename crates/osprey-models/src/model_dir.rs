@@ -182,9 +182,9 @@ impl ModelDir {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "model".into());
         let task = crate::infer_task(&path)?;
-        if task == Task::Tensor {
+        if !task.is_text() {
             return Err(ModelError::Unsupported(format!(
-                "{} holds a tensor model, not a text model",
+                "{} holds a {task} model, not a text model",
                 path.display()
             )));
         }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::{ModelError, Result};
 
-/// The four kinds of model Osprey serves.
+/// The kinds of model Osprey serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Task {
@@ -20,6 +20,8 @@ pub enum Task {
     Rerank,
     /// Any ONNX graph, fed and read as named tensors (KServe v2).
     Tensor,
+    /// Text generation from a GGUF file (chat and completions).
+    Generate,
 }
 
 impl Task {
@@ -29,12 +31,13 @@ impl Task {
             Self::Classify => "classify",
             Self::Rerank => "rerank",
             Self::Tensor => "tensor",
+            Self::Generate => "generate",
         }
     }
 
-    /// Whether the model reads text through a tokenizer.
+    /// Whether the model embeds or scores text through the text pipeline.
     pub fn is_text(self) -> bool {
-        !matches!(self, Self::Tensor)
+        !matches!(self, Self::Tensor | Self::Generate)
     }
 }
 
@@ -52,8 +55,9 @@ impl std::str::FromStr for Task {
             "classify" | "classification" => Ok(Self::Classify),
             "rerank" | "reranking" => Ok(Self::Rerank),
             "tensor" => Ok(Self::Tensor),
+            "generate" | "generation" | "chat" => Ok(Self::Generate),
             other => Err(format!(
-                "unknown task `{other}` (embed, classify, rerank or tensor)"
+                "unknown task `{other}` (embed, classify, rerank, tensor or generate)"
             )),
         }
     }
@@ -73,13 +77,15 @@ struct Architecture {
 /// sentence-transformers or `BertModel` directory embeds; a
 /// `*ForSequenceClassification` classifies with several labels and reranks with
 /// one; an ONNX file, or a directory whose model is `model.onnx` with no
-/// `config.json`, is a tensor model.
+/// `config.json`, is a tensor model; a GGUF file generates.
 pub fn infer_task(path: &Path) -> Result<Task> {
     if path.is_file() {
         return match path.extension().and_then(|e| e.to_str()) {
             Some("onnx") => Ok(Task::Tensor),
+            Some("gguf") => Ok(Task::Generate),
             _ => Err(ModelError::Unsupported(format!(
-                "{} is a file but not an .onnx graph; point to the model's directory",
+                "{} is a file but not an .onnx graph nor a .gguf model; point to the model's \
+                 directory",
                 path.display()
             ))),
         };
@@ -175,9 +181,15 @@ mod tests {
 
     #[test]
     fn tasks_parse_and_print() {
-        for t in [Task::Embed, Task::Classify, Task::Rerank, Task::Tensor] {
+        for t in [
+            Task::Embed,
+            Task::Classify,
+            Task::Rerank,
+            Task::Tensor,
+            Task::Generate,
+        ] {
             assert_eq!(t.as_str().parse::<Task>(), Ok(t));
         }
-        assert!("generate".parse::<Task>().is_err());
+        assert!("translate".parse::<Task>().is_err());
     }
 }

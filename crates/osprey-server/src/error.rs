@@ -45,6 +45,8 @@ pub enum ApiError {
     Model(#[from] osprey_engine::ResolveError),
     #[error(transparent)]
     Manage(#[from] crate::ManageError),
+    #[error(transparent)]
+    Generate(#[from] osprey_engine::generate::GenerateError),
 }
 
 #[derive(Serialize)]
@@ -98,6 +100,15 @@ impl ApiError {
                 }
                 ResolveError::Loading(_) => StatusCode::SERVICE_UNAVAILABLE,
             },
+            Self::Generate(e) => {
+                use osprey_engine::generate::GenerateError as G;
+                match e {
+                    G::Invalid(_) => StatusCode::BAD_REQUEST,
+                    G::Busy { .. } => StatusCode::TOO_MANY_REQUESTS,
+                    G::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+                    G::Config(_) | G::Load(_) | G::Engine(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                }
+            }
             Self::Manage(e) => match e {
                 crate::ManageError::Invalid(_) | crate::ManageError::Load { .. } => {
                     StatusCode::UNPROCESSABLE_ENTITY
@@ -146,6 +157,12 @@ impl ApiError {
             Self::Model(ResolveError::WrongTask { .. }) => Some("wrong_task"),
             Self::Manage(crate::ManageError::Exists(_)) => Some("model_exists"),
             Self::Manage(crate::ManageError::Load { .. }) => Some("model_load_failed"),
+            Self::Generate(osprey_engine::generate::GenerateError::Busy { .. }) => {
+                Some("kv_budget_full")
+            }
+            Self::Generate(osprey_engine::generate::GenerateError::Invalid(_)) => {
+                Some("invalid_value")
+            }
             _ => None,
         }
     }

@@ -18,6 +18,7 @@ mod query;
 pub mod rate_limit;
 mod request_id;
 mod routes;
+mod sessions;
 mod state;
 mod tls;
 
@@ -57,6 +58,12 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/embed", post(routes::embed::tei))
         .route("/v1/embeddings", post(routes::openai::embeddings))
+        .route("/v1/chat/completions", post(routes::chat::chat))
+        .route("/v1/completions", post(routes::chat::completions))
+        .route(
+            "/v1/sessions/{id}",
+            get(routes::chat::get_session).delete(routes::chat::delete_session),
+        )
         .route("/predict", post(routes::scoring::predict))
         .route("/rerank", post(routes::scoring::rerank))
         .route("/v1/rerank", post(routes::scoring::cohere_rerank))

@@ -13,6 +13,8 @@ use osprey_engine::{
 use serde::{Deserialize, Serialize};
 
 use crate::EngineSlot;
+use crate::sessions::Sessions;
+use osprey_engine::generate::{GenerationConfig, Generator};
 
 /// One `[[models]]` entry, and the body of `POST /admin/models`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -117,6 +119,9 @@ pub struct Models {
     specs: std::sync::Mutex<Vec<ModelSpec>>,
     /// The default model's slot (readiness, `/info`, the dashboard).
     slot: Arc<EngineSlot>,
+    /// How generation models run, and their chat sessions.
+    generation: GenerationConfig,
+    sessions: Arc<Sessions>,
 }
 
 impl Models {
@@ -129,7 +134,25 @@ impl Models {
             drain: Duration::from_secs(30),
             specs: std::sync::Mutex::default(),
             slot: Arc::default(),
+            sessions: Arc::new(Sessions::new(&GenerationConfig::default())),
+            generation: GenerationConfig::default(),
         }
+    }
+
+    /// The same models, generating as `config` says.
+    pub fn with_generation(mut self, config: GenerationConfig) -> Self {
+        self.sessions = Arc::new(Sessions::new(&config));
+        self.generation = config;
+        self
+    }
+
+    pub fn sessions(&self) -> &Sessions {
+        &self.sessions
+    }
+
+    /// The result cache every model shares, when one is configured.
+    pub fn cache(&self) -> Option<&Arc<TieredCache>> {
+        self.cache.as_ref()
     }
 
     /// The same models, keeping `slot` on the default model.
@@ -209,9 +232,15 @@ impl Models {
         }
         let started = Instant::now();
         let cache = self.cache.clone();
-        let backing = tokio::task::spawn_blocking(move || -> Result<Backing, EngineError> {
-            if found.is_text() {
-                let engine = Engine::start(&config)?;
+        let generation = self.generation.clone();
+        let backing = tokio::task::spawn_blocking(move || -> Result<Backing, String> {
+            let text = |e: EngineError| e.to_string();
+            if found == Task::Generate {
+                let g = Generator::start(&config.model_path, &generation)
+                    .map_err(|e| e.to_string())?;
+                Ok(Backing::Generate(Arc::new(g)))
+            } else if found.is_text() {
+                let engine = Engine::start(&config).map_err(text)?;
                 Ok(Backing::Text(Arc::new(Pipeline::new(
                     Arc::new(engine),
                     cache,
@@ -223,13 +252,14 @@ impl Models {
                     config.admission,
                     config.onnxruntime_lib.as_deref(),
                     config.onnx_prepack,
-                )?;
+                )
+                .map_err(text)?;
                 Ok(Backing::Tensor(Arc::new(engine)))
             }
         })
         .await
         .map_err(|_| failed("the loading task stopped".into()))?
-        .map_err(|e| failed(e.to_string()))?;
+        .map_err(failed)?;
         tokio::task::spawn_blocking(osprey_engine::release_freed_memory)
             .await
             .ok();

@@ -8,6 +8,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use osprey_collections::CollectionsConfig;
 use osprey_engine::cache::CacheConfig;
+use osprey_engine::generate::GenerationConfig;
 use osprey_engine::{BackendKind, BatchingConfig, EngineConfig};
 use osprey_server::{
     AlertsConfig, AuthConfig, LimitsConfig, ModelSpec, ObserveConfig, ServerConfig, SloConfig,
@@ -86,6 +87,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// Vector collections over Qdrant's API; an empty path turns them off.
     pub collections: CollectionsConfig,
+    /// Text generation: the decode loop, its KV budget, chat sessions.
+    pub generation: GenerationConfig,
     /// The model repository; empty: the one `[model]` is served.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelSpec>,
@@ -161,6 +164,7 @@ impl Config {
         self.cache.validate().map_err(anyhow::Error::msg)?;
         self.slo.validate().map_err(anyhow::Error::msg)?;
         self.alerts.validate().map_err(anyhow::Error::msg)?;
+        self.generation.validate().map_err(anyhow::Error::msg)?;
         // Reads `alerts.webhook_ca_file`: a bad one stops `serve` and `config check`
         // here instead of silently disabling the webhook later.
         if self.alerts.webhook_url.is_some() || self.alerts.webhook_ca_file.is_some() {
@@ -224,7 +228,7 @@ impl Config {
             .map(|n| n.to_string_lossy().into_owned())
             .filter(|n| ModelSpec::plain_name(n))
             .unwrap_or_else(|| "default".into());
-        vec![ModelSpec {
+        let mut specs = vec![ModelSpec {
             name,
             path: path.clone(),
             task: None,
@@ -232,7 +236,24 @@ impl Config {
             replicas: None,
             version: None,
             traffic: None,
-        }]
+        }];
+        if let Some(gguf) = &self.generation.model {
+            let name = gguf
+                .file_stem()
+                .map(|n| n.to_string_lossy().into_owned())
+                .filter(|n| ModelSpec::plain_name(n))
+                .unwrap_or_else(|| "generate".into());
+            specs.push(ModelSpec {
+                name,
+                path: gguf.clone(),
+                task: Some(osprey_engine::Task::Generate),
+                backend: None,
+                replicas: None,
+                version: None,
+                traffic: None,
+            });
+        }
+        specs
     }
 
     pub fn engine(&self) -> EngineConfig {

@@ -44,7 +44,9 @@ fn render_text(state: &AppState) -> String {
     if let Some(stats) = &cache {
         render_tier_health(&mut text, stats);
     }
-    render_models(&mut text, &state.models.registry().all());
+    let models = state.models.registry().all();
+    render_models(&mut text, &models);
+    render_generation(&mut text, &models);
     text
 }
 
@@ -81,6 +83,7 @@ fn render_models(out: &mut String, models: &[Arc<Served>]) {
         ("osprey_model_queue_tokens", "gauge", |m| match &m.backing {
             Backing::Text(p) => p.engine().queued_tokens() as u64,
             Backing::Tensor(_) => 0,
+            Backing::Generate(g) => g.budget().used(),
         }),
         // For autoscalers: inputs (tensor models: requests) waiting now, and the
         // time those that left the queue waited, as a running sum and count.
@@ -94,6 +97,7 @@ fn render_models(out: &mut String, models: &[Arc<Served>]) {
         ("osprey_model_replicas", "gauge", |m| match &m.backing {
             Backing::Text(p) => p.info().replicas as u64,
             Backing::Tensor(t) => t.info().replicas as u64,
+            Backing::Generate(_) => 1,
         }),
     ];
     for (name, kind, value) in families {
@@ -116,5 +120,67 @@ fn queue(m: &Served) -> QueueStats {
     match &m.backing {
         Backing::Text(p) => p.engine().queue_stats(),
         Backing::Tensor(t) => t.queue_stats(),
+        Backing::Generate(g) => QueueStats {
+            queued: g.stats().queued.load(Ordering::Relaxed),
+            ..QueueStats::default()
+        },
+    }
+}
+
+/// Generation models: time to first token and between tokens, tokens in and
+/// out, sequences running and waiting, the KV budget, and the decode steps
+/// (sequences per step above 1 is continuous batching at work).
+fn render_generation(out: &mut String, models: &[Arc<Served>]) {
+    use std::fmt::Write;
+    let generators: Vec<(&Served, &osprey_engine::generate::Generator)> = models
+        .iter()
+        .filter_map(|m| m.generator().ok().map(|g| (m.as_ref(), g.as_ref())))
+        .collect();
+    if generators.is_empty() {
+        return;
+    }
+    type Read = fn(&osprey_engine::generate::Generator) -> u64;
+    let families: [(&str, &str, Read); 12] = [
+        ("osprey_generate_prompt_tokens_total", "counter", |g| g.stats().prompt_tokens.get()),
+        ("osprey_generate_completion_tokens_total", "counter", |g| {
+            g.stats().completion_tokens.get()
+        }),
+        ("osprey_generate_active_sequences", "gauge", |g| {
+            g.stats().active.load(Ordering::Relaxed)
+        }),
+        ("osprey_generate_queued_sequences", "gauge", |g| {
+            g.stats().queued.load(Ordering::Relaxed)
+        }),
+        ("osprey_generate_kv_used_tokens", "gauge", |g| g.budget().used()),
+        ("osprey_generate_kv_budget_tokens", "gauge", |g| g.budget().total()),
+        ("osprey_generate_steps_total", "counter", |g| g.stats().steps.get()),
+        ("osprey_generate_step_sequences_total", "counter", |g| {
+            g.stats().step_sequences.get()
+        }),
+        ("osprey_generate_step_tokens_total", "counter", |g| g.stats().step_tokens.get()),
+        ("osprey_generate_max_step_sequences", "gauge", |g| {
+            g.stats().max_step_sequences.load(Ordering::Relaxed)
+        }),
+        ("osprey_generate_rejected_total", "counter", |g| g.stats().rejected.get()),
+        ("osprey_generate_cancelled_total", "counter", |g| g.stats().cancelled.get()),
+    ];
+    for (name, kind, read) in families {
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (m, g) in &generators {
+            let _ = writeln!(out, "{name}{{model=\"{}\",version=\"{}\"}} {}", m.name, m.version, read(g));
+        }
+        out.push('\n');
+    }
+    for (name, pick) in [
+        ("osprey_generate_ttft_seconds", 0),
+        ("osprey_generate_inter_token_seconds", 1),
+    ] {
+        let _ = writeln!(out, "# TYPE {name} histogram");
+        for (m, g) in &generators {
+            let h = if pick == 0 { &g.stats().ttft } else { &g.stats().inter_token };
+            let labels = format!("model=\"{}\",version=\"{}\"", m.name, m.version);
+            h.snapshot().render(out, name, &labels);
+        }
+        out.push('\n');
     }
 }

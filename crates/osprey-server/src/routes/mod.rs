@@ -1,6 +1,7 @@
 pub mod admin;
 pub mod alerts;
 mod caller;
+pub mod chat;
 pub mod collections;
 pub mod dashboard;
 pub mod embed;

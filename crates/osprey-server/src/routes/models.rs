@@ -34,6 +34,7 @@ pub struct ModelCard {
 enum Details {
     Text(osprey_engine::ModelInfo),
     Tensor(osprey_engine::TensorInfo),
+    Generate(osprey_engine::generate::GeneratorInfo),
 }
 
 fn card(m: &Served) -> ModelCard {
@@ -49,6 +50,7 @@ fn card(m: &Served) -> ModelCard {
         details: match &m.backing {
             Backing::Text(p) => Details::Text(p.info().clone()),
             Backing::Tensor(t) => Details::Tensor(t.info().clone()),
+            Backing::Generate(g) => Details::Generate(g.info().clone()),
         },
     }
 }

@@ -74,6 +74,8 @@ fn metadata_of(state: &AppState, served: &Served) -> Metadata {
             let (input, output) = text_signature(info.task, info.dims);
             ("osprey_text", vec![input], vec![output])
         }
+        // Generation speaks OpenAI's chat and completions routes, not v2 tensors.
+        Backing::Generate(_) => ("llama_cpp_gguf", Vec::new(), Vec::new()),
     };
     Metadata {
         name: served.name.clone(),
@@ -211,6 +213,12 @@ async fn run_infer(
     let outputs = match &served.backing {
         Backing::Tensor(engine) => infer_tensor(&state, &call, &served, engine, inputs).await?,
         Backing::Text(_) => infer_text(&state, &call, &served, inputs).await?,
+        Backing::Generate(_) => {
+            return Err(ApiError::Invalid(format!(
+                "model `{}` generates text: use POST /v1/chat/completions or /v1/completions",
+                served.name
+            )));
+        }
     };
     let wanted: Option<Vec<String>> = req.outputs.map(|o| o.into_iter().map(|o| o.name).collect());
     if let Some(w) = &wanted
