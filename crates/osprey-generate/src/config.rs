@@ -63,8 +63,7 @@ impl GenerationConfig {
         }
         if self.context_tokens < 16 || self.kv_budget_tokens < self.context_tokens {
             return Err(
-                "generation.context_tokens must be at least 16 and at most kv_budget_tokens"
-                    .into(),
+                "generation.context_tokens must be at least 16 and at most kv_budget_tokens".into(),
             );
         }
         if self.batch_tokens < self.max_sequences {

@@ -89,7 +89,9 @@ fn sampler(s: &Sampling) -> LlamaSampler {
     let seed = s.seed.unwrap_or_else(rand::random);
     let mut chain = Vec::with_capacity(4);
     if s.top_k > 0 {
-        chain.push(LlamaSampler::top_k(i32::try_from(s.top_k).unwrap_or(i32::MAX)));
+        chain.push(LlamaSampler::top_k(
+            i32::try_from(s.top_k).unwrap_or(i32::MAX),
+        ));
     }
     if s.top_p < 1.0 {
         chain.push(LlamaSampler::top_p(s.top_p, 1));
@@ -189,7 +191,9 @@ pub(crate) fn run(
         stats
             .step_tokens
             .add(u64::try_from(batch.n_tokens()).unwrap_or(0));
-        stats.max_step_sequences.fetch_max(in_step, Ordering::Relaxed);
+        stats
+            .max_step_sequences
+            .fetch_max(in_step, Ordering::Relaxed);
         if let Err(e) = ctx.decode(&mut batch) {
             tracing::error!(error = %e, "decode step failed");
             for (id, slot) in running.iter_mut().enumerate() {

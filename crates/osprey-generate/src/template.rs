@@ -33,7 +33,10 @@ pub enum ChatTemplate {
     /// the answer stops at a new `User:` line.
     Plain,
     /// A template llama.cpp knows, from the file or by name.
-    Llama { template: LlamaChatTemplate, name: String },
+    Llama {
+        template: LlamaChatTemplate,
+        name: String,
+    },
 }
 
 pub const PLAIN_STOPS: [&str; 2] = ["\nUser:", "\nSystem:"];

@@ -98,17 +98,32 @@ async fn greedy_answers_match_llama_cpp() {
     let g = Generator::start(&gguf(), &GenerationConfig::default()).expect("load");
     let mut same = 0;
     for case in &reference().cases {
-        assert_eq!(g.tokenize(&case.prompt), case.prompt_tokens, "tokens of {:?}", case.prompt);
-        let a = drain(g.submit(greedy(case.prompt_tokens.clone(), 8)).expect("submit")).await;
+        assert_eq!(
+            g.tokenize(&case.prompt),
+            case.prompt_tokens,
+            "tokens of {:?}",
+            case.prompt
+        );
+        let a = drain(
+            g.submit(greedy(case.prompt_tokens.clone(), 8))
+                .expect("submit"),
+        )
+        .await;
         assert_eq!(a.finish, Some(Finish::Length));
         assert_eq!(a.completion_tokens, 8);
         if a.ids == case.greedy {
             same += 1;
         } else {
-            eprintln!("{:?}: {:?} vs llama.cpp {:?}", case.prompt, a.ids, case.greedy);
+            eprintln!(
+                "{:?}: {:?} vs llama.cpp {:?}",
+                case.prompt, a.ids, case.greedy
+            );
         }
     }
-    assert!(same >= 4, "{same} of 5 prompts match llama.cpp's greedy tokens");
+    assert!(
+        same >= 4,
+        "{same} of 5 prompts match llama.cpp's greedy tokens"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -120,7 +135,9 @@ async fn concurrent_sequences_share_decode_steps() {
         .cases
         .iter()
         .map(|case| {
-            let rx = g.submit(greedy(case.prompt_tokens.clone(), 8)).expect("submit");
+            let rx = g
+                .submit(greedy(case.prompt_tokens.clone(), 8))
+                .expect("submit");
             tokio::spawn(drain(rx))
         })
         .collect();
@@ -134,8 +151,16 @@ async fn concurrent_sequences_share_decode_steps() {
     }
     // Five sequences of 8 tokens, one at a time, would take 5 × 8 steps at least.
     let steps = g.stats().steps.get() - steps_before;
-    assert!(steps < 40, "{steps} decode steps for 5 × 8 tokens: not batched");
-    assert!(g.stats().max_step_sequences.load(std::sync::atomic::Ordering::Relaxed) >= 2);
+    assert!(
+        steps < 40,
+        "{steps} decode steps for 5 × 8 tokens: not batched"
+    );
+    assert!(
+        g.stats()
+            .max_step_sequences
+            .load(std::sync::atomic::Ordering::Relaxed)
+            >= 2
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

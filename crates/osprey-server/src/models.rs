@@ -236,8 +236,8 @@ impl Models {
         let backing = tokio::task::spawn_blocking(move || -> Result<Backing, String> {
             let text = |e: EngineError| e.to_string();
             if found == Task::Generate {
-                let g = Generator::start(&config.model_path, &generation)
-                    .map_err(|e| e.to_string())?;
+                let g =
+                    Generator::start(&config.model_path, &generation).map_err(|e| e.to_string())?;
                 Ok(Backing::Generate(Arc::new(g)))
             } else if found.is_text() {
                 let engine = Engine::start(&config).map_err(text)?;

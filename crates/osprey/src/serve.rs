@@ -74,12 +74,10 @@ async fn serve(
     traces: bool,
 ) -> anyhow::Result<std::process::ExitCode> {
     let cache = open_cache(&config).await?;
-    let state = app_state(&config)?
-        .with_traces(traces)
-        .with_models(
-            Models::new(config.engine(), cache.clone(), config.models.is_empty())
-                .with_generation(config.generation.clone()),
-        );
+    let state = app_state(&config)?.with_traces(traces).with_models(
+        Models::new(config.engine(), cache.clone(), config.models.is_empty())
+            .with_generation(config.generation.clone()),
+    );
     let addr = format!("{}:{}", config.server.host, config.server.port);
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

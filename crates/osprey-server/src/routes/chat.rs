@@ -130,9 +130,10 @@ fn settings(c: &mut Common) -> Result<Settings, ApiError> {
     }
     let seed = match c.seed {
         None => None,
-        Some(s) => Some(u32::try_from(s).map_err(|_| {
-            bad(format!("seed must be between 0 and {}, not {s}", u32::MAX))
-        })?),
+        Some(s) => Some(
+            u32::try_from(s)
+                .map_err(|_| bad(format!("seed must be between 0 and {}, not {s}", u32::MAX)))?,
+        ),
     };
     let sampling = Sampling {
         temperature: c.temperature.unwrap_or(1.0),
@@ -144,7 +145,7 @@ fn settings(c: &mut Common) -> Result<Settings, ApiError> {
     let stop = c.stop.take().map(OneOrMany::into_vec).unwrap_or_default();
     if stop.len() > 4 || stop.iter().any(|s| s.is_empty() || s.len() > 256) {
         return Err(bad(
-            "stop takes at most 4 sequences of 1 to 256 bytes".into(),
+            "stop takes at most 4 sequences of 1 to 256 bytes".into()
         ));
     }
     Ok(Settings {
@@ -245,11 +246,20 @@ pub async fn chat(
         )
         .into());
     }
-    let served = super::model(&state, &call, req.common.model.as_deref(), Task::Generate, 1)?;
+    let served = super::model(
+        &state,
+        &call,
+        req.common.model.as_deref(),
+        Task::Generate,
+        1,
+    )?;
     let generator = served.generator()?.clone();
     let sessions = state.models.sessions();
     let mut all: Vec<Message> = match &session_id {
-        Some(id) => sessions.get(id).map(|m| m.as_ref().clone()).unwrap_or_default(),
+        Some(id) => sessions
+            .get(id)
+            .map(|m| m.as_ref().clone())
+            .unwrap_or_default(),
         None => Vec::new(),
     };
     all.extend(new.iter().cloned());
@@ -279,7 +289,16 @@ pub async fn chat(
     settings
         .stop
         .extend(template_stops.iter().map(|s| (*s).to_owned()));
-    let cache = cache_key(&state, &served.label, &generator, &settings, max_tokens, session_id.is_none(), "chat", &prompt);
+    let cache = cache_key(
+        &state,
+        &served.label,
+        &generator,
+        &settings,
+        max_tokens,
+        session_id.is_none(),
+        "chat",
+        &prompt,
+    );
     let prepared = Prepared {
         kind: Kind::Chat,
         label: served.label.clone(),
@@ -310,7 +329,13 @@ pub async fn completions(
     if prompt.is_empty() {
         return Err(GenerateError::Invalid("prompt must not be empty".into()).into());
     }
-    let served = super::model(&state, &call, req.common.model.as_deref(), Task::Generate, 1)?;
+    let served = super::model(
+        &state,
+        &call,
+        req.common.model.as_deref(),
+        Task::Generate,
+        1,
+    )?;
     let generator = served.generator()?.clone();
     let max_tokens = settings
         .max_tokens
@@ -320,7 +345,16 @@ pub async fn completions(
     let tokens = tokio::task::spawn_blocking(move || g.tokenize(&p))
         .await
         .map_err(|_| GenerateError::Stopped)?;
-    let cache = cache_key(&state, &served.label, &generator, &settings, max_tokens, true, "completion", &prompt);
+    let cache = cache_key(
+        &state,
+        &served.label,
+        &generator,
+        &settings,
+        max_tokens,
+        true,
+        "completion",
+        &prompt,
+    );
     let prepared = Prepared {
         kind: Kind::Completion,
         label: served.label.clone(),
@@ -419,7 +453,11 @@ fn from_entry(e: &Entry, generator: &Generator, stops: &[String]) -> Option<Answ
 async fn respond(state: &AppState, p: Prepared) -> Result<Response, ApiError> {
     let id = format!(
         "{}-{}",
-        if p.kind == Kind::Chat { "chatcmpl" } else { "cmpl" },
+        if p.kind == Kind::Chat {
+            "chatcmpl"
+        } else {
+            "cmpl"
+        },
         uuid::Uuid::new_v4().simple()
     );
     let created = std::time::SystemTime::now()

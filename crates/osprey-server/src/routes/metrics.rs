@@ -141,7 +141,9 @@ fn render_generation(out: &mut String, models: &[Arc<Served>]) {
     }
     type Read = fn(&osprey_engine::generate::Generator) -> u64;
     let families: [(&str, &str, Read); 12] = [
-        ("osprey_generate_prompt_tokens_total", "counter", |g| g.stats().prompt_tokens.get()),
+        ("osprey_generate_prompt_tokens_total", "counter", |g| {
+            g.stats().prompt_tokens.get()
+        }),
         ("osprey_generate_completion_tokens_total", "counter", |g| {
             g.stats().completion_tokens.get()
         }),
@@ -151,23 +153,41 @@ fn render_generation(out: &mut String, models: &[Arc<Served>]) {
         ("osprey_generate_queued_sequences", "gauge", |g| {
             g.stats().queued.load(Ordering::Relaxed)
         }),
-        ("osprey_generate_kv_used_tokens", "gauge", |g| g.budget().used()),
-        ("osprey_generate_kv_budget_tokens", "gauge", |g| g.budget().total()),
-        ("osprey_generate_steps_total", "counter", |g| g.stats().steps.get()),
+        ("osprey_generate_kv_used_tokens", "gauge", |g| {
+            g.budget().used()
+        }),
+        ("osprey_generate_kv_budget_tokens", "gauge", |g| {
+            g.budget().total()
+        }),
+        ("osprey_generate_steps_total", "counter", |g| {
+            g.stats().steps.get()
+        }),
         ("osprey_generate_step_sequences_total", "counter", |g| {
             g.stats().step_sequences.get()
         }),
-        ("osprey_generate_step_tokens_total", "counter", |g| g.stats().step_tokens.get()),
+        ("osprey_generate_step_tokens_total", "counter", |g| {
+            g.stats().step_tokens.get()
+        }),
         ("osprey_generate_max_step_sequences", "gauge", |g| {
             g.stats().max_step_sequences.load(Ordering::Relaxed)
         }),
-        ("osprey_generate_rejected_total", "counter", |g| g.stats().rejected.get()),
-        ("osprey_generate_cancelled_total", "counter", |g| g.stats().cancelled.get()),
+        ("osprey_generate_rejected_total", "counter", |g| {
+            g.stats().rejected.get()
+        }),
+        ("osprey_generate_cancelled_total", "counter", |g| {
+            g.stats().cancelled.get()
+        }),
     ];
     for (name, kind, read) in families {
         let _ = writeln!(out, "# TYPE {name} {kind}");
         for (m, g) in &generators {
-            let _ = writeln!(out, "{name}{{model=\"{}\",version=\"{}\"}} {}", m.name, m.version, read(g));
+            let _ = writeln!(
+                out,
+                "{name}{{model=\"{}\",version=\"{}\"}} {}",
+                m.name,
+                m.version,
+                read(g)
+            );
         }
         out.push('\n');
     }
@@ -177,7 +197,11 @@ fn render_generation(out: &mut String, models: &[Arc<Served>]) {
     ] {
         let _ = writeln!(out, "# TYPE {name} histogram");
         for (m, g) in &generators {
-            let h = if pick == 0 { &g.stats().ttft } else { &g.stats().inter_token };
+            let h = if pick == 0 {
+                &g.stats().ttft
+            } else {
+                &g.stats().inter_token
+            };
             let labels = format!("model=\"{}\",version=\"{}\"", m.name, m.version);
             h.snapshot().render(out, name, &labels);
         }
