@@ -2,6 +2,8 @@
 //! llama.cpp's own (llama-cpp-python, `scripts/reference_generation.py`),
 //! continuous batching, the KV budget, stop sequences and cancellation.
 
+#![allow(clippy::expect_used)]
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};

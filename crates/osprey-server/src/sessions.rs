@@ -77,7 +77,12 @@ mod tests {
 
     fn msg(i: usize) -> Message {
         Message {
-            role: if i % 2 == 0 { "user" } else { "assistant" }.into(),
+            role: if i.is_multiple_of(2) {
+                "user"
+            } else {
+                "assistant"
+            }
+            .into(),
             content: format!("message {i}"),
         }
     }

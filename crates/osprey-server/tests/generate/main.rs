@@ -184,7 +184,7 @@ async fn the_openai_package_completes_chats_streams_and_keeps_sessions() {
     assert!(matches!(chat["finish"].as_str(), Some("stop" | "length")));
     let u: Vec<u64> = serde_json::from_value(chat["usage"].clone()).expect("usage");
     assert_eq!(u[0] + u[1], u[2]);
-    assert!(u[1] >= 1 && u[1] <= 16);
+    assert!((1..=16).contains(&u[1]));
     let stream = &seen["stream"];
     let pieces = stream["pieces"].as_array().expect("pieces");
     assert!(pieces.len() >= 2, "streamed in one piece: {stream}");
@@ -192,7 +192,7 @@ async fn the_openai_package_completes_chats_streams_and_keeps_sessions() {
     assert!(
         stream["usage"][1]
             .as_u64()
-            .is_some_and(|n| n >= 1 && n <= 12)
+            .is_some_and(|n| (1..=12).contains(&n))
     );
     assert_eq!(seen["session_answers"].as_array().map(Vec::len), Some(2));
     assert!(
