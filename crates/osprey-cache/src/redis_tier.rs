@@ -234,6 +234,37 @@ impl RedisTier {
         self.conns.conn().sweep(&pattern, true).await
     }
 
+    /// A value kept beside the cache in a namespace of its own (chat sessions):
+    /// not a cache entry, so never sealed, counted or swept by [`RedisTier::clear`].
+    pub async fn get_value(&self, name: &str) -> Result<Option<Vec<u8>>> {
+        let cmd = redis::cmd("GET").arg(self.value_key(name)).clone();
+        self.conns.conns.conn().query(&cmd).await
+    }
+
+    /// Stores a value that Redis drops after `ttl_secs`.
+    pub async fn set_value(&self, name: &str, value: &[u8], ttl_secs: u64) -> Result<()> {
+        let cmd = redis::cmd("SET")
+            .arg(self.value_key(name))
+            .arg(value)
+            .arg("EX")
+            .arg(ttl_secs.max(1))
+            .clone();
+        self.conns.conns.conn().query::<()>(&cmd).await
+    }
+
+    /// Whether a value was there to delete.
+    pub async fn delete_value(&self, name: &str) -> Result<bool> {
+        let cmd = redis::cmd("DEL").arg(self.value_key(name)).clone();
+        Ok(self.conns.conns.conn().query::<u64>(&cmd).await? > 0)
+    }
+
+    fn value_key(&self, name: &str) -> Vec<u8> {
+        let mut key = b"osprey-value:".to_vec();
+        key.extend_from_slice(&self.conns.prefix);
+        key.extend_from_slice(name.as_bytes());
+        key
+    }
+
     /// Counts keys under the prefix (a full SCAN: for tools, not the request path).
     pub async fn count(&self) -> Result<u64> {
         let pattern = glob_escape(&self.conns.prefix);

@@ -126,6 +126,7 @@ pub struct Models {
 
 impl Models {
     pub fn new(base: EngineConfig, cache: Option<Arc<TieredCache>>, single: bool) -> Self {
+        let sessions = Arc::new(Sessions::new(&GenerationConfig::default(), cache.clone()));
         Self {
             registry: Registry::default(),
             base,
@@ -134,14 +135,14 @@ impl Models {
             drain: Duration::from_secs(30),
             specs: std::sync::Mutex::default(),
             slot: Arc::default(),
-            sessions: Arc::new(Sessions::new(&GenerationConfig::default())),
+            sessions,
             generation: GenerationConfig::default(),
         }
     }
 
     /// The same models, generating as `config` says.
     pub fn with_generation(mut self, config: GenerationConfig) -> Self {
-        self.sessions = Arc::new(Sessions::new(&config));
+        self.sessions = Arc::new(Sessions::new(&config, self.cache.clone()));
         self.generation = config;
         self
     }

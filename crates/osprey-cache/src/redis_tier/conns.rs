@@ -199,6 +199,14 @@ impl Conn {
 
     /// Whether Redis answers: with a cluster, every master must, since each holds
     /// a share of the keys.
+    /// One command, sent where its key lives.
+    pub(super) async fn query<T: redis::FromRedisValue>(&mut self, cmd: &Cmd) -> Result<T> {
+        Ok(match self {
+            Conn::Single(conn) => cmd.query_async(conn).await?,
+            Conn::Cluster(conn) => cmd.query_async(conn).await?,
+        })
+    }
+
     pub(super) async fn ping(&mut self) -> Result<()> {
         match self {
             Conn::Single(conn) => {

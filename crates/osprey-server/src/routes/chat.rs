@@ -256,10 +256,7 @@ pub async fn chat(
     let generator = served.generator()?.clone();
     let sessions = state.models.sessions();
     let mut all: Vec<Message> = match &session_id {
-        Some(id) => sessions
-            .get(id)
-            .map(|m| m.as_ref().clone())
-            .unwrap_or_default(),
+        Some(id) => sessions.get(id).await.unwrap_or_default(),
         None => Vec::new(),
     };
     all.extend(new.iter().cloned());
@@ -519,7 +516,7 @@ async fn respond(state: &AppState, p: Prepared) -> Result<Response, ApiError> {
         stream_response(head, p.settings.include_usage, events, Some(after))
     } else {
         let answer = collect(first, &mut events).await?;
-        after.done(&answer);
+        after.done(&answer).await;
         Json(head.whole(&answer)).into_response()
     };
     finish_headers(&mut resp, &p.label, cache_header, Some(ttft));
@@ -534,7 +531,7 @@ struct AfterAnswer {
 }
 
 impl AfterAnswer {
-    fn done(&self, a: &Answer) {
+    async fn done(&self, a: &Answer) {
         if let Some((cache, key)) = &self.cache
             && let Some(entry) = to_entry(a)
         {
@@ -547,7 +544,8 @@ impl AfterAnswer {
             };
             self.sessions
                 .sessions()
-                .append(id, new.iter().cloned().chain(std::iter::once(reply)));
+                .append(id, new.iter().cloned().chain(std::iter::once(reply)))
+                .await;
         }
     }
 }
@@ -780,7 +778,7 @@ fn stream_response(
                     st.answer.prompt_tokens = prompt_tokens;
                     st.answer.completion_tokens = completion_tokens;
                     if let Some(after) = st.after.take() {
-                        after.done(&st.answer);
+                        after.done(&st.answer).await;
                     }
                     let mut out = st.head.chunk(None, false, Some(finish)).to_vec();
                     if st.include_usage {
@@ -844,12 +842,8 @@ pub async fn get_session(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    match state.models.sessions().get(&id) {
-        Some(m) => Ok(Json(SessionBody {
-            id,
-            messages: m.as_ref().clone(),
-        })
-        .into_response()),
+    match state.models.sessions().get(&id).await {
+        Some(messages) => Ok(Json(SessionBody { id, messages }).into_response()),
         None => Err(ApiError::NotFound(format!("session `{id}`"))),
     }
 }
@@ -859,7 +853,7 @@ pub async fn delete_session(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    if state.models.sessions().remove(&id) {
+    if state.models.sessions().remove(&id).await {
         Ok(StatusCode::NO_CONTENT.into_response())
     } else {
         Err(ApiError::NotFound(format!("session `{id}`")))

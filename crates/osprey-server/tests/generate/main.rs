@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{client, metric_sum};
-use osprey_engine::cache::{CacheConfig, DiskConfig, MemoryConfig};
+use osprey_engine::cache::{CacheConfig, DiskConfig, MemoryConfig, RedisConfig};
 use osprey_engine::generate::GenerationConfig;
 use osprey_engine::{BackendKind, BatchingConfig, EngineConfig, Task};
 use osprey_server::{AppState, ModelSpec, Models, ServerConfig};
@@ -26,8 +26,13 @@ struct Server {
     base: String,
 }
 
-/// A server of its own serving the GGUF as `gemma`, with a memory and disk cache.
+/// A server of its own serving the GGUF as `gemma`, with a memory and disk cache
+/// (and the Redis tier `redis` describes).
 fn start(generation: GenerationConfig) -> Server {
+    start_with_redis(generation, RedisConfig::default())
+}
+
+fn start_with_redis(generation: GenerationConfig, redis: RedisConfig) -> Server {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::Builder::new()
         .name("osprey-test-generate".into())
@@ -50,6 +55,7 @@ fn start(generation: GenerationConfig) -> Server {
                         path: Some(dir.path().join("cache.redb")),
                         ..DiskConfig::default()
                     },
+                    redis,
                     ..CacheConfig::default()
                 };
                 let cache = std::sync::Arc::new(
@@ -494,4 +500,55 @@ async fn bad_requests_get_400_in_openai_shape() {
     )
     .await;
     assert!(r.status().is_client_error());
+}
+
+#[tokio::test]
+async fn with_redis_another_instance_continues_the_conversation() {
+    let prefix = osprey_cache::testkit::unique_prefix("sessions");
+    let redis =
+        osprey_cache::testkit::redis_config(&osprey_cache::testkit::shared_redis_url(), &prefix);
+    let small = || GenerationConfig {
+        kv_budget_tokens: 512,
+        context_tokens: 256,
+        max_sequences: 2,
+        batch_tokens: 128,
+        ..GenerationConfig::default()
+    };
+    let a = start_with_redis(small(), redis.clone());
+    let b = start_with_redis(small(), redis);
+    let turn = |text: &str| {
+        json!({"max_tokens": 4, "temperature": 0, "session_id": "shared-chat",
+               "messages": [{"role": "user", "content": text}]})
+    };
+    let r = post(&a.base, "/v1/chat/completions", turn("Hello from A")).await;
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await;
+    let r = post(&b.base, "/v1/chat/completions", turn("Hello from B")).await;
+    assert_eq!(r.status(), 200);
+    let _ = r.bytes().await;
+    // Either instance sees both turns.
+    let s: Value = client()
+        .get(format!("{}/v1/sessions/shared-chat", a.base))
+        .send()
+        .await
+        .expect("session")
+        .json()
+        .await
+        .expect("JSON");
+    let messages = s["messages"].as_array().expect("messages");
+    assert_eq!(messages.len(), 4, "{s}");
+    assert_eq!(messages[0]["content"], "Hello from A");
+    assert_eq!(messages[2]["content"], "Hello from B");
+    let del = client()
+        .delete(format!("{}/v1/sessions/shared-chat", b.base))
+        .send()
+        .await
+        .expect("delete");
+    assert_eq!(del.status(), 204);
+    let gone = client()
+        .get(format!("{}/v1/sessions/shared-chat", a.base))
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(gone.status(), 404);
 }

@@ -1,0 +1,238 @@
+"""Generation side by side with llama.cpp itself, on the same GGUF and thread count.
+
+Measures, in one run:
+  - llama.cpp in process (llama-cpp-python's Llama): time to first token and
+    decode tokens/s, one stream;
+  - Osprey over HTTP (streamed /v1/completions): the same, one stream;
+  - Osprey at 8 concurrent streams: aggregate tokens/s, and its peak RSS against
+    model file + KV budget + 150 MB;
+  - llama-cpp-python's own server (python -m llama_cpp.server) at 8 clients.
+
+Usage (llama-cpp-python is installed once per machine; see
+scripts/reference_generation.py):
+    cargo build --release -p osprey
+    ~/.cache/osprey/llama-venv/bin/python bench/generate.py [--tokens 128] [--rounds 3]
+"""
+
+import argparse
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GGUF = os.path.join(ROOT, "models", "gemma-3-270m", "gemma-3-270m-q4_k_m.gguf")
+PROMPT = "Here is a long story about a lighthouse keeper and the sea:"
+PROMPTS8 = [f"Story number {i}: once upon a time, a traveller named {n}" for i, n in enumerate(
+    ["Ada", "Brahim", "Chen", "Dana", "Emil", "Fatou", "Gus", "Hana"])]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_ready(port, path, within=120):
+    deadline = time.time() + within
+    while time.time() < deadline:
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+            c.request("GET", path)
+            if c.getresponse().status == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.1)
+    sys.exit(f"server on {port} did not become ready")
+
+
+def stream_completion(port, body):
+    """(ttft seconds, decode seconds after the first token, completion tokens)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+    t0 = time.perf_counter()
+    c.request("POST", "/v1/completions", json.dumps(body), {"content-type": "application/json"})
+    r = c.getresponse()
+    if r.status != 200:
+        raise RuntimeError(f"{r.status} {r.read()[:200]!r}")
+    first = None
+    last = None
+    usage = None
+    pieces = 0
+    buf = b""
+    while True:
+        chunk = r.read1(65536) if hasattr(r, "read1") else r.read(1)
+        if not chunk:
+            break
+        buf += chunk
+        while b"\n\n" in buf:
+            event, buf = buf.split(b"\n\n", 1)
+            data = event.removeprefix(b"data: ")
+            if data == b"[DONE]":
+                continue
+            v = json.loads(data)
+            if v.get("usage"):
+                usage = v["usage"]["completion_tokens"]
+            for ch in v.get("choices", []):
+                if ch.get("text"):
+                    now = time.perf_counter()
+                    first = first or now
+                    last = now
+                    pieces += 1
+    tokens = usage if usage is not None else pieces
+    return first - t0, (last - first), tokens
+
+
+def llama_in_process(tokens, rounds):
+    import llama_cpp
+
+    llm = llama_cpp.Llama(model_path=GGUF, n_ctx=2048, n_threads=2, n_threads_batch=2,
+                          verbose=False)
+    prompt = llm.tokenize(PROMPT.encode(), add_bos=True, special=True)
+    out = []
+    for _ in range(rounds + 1):
+        llm.reset()
+        t0 = time.perf_counter()
+        first = None
+        n = 0
+        for _tok in llm.generate(prompt, temp=0.0, top_k=1, reset=True):
+            n += 1
+            if first is None:
+                first = time.perf_counter()
+            if n == tokens:
+                break
+        end = time.perf_counter()
+        out.append((first - t0, (tokens - 1) / (end - first)))
+    del llm
+    return out[1:]
+
+
+def rss_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def eight_clients(port, body_of):
+    results = [None] * 8
+    def run(i):
+        results[i] = stream_completion(port, body_of(i))
+    t0 = time.perf_counter()
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - t0
+    total = sum(r[2] for r in results)
+    return total / wall, [r[0] for r in results], total
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--tokens", type=int, default=128)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "osprey"))
+    args = ap.parse_args()
+    n = args.tokens
+
+    print(f"# llama.cpp in process (llama-cpp-python), 2 threads, {n} tokens greedy")
+    ll = llama_in_process(n, args.rounds)
+    ll_ttft = statistics.median(x[0] for x in ll)
+    ll_tps = statistics.median(x[1] for x in ll)
+    print(f"llama.cpp: ttft {ll_ttft*1e3:.1f} ms, decode {ll_tps:.1f} tok/s")
+
+    port = free_port()
+    tmp = tempfile.mkdtemp()
+    env = dict(os.environ)
+    env.update({
+        "OSPREY_SERVER__PORT": str(port),
+        "OSPREY_GENERATION__MODEL": GGUF,
+        "OSPREY_GENERATION__THREADS": "2",
+        "OSPREY_TELEMETRY__ACCESS_LOG": "false",
+        "OSPREY_COLLECTIONS__PATH": os.path.join(tmp, "collections"),
+        "OSPREY_LIMITS__MAX_QUEUE_MS": "0",
+    })
+    log = open(os.path.join(tmp, "osprey.log"), "w")
+    p = subprocess.Popen([args.binary, "serve", "--model", os.path.join(ROOT, "models", "all-MiniLM-L6-v2")],
+                         env=env, stdout=log, stderr=log, cwd=ROOT)
+    try:
+        wait_ready(port, "/health/ready")
+        body = {"prompt": PROMPT, "max_tokens": n, "temperature": 0, "ignore_eos": True,
+                "stream": True, "stream_options": {"include_usage": True}}
+        single = []
+        for i in range(args.rounds + 1):
+            # A seed per round keeps the result cache out of it (greedy all the same).
+            b = dict(body, seed=1000 + i)
+            ttft, decode_s, toks = stream_completion(port, b)
+            single.append((ttft, (toks - 1) / decode_s))
+        single = single[1:]
+        o_ttft = statistics.median(x[0] for x in single)
+        o_tps = statistics.median(x[1] for x in single)
+        print(f"osprey: ttft {o_ttft*1e3:.1f} ms, decode {o_tps:.1f} tok/s "
+              f"({o_tps/ll_tps:.2f}x llama.cpp's decode, ttft {o_ttft/ll_ttft:.2f}x)")
+
+        peak = [0.0]
+        stop = threading.Event()
+        def sample():
+            while not stop.is_set():
+                peak[0] = max(peak[0], rss_mb(p.pid))
+                time.sleep(0.05)
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        agg, ttfts, total = eight_clients(port, lambda i: {
+            "prompt": PROMPTS8[i], "max_tokens": n, "temperature": 0.8, "seed": 10_000 + i,
+            "ignore_eos": True, "stream": True, "stream_options": {"include_usage": True}})
+        stop.set()
+        sampler.join()
+        print(f"osprey 8 streams: {agg:.1f} tok/s aggregate ({agg/o_tps:.2f}x its single stream), "
+              f"{total} tokens, ttft median {statistics.median(ttfts)*1e3:.0f} ms")
+        m = http.client.HTTPConnection("127.0.0.1", port)
+        m.request("GET", "/v1/models")
+        info = next(d for d in json.loads(m.getresponse().read())["data"] if d["task"] == "generate")
+        budget = info["details"]["kv_budget_tokens"]
+    finally:
+        p.terminate()
+        p.wait()
+
+    import llama_cpp
+    meta = llama_cpp.Llama(model_path=GGUF, vocab_only=True, verbose=False).metadata
+    arch = meta["general.architecture"]
+    layers = int(meta[f"{arch}.block_count"])
+    kv_heads = int(meta[f"{arch}.attention.head_count_kv"])
+    head = int(meta.get(f"{arch}.attention.key_length", 256))
+    kv_mb = budget * layers * 2 * kv_heads * head * 2 / 2**20
+    file_mb = os.path.getsize(GGUF) / 2**20
+    bound = file_mb + kv_mb + 150
+    print(f"osprey RSS peak at 8 streams: {peak[0]:.0f} MB; bound file {file_mb:.0f} + "
+          f"KV {budget} tokens {kv_mb:.0f} + 150 = {bound:.0f} MB")
+
+    port2 = free_port()
+    srv = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", GGUF,
+                            "--n_threads", "2", "--n_threads_batch", "2", "--n_ctx", "4096",
+                            "--port", str(port2), "--host", "127.0.0.1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_ready(port2, "/v1/models")
+        agg2, ttfts2, total2 = eight_clients(port2, lambda i: {
+            "prompt": PROMPTS8[i], "max_tokens": n, "temperature": 0.8, "seed": 10_000 + i,
+            "stream": True})
+        print(f"llama_cpp.server 8 clients: {agg2:.1f} tok/s aggregate, {total2} tokens, "
+              f"ttft median {statistics.median(ttfts2)*1e3:.0f} ms (Osprey {agg/agg2:.2f}x)")
+    finally:
+        srv.terminate()
+        srv.wait()
+
+
+if __name__ == "__main__":
+    main()
