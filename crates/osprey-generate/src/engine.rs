@@ -13,12 +13,14 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use tokio::sync::mpsc::UnboundedSender;
 
+use rayon::prelude::*;
+
 use crate::budget::Budget;
-use crate::request::{Event, Finish, Job, Sampling};
+use crate::request::{Event, Finish, Job};
+use crate::sampler::TokenSampler;
 use crate::stats::Stats;
 use crate::text::TextStream;
 
@@ -60,7 +62,9 @@ struct Sequence {
     fed: usize,
     /// The token to feed next once the prompt is in.
     next: Option<LlamaToken>,
-    sampler: LlamaSampler,
+    sampler: TokenSampler,
+    /// The token chosen in the step just decoded.
+    chosen: Option<i32>,
     text: TextStream,
     generated: u32,
     max_tokens: u32,
@@ -80,25 +84,6 @@ impl Sequence {
         // Positions fit: prompt plus answer is checked against the context.
         i32::try_from(at).unwrap_or(i32::MAX)
     }
-}
-
-fn sampler(s: &Sampling) -> LlamaSampler {
-    if s.temperature == 0.0 {
-        return LlamaSampler::greedy();
-    }
-    let seed = s.seed.unwrap_or_else(rand::random);
-    let mut chain = Vec::with_capacity(4);
-    if s.top_k > 0 {
-        chain.push(LlamaSampler::top_k(
-            i32::try_from(s.top_k).unwrap_or(i32::MAX),
-        ));
-    }
-    if s.top_p < 1.0 {
-        chain.push(LlamaSampler::top_p(s.top_p, 1));
-    }
-    chain.push(LlamaSampler::temp(s.temperature));
-    chain.push(LlamaSampler::dist(seed));
-    LlamaSampler::chain_simple(chain)
 }
 
 /// Runs until the job channel closes and every sequence has ended.
@@ -204,11 +189,30 @@ pub(crate) fn run(
             }
             continue;
         }
+        // Every sequence's next token at once, reading its logits in place.
+        let logits: Vec<Option<&[f32]>> = running
+            .iter()
+            .map(|slot| {
+                let at = slot.as_ref()?.logits_at?;
+                Some(ctx.get_logits_ith(at))
+            })
+            .collect();
+        running
+            .par_iter_mut()
+            .zip(logits.par_iter())
+            .for_each(|(slot, logits)| {
+                if let (Some(seq), Some(l)) = (slot.as_mut(), logits) {
+                    seq.chosen = Some(seq.sampler.sample(l));
+                }
+            });
+        drop(logits);
         let now = Instant::now();
         for (id, slot) in running.iter_mut().enumerate() {
             let Some(seq) = slot else { continue };
-            let Some(at) = seq.logits_at else { continue };
-            let tok = seq.sampler.sample(&ctx, at);
+            let Some(tok) = seq.chosen.take() else {
+                continue;
+            };
+            let tok = LlamaToken(tok);
             match seq.last_token_at {
                 None => {
                     stats.ttft.record(now - seq.queued_at);
@@ -268,7 +272,8 @@ fn admit(
             prompt: s.job.prompt.iter().map(|&t| LlamaToken(t)).collect(),
             fed: 0,
             next: None,
-            sampler: sampler(&s.job.sampling),
+            sampler: TokenSampler::new(&s.job.sampling),
+            chosen: None,
             text: TextStream::new(s.job.stop),
             generated: 0,
             max_tokens: s.job.max_tokens,

@@ -8,6 +8,7 @@ mod engine;
 mod error;
 mod generator;
 mod request;
+mod sampler;
 mod stats;
 mod template;
 mod text;

@@ -87,12 +87,62 @@ fn since(query: Result<Query<DataQuery>, QueryRejection>) -> Result<Option<u64>,
         .transpose()
 }
 
-/// The series, and the collections table when collections are on.
+/// The series, the collections table when collections are on, and a row per
+/// generation model.
 #[derive(Serialize)]
 pub struct DashboardReply {
     #[serde(flatten)]
     data: DashboardData,
     collections: Vec<CollectionRow>,
+    generation: Vec<GenerationRow>,
+}
+
+/// One generation model's decode loop now, and its means since start.
+#[derive(Serialize)]
+pub struct GenerationRow {
+    model: String,
+    active: u64,
+    queued: u64,
+    kv_used: u64,
+    kv_budget: u64,
+    prompt_tokens: u64,
+    completion_tokens: u64,
+    ttft_mean_ms: Option<f64>,
+    inter_token_mean_ms: Option<f64>,
+    /// Sequences per decode step: above 1, continuous batching is at work.
+    sequences_per_step: Option<f64>,
+}
+
+fn generation_rows(state: &AppState) -> Vec<GenerationRow> {
+    use std::sync::atomic::Ordering;
+    let mean_ms = |h: &osprey_metrics::LatencyHistogram| {
+        let s = h.snapshot();
+        (s.count() > 0).then(|| s.sum_seconds * 1e3 / s.count() as f64)
+    };
+    state
+        .models
+        .registry()
+        .all()
+        .iter()
+        .filter_map(|m| {
+            let g = m.generator().ok()?;
+            let st = g.stats();
+            let steps = st.steps.get();
+            Some(GenerationRow {
+                model: m.label.clone(),
+                active: st.active.load(Ordering::Relaxed),
+                queued: st.queued.load(Ordering::Relaxed),
+                kv_used: g.budget().used(),
+                kv_budget: g.budget().total(),
+                prompt_tokens: st.prompt_tokens.get(),
+                completion_tokens: st.completion_tokens.get(),
+                ttft_mean_ms: mean_ms(&st.ttft),
+                inter_token_mean_ms: mean_ms(&st.inter_token),
+                sequences_per_step: (steps > 0)
+                    .then(|| st.step_sequences.get() as f64 / steps as f64),
+            })
+        })
+        .collect()
 }
 
 pub async fn data(
@@ -108,6 +158,7 @@ pub async fn data(
     Ok(Json(DashboardReply {
         data: state.observe.dashboard(since),
         collections,
+        generation: generation_rows(&state),
     }))
 }
 

@@ -371,6 +371,27 @@ async fn eight_concurrent_streams_share_decode_steps() {
     assert!(seqs / steps > 1.5, "{seqs} sequences in {steps} steps");
     assert!(metric_sum(&after, "osprey_generate_max_step_sequences") >= 4.0);
     assert!(metric_sum(&after, "osprey_generate_ttft_seconds_count") >= 8.0);
+    // The dashboard's generation table shows the same loop.
+    let d: Value = client()
+        .get(format!("{base}/dashboard/data"))
+        .send()
+        .await
+        .expect("dashboard data")
+        .json()
+        .await
+        .expect("JSON");
+    let row = &d["generation"][0];
+    assert_eq!(row["model"], "gemma@1");
+    assert!(
+        row["completion_tokens"]
+            .as_u64()
+            .is_some_and(|n| n >= 8 * 24)
+    );
+    assert!(
+        row["sequences_per_step"].as_f64().is_some_and(|x| x > 1.0),
+        "{row}"
+    );
+    assert!(row["ttft_mean_ms"].as_f64().is_some_and(|x| x > 0.0));
 }
 
 #[tokio::test]

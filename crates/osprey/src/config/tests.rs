@@ -176,3 +176,29 @@ fn printed_config_hides_webhook_and_redis_secrets() {
         "{text}"
     );
 }
+
+#[test]
+fn a_generation_model_is_served_beside_the_default_model() {
+    let c = Config::load(
+        &ConfigArgs::default(),
+        &ModelArgs::default(),
+        vec![(
+            "generation.model",
+            "models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf".into(),
+        )],
+    )
+    .expect("config");
+    let specs = c.model_specs();
+    assert_eq!(specs.len(), 2);
+    assert_eq!(specs[1].name, "gemma-3-270m-q4_k_m");
+    assert_eq!(specs[1].task, Some(osprey_engine::Task::Generate));
+    let bad = Config::load(
+        &ConfigArgs::default(),
+        &ModelArgs::default(),
+        vec![("generation.max_sequences", 0.into())],
+    );
+    assert!(
+        bad.is_err_and(|e| e.to_string().contains("max_sequences")),
+        "max_sequences 0 must be refused"
+    );
+}
