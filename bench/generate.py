@@ -123,6 +123,28 @@ def rss_mb(pid):
     return 0.0
 
 
+def embed_only_rss(binary):
+    port = free_port()
+    tmp = tempfile.mkdtemp()
+    env = dict(os.environ)
+    env.update({"OSPREY_SERVER__PORT": str(port), "OSPREY_TELEMETRY__ACCESS_LOG": "false",
+                "OSPREY_COLLECTIONS__PATH": os.path.join(tmp, "collections")})
+    env.pop("OSPREY_GENERATION__MODEL", None)
+    p = subprocess.Popen([binary, "serve", "--model", os.path.join(ROOT, "models", "all-MiniLM-L6-v2")],
+                         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    try:
+        wait_ready(port, "/health/ready")
+        c = http.client.HTTPConnection("127.0.0.1", port)
+        c.request("POST", "/embed", json.dumps({"inputs": ["hello"] * 8}),
+                  {"content-type": "application/json"})
+        c.getresponse().read()
+        time.sleep(0.5)
+        return rss_mb(p.pid)
+    finally:
+        p.terminate()
+        p.wait()
+
+
 def eight_clients(port, body_of):
     results = [None] * 8
     def run(i):
@@ -151,6 +173,11 @@ def main():
     ll_ttft = statistics.median(x[0] for x in ll)
     ll_tps = statistics.median(x[1] for x in ll)
     print(f"llama.cpp: ttft {ll_ttft*1e3:.1f} ms, decode {ll_tps:.1f} tok/s")
+
+    # What the process holds without the generation model (the embedding model
+    # every Osprey serves), to tell the generation model's share of the RSS.
+    base_rss = embed_only_rss(args.binary)
+    print(f"osprey without a generation model: RSS {base_rss:.0f} MB")
 
     port = free_port()
     tmp = tempfile.mkdtemp()
@@ -214,8 +241,9 @@ def main():
     kv_mb = budget * layers * 2 * kv_heads * head * 2 / 2**20
     file_mb = os.path.getsize(GGUF) / 2**20
     bound = file_mb + kv_mb + 150
-    print(f"osprey RSS peak at 8 streams: {peak[0]:.0f} MB; bound file {file_mb:.0f} + "
-          f"KV {budget} tokens {kv_mb:.0f} + 150 = {bound:.0f} MB")
+    print(f"osprey RSS peak at 8 streams: {peak[0]:.0f} MB, of which generation "
+          f"{peak[0] - base_rss:.0f} MB; bound file {file_mb:.0f} + KV {budget} tokens "
+          f"{kv_mb:.0f} + 150 = {bound:.0f} MB")
 
     port2 = free_port()
     srv = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", GGUF,
