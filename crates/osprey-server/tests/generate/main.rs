@@ -56,7 +56,6 @@ fn start_with_redis(generation: GenerationConfig, redis: RedisConfig) -> Server 
                         ..DiskConfig::default()
                     },
                     redis,
-                    ..CacheConfig::default()
                 };
                 let cache = std::sync::Arc::new(
                     osprey_engine::cache::TieredCache::open(&cache)
