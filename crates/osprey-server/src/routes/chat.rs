@@ -11,11 +11,11 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use osprey_engine::Task;
 use osprey_engine::cache::{CacheKey, Entry, KeySpace, TieredCache};
 use osprey_engine::generate::{
     Event, Finish, GenerateError, Generator, Job, Message, Sampling, TextStream, check_role,
 };
+use osprey_engine::{Served, Task};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -221,6 +221,50 @@ struct Prepared {
     session: Option<(String, Vec<Message>)>,
 }
 
+impl Prepared {
+    /// The generation a request asked for, with its cache key when it has one;
+    /// counts the request on the model.
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        state: &AppState,
+        served: &Served,
+        kind: Kind,
+        asked: Option<String>,
+        generator: Arc<Generator>,
+        (prompt, tokens): (String, Vec<i32>),
+        max_tokens: u32,
+        settings: Settings,
+        session: Option<(String, Vec<Message>)>,
+    ) -> Self {
+        let what = match kind {
+            Kind::Chat => "chat",
+            Kind::Completion => "completion",
+        };
+        let cache = cache_key(
+            state,
+            &served.label,
+            &generator,
+            &settings,
+            max_tokens,
+            session.is_none(),
+            what,
+            &prompt,
+        );
+        served.answered(1);
+        Self {
+            kind,
+            label: served.label.clone(),
+            model: asked.unwrap_or_else(|| served.name.clone()),
+            generator,
+            prompt_tokens: tokens,
+            max_tokens,
+            settings,
+            cache,
+            session,
+        }
+    }
+}
+
 pub async fn chat(
     State(state): State<AppState>,
     call: Call,
@@ -286,28 +330,17 @@ pub async fn chat(
     settings
         .stop
         .extend(template_stops.iter().map(|s| (*s).to_owned()));
-    let cache = cache_key(
+    let prepared = Prepared::new(
         &state,
-        &served.label,
-        &generator,
-        &settings,
-        max_tokens,
-        session_id.is_none(),
-        "chat",
-        &prompt,
-    );
-    let prepared = Prepared {
-        kind: Kind::Chat,
-        label: served.label.clone(),
-        model: req.common.model.unwrap_or_else(|| served.name.clone()),
+        &served,
+        Kind::Chat,
+        req.common.model,
         generator,
-        prompt_tokens: tokens,
+        (prompt, tokens),
         max_tokens,
         settings,
-        cache,
-        session: session_id.map(|id| (id, new)),
-    };
-    served.answered(1);
+        session_id.map(|id| (id, new)),
+    );
     respond(&state, prepared).await
 }
 
@@ -342,28 +375,17 @@ pub async fn completions(
     let tokens = tokio::task::spawn_blocking(move || g.tokenize(&p))
         .await
         .map_err(|_| GenerateError::Stopped)?;
-    let cache = cache_key(
+    let prepared = Prepared::new(
         &state,
-        &served.label,
-        &generator,
-        &settings,
-        max_tokens,
-        true,
-        "completion",
-        &prompt,
-    );
-    let prepared = Prepared {
-        kind: Kind::Completion,
-        label: served.label.clone(),
-        model: req.common.model.unwrap_or_else(|| served.name.clone()),
+        &served,
+        Kind::Completion,
+        req.common.model,
         generator,
-        prompt_tokens: tokens,
+        (prompt, tokens),
         max_tokens,
         settings,
-        cache,
-        session: None,
-    };
-    served.answered(1);
+        None,
+    );
     respond(&state, prepared).await
 }
 

@@ -142,6 +142,17 @@ async fn post(base: &str, path: &str, body: Value) -> reqwest::Response {
         .expect("request")
 }
 
+async fn get_json(url: &str) -> Value {
+    client()
+        .get(url)
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON body")
+}
+
 async fn metrics(base: &str) -> String {
     client()
         .get(format!("{base}/metrics"))
@@ -209,14 +220,7 @@ async fn the_openai_package_completes_chats_streams_and_keeps_sessions() {
         seen["empty"]
     );
     // The session holds both turns, each question with its answer.
-    let s: Value = client()
-        .get(format!("{}/v1/sessions/client-session", shared().base))
-        .send()
-        .await
-        .expect("session")
-        .json()
-        .await
-        .expect("session JSON");
+    let s: Value = get_json(&format!("{}/v1/sessions/client-session", shared().base)).await;
     let roles: Vec<&str> = s["messages"]
         .as_array()
         .expect("messages")
@@ -248,14 +252,7 @@ async fn a_session_keeps_at_most_its_window_and_can_be_deleted() {
         );
         let _ = r.bytes().await;
     }
-    let s: Value = client()
-        .get(format!("{base}/v1/sessions/windowed"))
-        .send()
-        .await
-        .expect("session")
-        .json()
-        .await
-        .expect("JSON");
+    let s: Value = get_json(&format!("{base}/v1/sessions/windowed")).await;
     let messages = s["messages"].as_array().expect("messages");
     assert_eq!(messages.len(), 4, "{s}");
     assert_eq!(messages[0]["content"], "question 1");
@@ -374,14 +371,7 @@ async fn eight_concurrent_streams_share_decode_steps() {
     assert!(metric_sum(&after, "osprey_generate_max_step_sequences") >= 4.0);
     assert!(metric_sum(&after, "osprey_generate_ttft_seconds_count") >= 8.0);
     // The dashboard's generation table shows the same loop.
-    let d: Value = client()
-        .get(format!("{base}/dashboard/data"))
-        .send()
-        .await
-        .expect("dashboard data")
-        .json()
-        .await
-        .expect("JSON");
+    let d: Value = get_json(&format!("{base}/dashboard/data")).await;
     let row = &d["generation"][0];
     assert_eq!(row["model"], "gemma@1");
     assert!(
@@ -550,14 +540,7 @@ async fn with_redis_another_instance_continues_the_conversation() {
     assert_eq!(r.status(), 200);
     let _ = r.bytes().await;
     // Either instance sees both turns.
-    let s: Value = client()
-        .get(format!("{}/v1/sessions/shared-chat", a.base))
-        .send()
-        .await
-        .expect("session")
-        .json()
-        .await
-        .expect("JSON");
+    let s: Value = get_json(&format!("{}/v1/sessions/shared-chat", a.base)).await;
     let messages = s["messages"].as_array().expect("messages");
     assert_eq!(messages.len(), 4, "{s}");
     assert_eq!(messages[0]["content"], "Hello from A");
