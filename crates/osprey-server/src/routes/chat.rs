@@ -290,14 +290,8 @@ pub async fn chat(
         )
         .into());
     }
-    let served = super::model(
-        &state,
-        &call,
-        req.common.model.as_deref(),
-        Task::Generate,
-        1,
-    )?;
-    let generator = served.generator()?.clone();
+    let (served, generator, max_tokens) =
+        generation_model(&state, &call, req.common.model.as_deref(), &settings)?;
     let sessions = state.models.sessions();
     let mut all: Vec<Message> = match &session_id {
         Some(id) => sessions.get(id).await.unwrap_or_default(),
@@ -305,9 +299,6 @@ pub async fn chat(
     };
     all.extend(new.iter().cloned());
     let mut window = sessions.window(&all).to_vec();
-    let max_tokens = settings
-        .max_tokens
-        .unwrap_or(generator.info().default_max_tokens);
     // Cut the oldest messages until prompt and answer fit the context.
     let (prompt, template_stops, tokens) = loop {
         let g = generator.clone();
@@ -359,17 +350,8 @@ pub async fn completions(
     if prompt.is_empty() {
         return Err(GenerateError::Invalid("prompt must not be empty".into()).into());
     }
-    let served = super::model(
-        &state,
-        &call,
-        req.common.model.as_deref(),
-        Task::Generate,
-        1,
-    )?;
-    let generator = served.generator()?.clone();
-    let max_tokens = settings
-        .max_tokens
-        .unwrap_or(generator.info().default_max_tokens);
+    let (served, generator, max_tokens) =
+        generation_model(&state, &call, req.common.model.as_deref(), &settings)?;
     let g = generator.clone();
     let p = prompt.clone();
     let tokens = tokio::task::spawn_blocking(move || g.tokenize(&p))
@@ -387,6 +369,22 @@ pub async fn completions(
         None,
     );
     respond(&state, prepared).await
+}
+
+/// The generation model a request named (or the first served), its engine, and
+/// the answer's token limit (the request's, else the model's default).
+fn generation_model(
+    state: &AppState,
+    call: &Call,
+    asked: Option<&str>,
+    settings: &Settings,
+) -> Result<(Arc<Served>, Arc<Generator>, u32), ApiError> {
+    let served = super::model(state, call, asked, Task::Generate, 1)?;
+    let generator = served.generator()?.clone();
+    let max_tokens = settings
+        .max_tokens
+        .unwrap_or(generator.info().default_max_tokens);
+    Ok((served, generator, max_tokens))
 }
 
 /// The cache key of a deterministic request without a session, when a cache is on.
