@@ -125,7 +125,6 @@ pub(crate) fn run(
         let active = running.iter().flatten().count();
         stats.active.store(active as u64, Ordering::Relaxed);
         stats.queued.store(waiting.len() as u64, Ordering::Relaxed);
-        stats.kv_used.store(budget.used(), Ordering::Relaxed);
 
         // Fill the step: one token per answering sequence first, so answers keep
         // flowing while a long prompt is read in chunks.
@@ -136,7 +135,7 @@ pub(crate) fn run(
             let Some(seq) = slot else { continue };
             seq.logits_at = None;
             if seq.events.is_closed() {
-                end(&mut ctx, slot, id, budget, stats, None);
+                end(&mut ctx, slot, id, budget, None);
                 stats.cancelled.add(1);
                 continue;
             }
@@ -184,7 +183,7 @@ pub(crate) fn run(
             for (id, slot) in running.iter_mut().enumerate() {
                 if slot.is_some() {
                     let msg = format!("the model failed this step: {e}");
-                    end(&mut ctx, slot, id, budget, stats, Some(Event::Failed(msg)));
+                    end(&mut ctx, slot, id, budget, Some(Event::Failed(msg)));
                 }
             }
             continue;
@@ -222,7 +221,7 @@ pub(crate) fn run(
             }
             seq.last_token_at = Some(now);
             if model.vocab().is_eog(tok) && !seq.ignore_eos {
-                finish(&mut ctx, slot, id, budget, stats, Finish::Stop);
+                finish(&mut ctx, slot, id, budget, Finish::Stop);
                 continue;
             }
             seq.generated += 1;
@@ -236,9 +235,9 @@ pub(crate) fn run(
                 });
             }
             if step.stopped {
-                finish(&mut ctx, slot, id, budget, stats, Finish::Stop);
+                finish(&mut ctx, slot, id, budget, Finish::Stop);
             } else if seq.generated >= seq.max_tokens {
-                finish(&mut ctx, slot, id, budget, stats, Finish::Length);
+                finish(&mut ctx, slot, id, budget, Finish::Length);
             } else {
                 seq.next = Some(tok);
             }
@@ -287,18 +286,18 @@ fn admit(
     }
 }
 
-/// Ends a sequence normally: the held-back text, then `Done`.
+/// Ends a sequence normally: the text held back as a possible stop sequence
+/// (none is left after a stop sequence matched), then `Done`.
 fn finish(
     ctx: &mut LlamaContext<'_>,
     slot: &mut Option<Sequence>,
     id: usize,
     budget: &Budget,
-    stats: &Stats,
     why: Finish,
 ) {
     if let Some(seq) = slot {
         let rest = seq.text.finish();
-        if !rest.is_empty() && why == Finish::Length {
+        if !rest.is_empty() {
             let _ = seq.events.send(Event::Token { text: rest, id: -1 });
         }
         let done = Event::Done {
@@ -306,7 +305,7 @@ fn finish(
             prompt_tokens: u32::try_from(seq.prompt.len()).unwrap_or(u32::MAX),
             completion_tokens: seq.generated,
         };
-        end(ctx, slot, id, budget, stats, Some(done));
+        end(ctx, slot, id, budget, Some(done));
     }
 }
 
@@ -316,7 +315,6 @@ fn end(
     slot: &mut Option<Sequence>,
     id: usize,
     budget: &Budget,
-    stats: &Stats,
     last: Option<Event>,
 ) {
     if let Some(seq) = slot.take() {
@@ -325,6 +323,5 @@ fn end(
         }
         let _ = ctx.clear_kv_cache_seq(u32::try_from(id).ok(), None, None);
         budget.release(seq.reserved);
-        stats.kv_used.store(budget.used(), Ordering::Relaxed);
     }
 }

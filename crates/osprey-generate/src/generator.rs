@@ -1,7 +1,6 @@
 //! A loaded GGUF model and its decode loop, as the server holds it.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread::JoinHandle;
 use std::time::Instant;
@@ -239,12 +238,7 @@ impl Generator {
         };
         let jobs = self.jobs.lock().unwrap_or_else(|p| p.into_inner());
         match jobs.as_ref().map(|tx| tx.send(submitted)) {
-            Some(Ok(())) => {
-                self.stats
-                    .kv_used
-                    .store(self.budget.used(), Ordering::Relaxed);
-                Ok(rx)
-            }
+            Some(Ok(())) => Ok(rx),
             _ => {
                 self.budget.release(needed);
                 Err(GenerateError::Stopped)

@@ -9,8 +9,6 @@ pub struct Stats {
     /// Sequences in slots, and waiting for one.
     pub active: AtomicU64,
     pub queued: AtomicU64,
-    /// KV tokens held by admitted requests.
-    pub kv_used: AtomicU64,
     pub prompt_tokens: Counter,
     pub completion_tokens: Counter,
     /// Decode steps, the sequences they carried and their tokens: sequences per

@@ -60,6 +60,8 @@ impl TextStream {
             .min()
         {
             self.held.truncate(at);
+            // Bytes after the stop sequence are not part of the answer.
+            self.pending.clear();
             return Step {
                 text: std::mem::take(&mut self.held),
                 stopped: true,
@@ -153,6 +155,15 @@ mod tests {
         assert_eq!(out, ["a "]);
         assert!(!stopped);
         assert_eq!(rest, "ST");
+    }
+
+    #[test]
+    fn nothing_after_a_stop_sequence_is_given_back() {
+        let mut s = TextStream::new(vec!["END".into()]);
+        let step = s.push(b"done END\xc3");
+        assert_eq!(step.text, "done ");
+        assert!(step.stopped);
+        assert_eq!(s.finish(), "");
     }
 
     #[test]
