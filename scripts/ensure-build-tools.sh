@@ -9,8 +9,11 @@ log() { printf '[ensure-build-tools] %s\n' "$*" >&2; }
 missing=()
 command -v cmake >/dev/null || missing+=(cmake)
 command -v g++ >/dev/null || missing+=(g++)
-compgen -G "/usr/lib/llvm-*/lib/libclang*.so*" >/dev/null \
-    || compgen -G "/usr/lib/*/libclang*.so*" >/dev/null \
+# libclang itself, not libclang-cpp (which other packages bring and bindgen cannot use).
+compgen -G "/usr/lib/llvm-*/lib/libclang.so*" >/dev/null \
+    || compgen -G "/usr/lib/llvm-*/lib/libclang-[0-9]*.so*" >/dev/null \
+    || compgen -G "/usr/lib/*/libclang.so*" >/dev/null \
+    || compgen -G "/usr/lib/*/libclang-[0-9]*.so*" >/dev/null \
     || [[ -n "${LIBCLANG_PATH:-}" ]] \
     || missing+=(libclang-dev)
 if ((${#missing[@]})); then
