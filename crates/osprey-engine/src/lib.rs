@@ -2,6 +2,7 @@
 //! lookup, single flight for identical inputs, tokenization, a batch queue bounded
 //! in tokens, and replica workers on dedicated OS threads.
 
+mod accuracy;
 mod admission;
 mod capacity;
 mod chunked;
@@ -17,18 +18,22 @@ mod registry;
 mod tensor_engine;
 mod worker;
 
+pub use accuracy::Accuracy;
 pub use admission::{Admission, AdmissionConfig, Deadline, Permit, Ticket, estimate_tokens};
 pub use capacity::{Load, ReplicaLoad};
-pub use config::{BatchingConfig, EngineConfig};
+pub use config::{BatchingConfig, EngineConfig, ThreadPool};
 pub use engine::{EmbedOptions, Embeddings, Engine, ModelInfo, ModelParts, Timings};
 pub use error::EngineError;
 pub use input::{Text, TextInput};
 pub use osprey_cache as cache;
 pub use osprey_generate as generate;
 pub use osprey_models::{
-    Backend, BackendKind, ModelDir, Pooling, Task, TextTokenizer, Token, TokenizeError, infer_task,
+    Backend, BackendKind, ModelDir, Pooling, Precision, Task, TextTokenizer, Token, TokenizeError,
+    infer_task,
 };
-pub use osprey_models::{DataType, NamedTensor, TensorData, TensorSpec, release_freed_memory};
+pub use osprey_models::{
+    DataType, NamedTensor, TensorData, TensorSpec, prefer_low_memory, release_freed_memory,
+};
 pub use pipeline::{CacheStatus, Embedded, Pipeline};
 pub use queue_stats::QueueStats;
 pub use registry::{Backing, Registry, ResolveError, Served};

@@ -147,7 +147,7 @@ impl TensorEngine {
     ) -> Result<Self, EngineError> {
         let model = osprey_models::load_tensor_model(
             path,
-            batching.replicas.max(1),
+            batching.replicas_or_cores(),
             batching.threads_per_replica(),
             onnxruntime_lib,
             onnx_prepack,

@@ -1,7 +1,7 @@
 #![allow(clippy::expect_used)]
 
 //! Backend throughput without HTTP: `cargo run --release -p osprey-models --example
-//! backend_speed -- MODEL_DIR [candle|onnx] [BATCH] [THREADS]`. Embeds the sentences
+//! backend_speed -- MODEL_DIR [candle|onnx] [BATCH] [THREADS] [shared]`. Embeds the sentences
 //! in bench/sentences.txt in batches and prints sentences and tokens per second.
 
 use std::time::Instant;
@@ -16,16 +16,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let kind = args.get(2).map_or("candle", String::as_str).parse()?;
     let batch: usize = args.get(3).map_or(Ok(32), |s| s.parse())?;
     let threads: usize = args.get(4).map_or(Ok(2), |s| s.parse())?;
+    let shared_threads = args.get(5).is_some_and(|s| s == "shared");
     let model = ModelDir::open(dir)?;
     let tok = TextTokenizer::load(&model.file("tokenizer.json"), model.max_seq_length)?;
     let mut backend = load_backends(
         &model,
         &BackendOptions {
             kind,
+            precision: Default::default(),
             replicas: 1,
             threads,
             onnxruntime_lib: None,
-            onnx_prepack: false,
+            onnx_prepack: std::env::var_os("PREPACK").is_some(),
+            shared_threads,
         },
     )?
     .remove(0);

@@ -71,12 +71,36 @@ impl std::str::FromStr for BackendKind {
     }
 }
 
+/// The numbers a model's weights are stored in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    /// Dynamically quantized int8 matrix weights (onnxruntime `quantize_dynamic`,
+    /// per channel): `onnx/model_int8.onnx`.
+    Int8,
+}
+
+impl Precision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Fp32 => "fp32",
+            Self::Int8 => "int8",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct BackendOptions {
     pub kind: BackendKind,
+    pub precision: Precision,
     pub replicas: usize,
-    /// Intra-op threads per replica.
+    /// Intra-op threads per replica; ignored when `shared_threads` is set.
     pub threads: usize,
+    /// onnxruntime: every replica runs on one process-wide pool of as many threads
+    /// as cores, so a lone request uses all of them and concurrent ones share them.
+    pub shared_threads: bool,
     /// Path of the onnxruntime shared library; found by search when empty.
     pub onnxruntime_lib: Option<std::path::PathBuf>,
     /// onnxruntime: repack weights for the matrix kernels in every replica (see
@@ -85,10 +109,20 @@ pub struct BackendOptions {
 }
 
 /// The file a backend loads its weights from; a clear error when it is missing.
-pub fn weights_file(model: &ModelDir, kind: BackendKind) -> Result<std::path::PathBuf> {
-    let candidates: &[&'static str] = match kind {
-        BackendKind::Candle => &["model.safetensors"],
-        BackendKind::Onnx => &["onnx/model.onnx", "model.onnx"],
+pub fn weights_file(
+    model: &ModelDir,
+    kind: BackendKind,
+    precision: Precision,
+) -> Result<std::path::PathBuf> {
+    let candidates: &[&'static str] = match (kind, precision) {
+        (BackendKind::Candle, Precision::Fp32) => &["model.safetensors"],
+        (BackendKind::Onnx, Precision::Fp32) => &["onnx/model.onnx", "model.onnx"],
+        (BackendKind::Onnx, Precision::Int8) => &["onnx/model_int8.onnx", "model_int8.onnx"],
+        (BackendKind::Candle, Precision::Int8) => {
+            return Err(crate::ModelError::Unsupported(
+                "int8 weights need the onnx backend".into(),
+            ));
+        }
     };
     candidates
         .iter()
@@ -103,6 +137,9 @@ pub fn weights_file(model: &ModelDir, kind: BackendKind) -> Result<std::path::Pa
 /// Loads `replicas` instances of the model on the chosen backend.
 pub fn load_backends(model: &ModelDir, opts: &BackendOptions) -> Result<Vec<Box<dyn Backend>>> {
     match opts.kind {
+        BackendKind::Candle if opts.precision != Precision::Fp32 => Err(
+            crate::ModelError::Unsupported("int8 weights need the onnx backend".into()),
+        ),
         BackendKind::Candle => {
             Ok(
                 crate::candle_bert::CandleBert::load(model, opts.replicas, opts.threads)?

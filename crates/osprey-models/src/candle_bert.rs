@@ -146,7 +146,7 @@ impl CandleBert {
                 cfg.hidden_act
             )));
         }
-        let path = weights_file(model, BackendKind::Candle)?;
+        let path = weights_file(model, BackendKind::Candle, crate::Precision::Fp32)?;
         let file = map_weights(&path)?;
         let prefix = if file.get("embeddings.word_embeddings.weight").is_ok() {
             ""

@@ -4,7 +4,9 @@ pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
-    #[error("model directory {path} is missing {file}; fetch the default model with `make model`")]
+    #[error(
+        "model directory {path} is missing {file}; `make onnx` fetches every file of the default model"
+    )]
     MissingFile { path: PathBuf, file: &'static str },
     #[error("cannot read {path}: {source}")]
     Io {

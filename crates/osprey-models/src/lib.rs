@@ -10,6 +10,8 @@ mod model_dir;
 #[cfg(feature = "onnx")]
 mod onnx;
 #[cfg(feature = "onnx")]
+mod onnx_cache;
+#[cfg(feature = "onnx")]
 mod onnx_graph;
 #[cfg(feature = "onnx")]
 pub mod onnx_tensor;
@@ -21,9 +23,9 @@ mod tensor;
 pub mod testkit;
 mod tokenize;
 
-pub use backend::{Backend, BackendKind, BackendOptions, load_backends, weights_file};
+pub use backend::{Backend, BackendKind, BackendOptions, Precision, load_backends, weights_file};
 pub use error::{ModelError, Result};
-pub use memory::release_freed_memory;
+pub use memory::{low_memory, prefer_low_memory, release_freed_memory};
 pub use model_dir::{ModelDir, Pooling, TransformerConfig};
 pub use pooling::{l2_normalize, pool};
 pub use revision::revision_of;

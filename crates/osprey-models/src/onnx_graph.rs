@@ -13,7 +13,27 @@ use ort::session::Session;
 use ort::session::builder::{AutoDevicePolicy, GraphOptimizationLevel, SessionBuilder};
 
 use crate::onnx::ort_err;
+use crate::onnx_cache;
 use crate::{ModelError, Result};
+
+/// Where a session's intra-op work runs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Threads {
+    /// The environment's pool, shared by every session built this way.
+    Shared,
+    /// A pool of its own with this many threads.
+    Own(usize),
+}
+
+impl Threads {
+    pub fn of(opts: &crate::BackendOptions) -> Self {
+        if opts.shared_threads {
+            Self::Shared
+        } else {
+            Self::Own(opts.threads)
+        }
+    }
+}
 
 /// A session and the optimised graph it reads its weights from.
 pub(crate) struct GraphSession {
@@ -23,8 +43,8 @@ pub(crate) struct GraphSession {
     _graph: Option<Arc<[u8]>>,
 }
 
-/// `replicas` sessions of the graph in `file`, each with `threads` intra-op
-/// threads, sharing the graph's weights. A graph that cannot be saved in
+/// `replicas` sessions of the graph in `file`, running on `threads`, sharing the
+/// graph's weights. A graph that cannot be saved in
 /// onnxruntime's format (a custom operator, say) falls back to a copy per session.
 ///
 /// With `prepack`, each session also repacks the weights of its matrix products
@@ -33,12 +53,29 @@ pub(crate) struct GraphSession {
 pub(crate) fn sessions(
     env: &Environment,
     file: &Path,
-    threads: usize,
+    threads: Threads,
     replicas: usize,
     prepack: bool,
 ) -> Result<Vec<GraphSession>> {
+    let cached = crate::onnx::library().and_then(|lib| onnx_cache::path_for(file, lib));
+    if let Some(path) = &cached
+        && let Some(bytes) = onnx_cache::read(path)
+    {
+        match replicas_of(env, file, threads, replicas, prepack, Some(bytes.into())) {
+            Ok(sessions) => return Ok(sessions),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cached optimised graph unusable; optimising again");
+                onnx_cache::forget(path);
+            }
+        }
+    }
     let graph = match optimised(env, file, threads) {
-        Ok(bytes) => Some(bytes),
+        Ok(bytes) => {
+            if let Some(path) = &cached {
+                onnx_cache::write(path, &bytes);
+            }
+            Some(bytes)
+        }
         Err(e) => {
             tracing::warn!(
                 file = %file.display(),
@@ -48,6 +85,19 @@ pub(crate) fn sessions(
             None
         }
     };
+    replicas_of(env, file, threads, replicas, prepack, graph)
+}
+
+/// `replicas` sessions reading `graph` (the optimised graph in onnxruntime's
+/// format) in place, or each optimising `file` itself when there is none.
+fn replicas_of(
+    env: &Environment,
+    file: &Path,
+    threads: Threads,
+    replicas: usize,
+    prepack: bool,
+    graph: Option<Arc<[u8]>>,
+) -> Result<Vec<GraphSession>> {
     let one = || -> Result<GraphSession> {
         let mut builder = builder(env, threads)?;
         if !prepack {
@@ -89,7 +139,7 @@ pub(crate) fn sessions(
 }
 
 /// The graph in `file` optimised for this machine, in onnxruntime's format.
-fn optimised(env: &Environment, file: &Path, threads: usize) -> Result<Arc<[u8]>> {
+fn optimised(env: &Environment, file: &Path, threads: Threads) -> Result<Arc<[u8]>> {
     let dir = tempfile::tempdir().map_err(|source| ModelError::Io {
         path: std::env::temp_dir(),
         source,
@@ -111,15 +161,27 @@ fn optimised(env: &Environment, file: &Path, threads: usize) -> Result<Arc<[u8]>
 }
 
 /// A session builder on the shared environment with Osprey's settings.
-fn builder(env: &Environment, threads: usize) -> Result<SessionBuilder> {
-    Session::builder(env)
+fn builder(env: &Environment, threads: Threads) -> Result<SessionBuilder> {
+    let mut builder = Session::builder(env)
         .map_err(ort_err)?
         .with_auto_device(AutoDevicePolicy::PreferCPU)
         .map_err(ort_err)?
-        .with_intra_threads(threads.max(1))
-        .map_err(ort_err)?
-        .with_inter_threads(1)
-        .map_err(ort_err)?
+        // Without onnxruntime's arena, a batch's activations go back to the
+        // allocator when it ends, instead of staying reserved at their peak.
+        .with_execution_providers([ort::ep::CPU::default()
+            .with_arena_allocator(!crate::low_memory())
+            .build()])
+        .map_err(ort_err)?;
+    if let Threads::Own(n) = threads {
+        builder = builder
+            .with_independent_thread_pool()
+            .map_err(ort_err)?
+            .with_intra_threads(n.max(1))
+            .map_err(ort_err)?
+            .with_inter_threads(1)
+            .map_err(ort_err)?;
+    }
+    builder
         // Shapes change with every batch, so planned memory patterns are not
         // reused; without them memory stays near the model's size.
         .with_memory_pattern(false)

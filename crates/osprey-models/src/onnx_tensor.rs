@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use ort::value::{DynValue, Tensor, TensorElementType, ValueType};
 
 use crate::onnx::{environment, ort_err};
-use crate::onnx_graph::{GraphSession, sessions};
+use crate::onnx_graph::{GraphSession, Threads, sessions};
 use crate::tensor::{DataType, NamedTensor, TensorBackend, TensorData, TensorModel, TensorSpec};
 use crate::{ModelError, Result};
 
@@ -41,7 +41,7 @@ pub fn load(
 ) -> Result<TensorModel> {
     let env = environment(lib)?;
     let file = graph_file(path)?;
-    let sessions = sessions(&env, &file, threads, replicas, prepack)?;
+    let sessions = sessions(&env, &file, Threads::Own(threads), replicas, prepack)?;
     let first = &sessions
         .first()
         .ok_or_else(|| ModelError::Onnx("no session was built".into()))?

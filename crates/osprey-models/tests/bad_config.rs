@@ -75,10 +75,12 @@ fn load_candle(dir: &Path) -> Result<usize, ModelError> {
     let model = ModelDir::open(dir)?;
     let opts = BackendOptions {
         kind: BackendKind::Candle,
+        precision: Default::default(),
         replicas: 1,
         threads: 1,
         onnxruntime_lib: None,
         onnx_prepack: false,
+        shared_threads: false,
     };
     load_backends(&model, &opts).map(|b| b.len())
 }

@@ -30,6 +30,8 @@ fn engine() -> Arc<Engine> {
             let config = EngineConfig {
                 model_path: common::model_dir(),
                 backend: BackendKind::Candle,
+                precision: Default::default(),
+                profile: String::new(),
                 onnxruntime_lib: None,
                 onnx_prepack: false,
                 batching: BatchingConfig::default(),

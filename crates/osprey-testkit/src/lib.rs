@@ -39,7 +39,7 @@ pub fn fake_engine_for(
     admission: AdmissionConfig,
     script: &Arc<Script>,
 ) -> Result<Engine, EngineError> {
-    let replicas = batching.replicas.max(1);
+    let replicas = batching.replicas_or_cores();
     let parts = ModelParts {
         id: "osprey/fake".into(),
         revision: "fake-0".into(),
@@ -54,6 +54,10 @@ pub fn fake_engine_for(
             .collect(),
         pads: false,
         threads_per_replica: 1,
+        profile: String::new(),
+        thread_pool: osprey_engine::ThreadPool::Replica,
+        precision: osprey_engine::Precision::Fp32,
+        accuracy: None,
     };
     Engine::launch(parts, batching, admission)
 }

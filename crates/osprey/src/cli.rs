@@ -104,8 +104,8 @@ pub struct ModelArgs {
     /// and for sentence-transformers models modules.json and 1_Pooling/).
     #[arg(long, env = "OSPREY_MODEL__PATH", value_name = "DIR")]
     pub model: Option<PathBuf>,
-    /// Inference backend: `candle` (pure Rust, model.safetensors) or `onnx`
-    /// (ONNX Runtime, onnx/model.onnx; needs a build with the `onnx` feature).
+    /// Inference backend: `onnx` (ONNX Runtime, onnx/model.onnx; the default in
+    /// builds with the `onnx` feature) or `candle` (pure Rust, model.safetensors).
     #[arg(long, env = "OSPREY_MODEL__BACKEND", value_name = "NAME")]
     pub backend: Option<BackendKind>,
     /// Model replicas, each on its own OS thread.
@@ -114,6 +114,10 @@ pub struct ModelArgs {
     /// Intra-op threads per replica (0: the machine's cores shared among replicas).
     #[arg(long, env = "OSPREY_BATCHING__THREADS", value_name = "N")]
     pub threads: Option<usize>,
+    /// Optimization profile: balanced (default), latency, throughput, memory, or
+    /// speed (int8 weights, accuracy against fp32 reported at start-up).
+    #[arg(long, env = "OSPREY_MODEL__PROFILE", value_name = "NAME")]
+    pub profile: Option<crate::profile::Profile>,
 }
 
 #[derive(Args, Clone)]

@@ -10,6 +10,9 @@ pub fn run(args: EmbedArgs) -> anyhow::Result<std::process::ExitCode> {
     let config = Config::load(&args.config, &args.model, Vec::new())?;
     crate::logging::init(&config.telemetry.log_format, "warn");
     crate::threads::pin_compute_threads(config.batching.threads_per_replica());
+    if config.model.low_memory {
+        osprey_engine::prefer_low_memory();
+    }
     let engine = Engine::start(&config.engine()).context("loading the model")?;
     let rt = tokio::runtime::Builder::new_current_thread()
         .build()

@@ -7,6 +7,7 @@ mod embed;
 mod keys;
 mod logging;
 mod otlp;
+mod profile;
 mod serve;
 mod threads;
 

@@ -20,6 +20,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<std::process::ExitCode> {
     let config = Config::load(&args.config, &args.model, overrides(&args))?;
     crate::logging::init(&config.telemetry.log_format, &config.telemetry.log_level);
     crate::threads::pin_compute_threads(config.batching.threads_per_replica());
+    if config.model.low_memory {
+        osprey_engine::prefer_low_memory();
+    }
     // Before the runtime: the exporter's HTTP client must not live inside it.
     let traces = crate::otlp::init()?;
     if traces.is_some() {

@@ -13,6 +13,8 @@ pub fn engine_at(dir: &Path) -> Arc<Engine> {
     let config = EngineConfig {
         model_path: dir.to_path_buf(),
         backend: BackendKind::Candle,
+        precision: Default::default(),
+        profile: String::new(),
         onnxruntime_lib: None,
         onnx_prepack: false,
         batching: BatchingConfig {

@@ -11,6 +11,9 @@ use crate::{ApiError, AppState};
 /// always seen them in.
 #[derive(Debug, Serialize)]
 pub struct Info {
+    /// For quantized weights, their cosine to fp32 on a fixed sample.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    accuracy: Option<osprey_engine::Accuracy>,
     backend: &'static str,
     cache_tiers: Vec<&'static str>,
     dims: usize,
@@ -26,7 +29,11 @@ pub struct Info {
     model_type: &'static str,
     normalizes: bool,
     pooling: Pooling,
+    precision: &'static str,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    profile: String,
     replicas: usize,
+    thread_pool: &'static str,
     threads_per_replica: usize,
     version: &'static str,
 }
@@ -39,6 +46,7 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError>
         .map(|c| c.stats().tiers.iter().map(|t| t.tier.label()).collect())
         .unwrap_or_default();
     Ok(Json(Info {
+        accuracy: m.accuracy,
         backend: m.backend,
         cache_tiers,
         dims: m.dims,
@@ -54,7 +62,10 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError>
         model_type: "embedding",
         normalizes: m.normalizes,
         pooling: m.pooling,
+        precision: m.precision,
+        profile: m.profile.clone(),
         replicas: m.replicas,
+        thread_pool: m.thread_pool,
         threads_per_replica: m.threads_per_replica,
         version: env!("CARGO_PKG_VERSION"),
     }))

@@ -200,6 +200,8 @@ fn start_full(
                 let config = EngineConfig {
                     model_path: model_dir(),
                     backend: BackendKind::Candle,
+                    precision: Default::default(),
+                    profile: String::new(),
                     onnxruntime_lib: None,
                     onnx_prepack: false,
                     batching,

@@ -65,6 +65,8 @@ fn start_with_redis(generation: GenerationConfig, redis: RedisConfig) -> Server 
                 let base = EngineConfig {
                     model_path: PathBuf::new(),
                     backend: BackendKind::Candle,
+                    precision: Default::default(),
+                    profile: String::new(),
                     onnxruntime_lib: None,
                     onnx_prepack: false,
                     batching: BatchingConfig::default(),

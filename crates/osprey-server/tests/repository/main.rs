@@ -79,6 +79,8 @@ pub fn repo() -> &'static Repo {
                     let base_engine = EngineConfig {
                         model_path: PathBuf::new(),
                         backend: BackendKind::Candle,
+                        precision: Default::default(),
+                        profile: String::new(),
                         onnxruntime_lib: None,
                         onnx_prepack: false,
                         batching: BatchingConfig {

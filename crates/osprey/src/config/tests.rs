@@ -6,7 +6,7 @@ fn defaults_serve() {
         Config::load(&ConfigArgs::default(), &ModelArgs::default(), Vec::new()).expect("defaults");
     assert_eq!(c.server.port, 8080);
     assert_eq!(c.server.host, "127.0.0.1");
-    assert_eq!(c.model.backend, BackendKind::Candle);
+    assert_eq!(c.model.backend, BackendKind::Onnx);
 }
 
 #[test]
@@ -44,14 +44,14 @@ fn typos_and_bad_values_are_errors() {
     )
     .expect_err("unknown key");
     assert!(format!("{err:#}").contains("prot"), "{err:#}");
-    std::fs::write(&file, "[batching]\nreplicas = 0\n").expect("write");
+    std::fs::write(&file, "[batching]\nmax_batch_requests = 0\n").expect("write");
     let err = Config::load(
         &ConfigArgs { config: Some(file) },
         &ModelArgs::default(),
         Vec::new(),
     )
     .expect_err("zero");
-    assert!(format!("{err:#}").contains("replicas"), "{err:#}");
+    assert!(format!("{err:#}").contains("max_batch_requests"), "{err:#}");
     let missing = ConfigArgs {
         config: Some(dir.path().join("none.toml")),
     };
@@ -201,4 +201,54 @@ fn a_generation_model_is_served_beside_the_default_model() {
         bad.is_err_and(|e| e.to_string().contains("max_sequences")),
         "max_sequences 0 must be refused"
     );
+}
+
+#[test]
+fn a_profile_fills_what_no_source_sets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("p.toml");
+    std::fs::write(
+        &file,
+        "[model]\nprofile = \"throughput\"\n[batching]\nmax_batch_requests = 5\n",
+    )
+    .expect("write");
+    let c = Config::load(
+        &ConfigArgs {
+            config: Some(file.clone()),
+        },
+        &ModelArgs::default(),
+        Vec::new(),
+    )
+    .expect("throughput");
+    assert_eq!(c.model.profile, Profile::Throughput);
+    assert_eq!(c.batching.thread_pool, osprey_engine::ThreadPool::Replica);
+    assert_eq!(c.batching.threads, 1);
+    assert_eq!(c.batching.max_batch_tokens, 8192);
+    // The file's own value wins over the preset's 64.
+    assert_eq!(c.batching.max_batch_requests, 5);
+
+    // A flag picks the profile over the file's.
+    let c = Config::load(
+        &ConfigArgs { config: Some(file) },
+        &ModelArgs {
+            profile: Some(Profile::Speed),
+            ..ModelArgs::default()
+        },
+        Vec::new(),
+    )
+    .expect("speed");
+    assert_eq!(c.model.profile, Profile::Speed);
+    assert_eq!(c.model.precision, osprey_engine::Precision::Int8);
+    assert_eq!(c.batching.thread_pool, osprey_engine::ThreadPool::Shared);
+    assert_eq!(c.batching.max_batch_requests, 5);
+    assert_eq!(c.engine().profile, "speed");
+
+    let none = Config::load(
+        &ConfigArgs { config: None },
+        &ModelArgs::default(),
+        Vec::new(),
+    )
+    .expect("defaults");
+    assert_eq!(none.model.profile, Profile::Balanced);
+    assert_eq!(none.batching, osprey_engine::BatchingConfig::default());
 }

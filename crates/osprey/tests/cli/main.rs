@@ -15,6 +15,7 @@ mod embed;
 mod help;
 mod hostile_bodies;
 mod otlp;
+mod profiles;
 mod repository;
 mod serve;
 mod webhook_tls;

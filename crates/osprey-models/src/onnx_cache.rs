@@ -1,0 +1,121 @@
+//! The optimised graph kept on disk between starts.
+//!
+//! Optimising a graph is most of an onnxruntime session's set-up time. The result
+//! depends on the graph file, the onnxruntime library and the CPU, so it is kept
+//! under a name derived from all three, in `$OSPREY_CACHE_DIR/ort/` (by default
+//! `$XDG_CACHE_HOME/osprey` or `~/.cache/osprey`). A cache that cannot be read or
+//! written only costs the optimisation again.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::UNIX_EPOCH;
+
+/// Where the optimised form of `graph`, run by the library at `library`, is kept.
+pub(crate) fn path_for(graph: &Path, library: &Path) -> Option<PathBuf> {
+    let dir = cache_dir()?.join("ort");
+    let mut key = blake3::Hasher::new_derive_key("osprey optimised onnx graph v1");
+    for file in [graph, library] {
+        let file = file.canonicalize().ok()?;
+        let meta = std::fs::metadata(&file).ok()?;
+        let mtime = meta.modified().ok()?.duration_since(UNIX_EPOCH).ok()?;
+        key.update(file.as_os_str().as_encoded_bytes());
+        key.update(&meta.len().to_le_bytes());
+        key.update(&mtime.as_nanos().to_le_bytes());
+    }
+    key.update(cpu_features().as_bytes());
+    Some(dir.join(format!("{}.ort", &key.finalize().to_hex()[..32])))
+}
+
+fn cache_dir() -> Option<PathBuf> {
+    let var = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("OSPREY_CACHE_DIR")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("osprey")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache").join("osprey")))
+}
+
+/// The instruction sets onnxruntime picks kernels and layouts by.
+fn cpu_features() -> String {
+    #[cfg(target_arch = "x86_64")]
+    {
+        [
+            ("avx2", std::arch::is_x86_feature_detected!("avx2")),
+            ("fma", std::arch::is_x86_feature_detected!("fma")),
+            ("avx512f", std::arch::is_x86_feature_detected!("avx512f")),
+            (
+                "avx512vnni",
+                std::arch::is_x86_feature_detected!("avx512vnni"),
+            ),
+            ("avxvnni", std::arch::is_x86_feature_detected!("avxvnni")),
+        ]
+        .iter()
+        .filter(|(_, on)| *on)
+        .map(|(name, _)| *name)
+        .collect::<Vec<_>>()
+        .join(",")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        std::env::consts::ARCH.to_string()
+    }
+}
+
+pub(crate) fn read(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok().filter(|b| !b.is_empty())
+}
+
+/// Writes through a temporary file and a rename, so a reader never sees half a graph.
+pub(crate) fn write(path: &Path, bytes: &[u8]) {
+    let written = (|| -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(bytes)?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    })();
+    if let Err(e) = written {
+        tracing::debug!(path = %path.display(), error = %e, "optimised graph not cached");
+    }
+}
+
+pub(crate) fn forget(path: &Path) {
+    let _ = std::fs::remove_file(path);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_follows_the_graph_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (a, b, lib) = (
+            dir.path().join("a.onnx"),
+            dir.path().join("b.onnx"),
+            dir.path().join("lib.so"),
+        );
+        for f in [&a, &b, &lib] {
+            std::fs::write(f, b"x").expect("write");
+        }
+        // No cache directory at all (no HOME): nothing to check.
+        let Some(pa) = path_for(&a, &lib) else { return };
+        assert_eq!(path_for(&a, &lib), Some(pa.clone()));
+        assert_ne!(path_for(&b, &lib), Some(pa.clone()));
+        std::fs::write(&a, b"xy").expect("rewrite");
+        assert_ne!(path_for(&a, &lib), Some(pa));
+    }
+
+    #[test]
+    fn write_then_read_round_trips() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ort").join("g.ort");
+        write(&path, b"graph");
+        assert_eq!(read(&path).as_deref(), Some(&b"graph"[..]));
+        forget(&path);
+        assert_eq!(read(&path), None);
+    }
+}
