@@ -220,5 +220,5 @@ fn model_settings_come_from_its_files() {
 #[test]
 fn missing_directory_is_a_clear_error() {
     let err = ModelDir::open("/nonexistent/model").expect_err("must fail");
-    assert!(err.to_string().contains("make model"), "{err}");
+    assert!(err.to_string().contains("make onnx"), "{err}");
 }
