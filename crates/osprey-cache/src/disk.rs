@@ -29,7 +29,7 @@ use crate::{CacheError, CacheKey, DiskConfig, Entry, Result};
 pub struct DiskTier {
     db: Arc<Database>,
     path: PathBuf,
-    capacity: u64,
+    bounds: Arc<writer::Bounds>,
     stats: Arc<TierStats>,
     sizes: Arc<Sizes>,
     clock: SharedClock,
@@ -69,13 +69,16 @@ impl DiskTier {
         let db = Arc::new(open_or_replace(path, &stats)?);
         let sizes = Arc::new(load_sizes(&db)?);
         let (tx, rx) = sync_channel(config.write_queue.max(1));
+        let bounds = Arc::new(writer::Bounds {
+            max_bytes: AtomicU64::new(config.max_bytes),
+            ttl_ms: AtomicU64::new(config.ttl_secs.saturating_mul(1000)),
+        });
         let writer = Writer {
             db: db.clone(),
             stats: stats.clone(),
             sizes: sizes.clone(),
             clock: clock.clone(),
-            max_bytes: config.max_bytes,
-            ttl_ms: config.ttl_secs.saturating_mul(1000),
+            bounds: bounds.clone(),
         };
         let handle = std::thread::Builder::new()
             .name("osprey-disk-cache".into())
@@ -83,13 +86,22 @@ impl DiskTier {
         Ok(Self {
             db,
             path: path.to_path_buf(),
-            capacity: config.max_bytes,
+            bounds,
             stats,
             sizes,
             clock,
             ops: Mutex::new(Some(tx)),
             writer: Mutex::new(Some(handle)),
         })
+    }
+
+    /// New size and entry lifetime, applied from the next write: a smaller size
+    /// evicts the oldest entries then; entries already written keep their expiry.
+    pub fn set_bounds(&self, max_bytes: u64, ttl_secs: u64) {
+        self.bounds.max_bytes.store(max_bytes, Ordering::Relaxed);
+        self.bounds
+            .ttl_ms
+            .store(ttl_secs.saturating_mul(1000), Ordering::Relaxed);
     }
 
     pub fn path(&self) -> &Path {
@@ -219,7 +231,7 @@ impl DiskTier {
         let mut s = self.stats.snapshot(health);
         s.entries = Some(entries);
         s.bytes = Some(bytes);
-        s.capacity_bytes = Some(self.capacity);
+        s.capacity_bytes = Some(self.bounds.max_bytes.load(Ordering::Relaxed));
         s
     }
 

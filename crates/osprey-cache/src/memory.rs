@@ -10,8 +10,10 @@
 //! [`Clock`]: crate::Clock
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use moka::sync::Cache;
 
 use crate::clock::{self, SharedClock};
@@ -26,11 +28,34 @@ struct Stamped {
 }
 
 pub struct MemoryTier {
-    cache: Cache<CacheKey, Stamped>,
-    capacity: u64,
-    ttl_ms: u64,
+    /// Replaced by a smaller or larger one when the size changes live (moka's
+    /// capacity is fixed when it is built).
+    cache: ArcSwap<Cache<CacheKey, Stamped>>,
+    capacity: AtomicU64,
+    /// The size asked for in the configuration; `capacity` is below it while
+    /// memory defence keeps the tier smaller.
+    configured: AtomicU64,
+    ttl_ms: AtomicU64,
+    /// Set while memory runs short: lookups still answer, nothing new is stored.
+    paused: AtomicBool,
     clock: SharedClock,
     stats: Arc<TierStats>,
+}
+
+fn build(max_bytes: u64, ttl_secs: u64, stats: &Arc<TierStats>) -> Cache<CacheKey, Stamped> {
+    let counted = stats.clone();
+    let mut builder = Cache::builder()
+        .max_capacity(max_bytes)
+        .weigher(|_k: &CacheKey, v: &Stamped| v.entry.weight())
+        .eviction_listener(move |_k, _v, cause| {
+            if cause.was_evicted() {
+                counted.evicted(1);
+            }
+        });
+    if ttl_secs > 0 {
+        builder = builder.time_to_live(Duration::from_secs(ttl_secs));
+    }
+    builder.build()
 }
 
 impl MemoryTier {
@@ -41,25 +66,71 @@ impl MemoryTier {
     /// [`MemoryTier::new`] with the clock that stamps and checks expiry.
     pub fn with_clock(config: &MemoryConfig, clock: SharedClock) -> Self {
         let stats = Arc::new(TierStats::new(Tier::Memory));
-        let counted = stats.clone();
-        let mut builder = Cache::builder()
-            .max_capacity(config.max_bytes)
-            .weigher(|_k: &CacheKey, v: &Stamped| v.entry.weight())
-            .eviction_listener(move |_k, _v, cause| {
-                if cause.was_evicted() {
-                    counted.evicted(1);
-                }
-            });
-        if config.ttl_secs > 0 {
-            builder = builder.time_to_live(Duration::from_secs(config.ttl_secs));
-        }
         Self {
-            cache: builder.build(),
-            capacity: config.max_bytes,
-            ttl_ms: config.ttl_secs.saturating_mul(1000),
+            cache: ArcSwap::from_pointee(build(config.max_bytes, config.ttl_secs, &stats)),
+            capacity: AtomicU64::new(config.max_bytes),
+            configured: AtomicU64::new(config.max_bytes),
+            ttl_ms: AtomicU64::new(config.ttl_secs.saturating_mul(1000)),
+            paused: AtomicBool::new(false),
             clock,
             stats,
         }
+    }
+
+    /// Bytes the tier may hold now.
+    pub fn capacity(&self) -> u64 {
+        self.capacity.load(Ordering::Relaxed)
+    }
+
+    /// The size the configuration asks for.
+    pub fn configured(&self) -> u64 {
+        self.configured.load(Ordering::Relaxed)
+    }
+
+    /// Sets the configured size and lifetime, and rebuilds the tier at them.
+    pub fn reconfigure(&self, max_bytes: u64, ttl_secs: u64) {
+        self.configured.store(max_bytes, Ordering::Relaxed);
+        self.resize(max_bytes, ttl_secs);
+    }
+
+    /// Seconds an entry lives now (0: until evicted).
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_ms.load(Ordering::Relaxed) / 1000
+    }
+
+    /// Rebuilds the tier at `max_bytes` and `ttl_secs`, keeping what fits: the
+    /// entries are offered to the new cache, whose admission policy picks among
+    /// them once it is full. Writes made meanwhile may be lost (it is a cache).
+    /// Blocking: it walks every entry.
+    pub fn resize(&self, max_bytes: u64, ttl_secs: u64) {
+        let fresh = build(max_bytes, ttl_secs, &self.stats);
+        let old = self.cache.load_full();
+        for (key, stamped) in old.iter() {
+            fresh.insert(*key, stamped);
+        }
+        fresh.run_pending_tasks();
+        self.capacity.store(max_bytes, Ordering::Relaxed);
+        self.ttl_ms
+            .store(ttl_secs.saturating_mul(1000), Ordering::Relaxed);
+        self.cache.store(Arc::new(fresh));
+        // What the old cache held beyond the new size goes with it.
+        old.invalidate_all();
+    }
+
+    /// Stops storing new entries (`true`), or resumes.
+    pub fn pause_fills(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Relaxed);
+    }
+
+    pub fn fills_paused(&self) -> bool {
+        self.paused.load(Ordering::Relaxed)
+    }
+
+    /// Bytes held now.
+    pub fn bytes(&self) -> u64 {
+        let cache = self.cache.load();
+        cache.run_pending_tasks();
+        cache.weighted_size()
     }
 
     /// Looks up every key; `None` where absent or expired.
@@ -72,10 +143,11 @@ impl MemoryTier {
     }
 
     fn get(&self, key: &CacheKey, now: u64) -> Option<Entry> {
-        let stamped = self.cache.get(key)?;
+        let cache = self.cache.load();
+        let stamped = cache.get(key)?;
         if clock::expired(stamped.expires, now) {
             // Counted as moka counts its own expiries: an eviction.
-            self.cache.invalidate(key);
+            cache.invalidate(key);
             self.stats.evicted(1);
             return None;
         }
@@ -90,25 +162,30 @@ impl MemoryTier {
     /// even when this tier's TTL would keep it longer: a copy of an entry expiring
     /// sooner elsewhere.
     pub fn put_until(&self, key: CacheKey, entry: Entry, deadline: u64) {
-        let expires = clock::expiry(self.clock.now_ms(), self.ttl_ms);
+        if self.fills_paused() {
+            return;
+        }
+        let expires = clock::expiry(self.clock.now_ms(), self.ttl_ms.load(Ordering::Relaxed));
         let expires = clock::earliest(expires, deadline);
-        self.cache.insert(key, Stamped { entry, expires });
+        self.cache.load().insert(key, Stamped { entry, expires });
     }
 
     pub fn clear(&self) {
-        self.cache.invalidate_all();
-        self.cache.run_pending_tasks();
+        let cache = self.cache.load();
+        cache.invalidate_all();
+        cache.run_pending_tasks();
     }
 
     pub fn snapshot(&self) -> TierSnapshot {
-        self.cache.run_pending_tasks();
-        let entries = self.cache.entry_count();
-        let bytes = self.cache.weighted_size();
+        let cache = self.cache.load();
+        cache.run_pending_tasks();
+        let entries = cache.entry_count();
+        let bytes = cache.weighted_size();
         self.stats.size(entries, bytes);
         let mut s = self.stats.snapshot(TierHealth::ok());
         s.entries = Some(entries);
         s.bytes = Some(bytes);
-        s.capacity_bytes = Some(self.capacity);
+        s.capacity_bytes = Some(self.capacity());
         s
     }
 }

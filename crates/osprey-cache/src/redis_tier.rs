@@ -44,7 +44,8 @@ pub struct RedisTier {
 struct Pool {
     conns: Conns,
     prefix: Vec<u8>,
-    ttl_secs: u64,
+    /// Changed live.
+    ttl_secs: std::sync::atomic::AtomicU64,
     timeout: Duration,
     seal: Option<Seal>,
 }
@@ -112,7 +113,7 @@ impl RedisTier {
         let pool = Arc::new(Pool {
             conns,
             prefix: config.key_prefix.as_bytes().to_vec(),
-            ttl_secs: config.ttl_secs.max(1),
+            ttl_secs: std::sync::atomic::AtomicU64::new(config.ttl_secs.max(1)),
             timeout,
             seal: config.hmac_key.as_ref().map(Seal::new),
         });
@@ -271,6 +272,13 @@ impl RedisTier {
         self.conns.conn().sweep(&pattern, false).await
     }
 
+    /// How long entries written from now on live in Redis.
+    pub fn set_ttl(&self, ttl_secs: u64) {
+        self.conns
+            .ttl_secs
+            .store(ttl_secs.max(1), std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn health(&self) -> TierHealth {
         if self.breaker.is_open() {
             let why = self
@@ -327,7 +335,14 @@ async fn write_behind(pool: Arc<Pool>, failures: Failures, mut rx: mpsc::Receive
                 failures.stats.dropped(puts as u64);
             } else {
                 let mut conn = pool.conn();
-                let sent = pool.timed(async { Ok(conn.set_many(items, pool.ttl_secs).await) });
+                let sent = pool.timed(async {
+                    Ok(conn
+                        .set_many(
+                            items,
+                            pool.ttl_secs.load(std::sync::atomic::Ordering::Relaxed),
+                        )
+                        .await)
+                });
                 let written = sent.await.unwrap_or_else(|e| conns::Written {
                     stored: 0,
                     error: Some(e),

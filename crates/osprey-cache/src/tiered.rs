@@ -97,6 +97,32 @@ impl TieredCache {
         self.memory.is_some() || self.disk.is_some() || self.redis.is_some()
     }
 
+    pub fn memory(&self) -> Option<&MemoryTier> {
+        self.memory.as_ref()
+    }
+
+    /// Applies new sizes and lifetimes to the tiers that are on. Blocking (the
+    /// memory tier is rebuilt when its size or lifetime changes). Turning a tier
+    /// on or off, or moving it, takes a restart.
+    pub fn retune(
+        &self,
+        memory: &crate::MemoryConfig,
+        disk: &crate::DiskConfig,
+        redis_ttl_secs: u64,
+    ) {
+        if let Some(m) = &self.memory
+            && (m.configured(), m.ttl_secs()) != (memory.max_bytes, memory.ttl_secs)
+        {
+            m.reconfigure(memory.max_bytes, memory.ttl_secs);
+        }
+        if let Some(d) = &self.disk {
+            d.set_bounds(disk.max_bytes, disk.ttl_secs);
+        }
+        if let Some(r) = &self.redis {
+            r.set_ttl(redis_ttl_secs);
+        }
+    }
+
     pub fn disk(&self) -> Option<&DiskTier> {
         self.disk.as_ref()
     }

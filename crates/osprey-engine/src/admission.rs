@@ -70,7 +70,8 @@ pub struct Deadline {
 }
 
 pub struct Admission {
-    config: AdmissionConfig,
+    /// Changed live by `PUT /admin/config`; read once per decision.
+    config: std::sync::Mutex<AdmissionConfig>,
     in_flight: Arc<AtomicUsize>,
     /// Estimated tokens of requests admitted and not finished.
     outstanding: Arc<AtomicUsize>,
@@ -132,14 +133,19 @@ impl Drop for Ticket {
 impl Admission {
     pub fn new(config: AdmissionConfig) -> Self {
         Self {
-            config,
+            config: std::sync::Mutex::new(config),
             in_flight: Arc::default(),
             outstanding: Arc::default(),
         }
     }
 
     pub fn config(&self) -> AdmissionConfig {
-        self.config
+        *self.config.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies new settings to the requests that arrive from now on.
+    pub fn set_config(&self, config: AdmissionConfig) {
+        *self.config.lock().unwrap_or_else(|p| p.into_inner()) = config;
     }
 
     /// Requests holding a permit now.
@@ -152,7 +158,8 @@ impl Admission {
     /// deadline; the configured one still bounds it.
     pub fn enter(&self, asked: Option<Duration>) -> Result<Permit, EngineError> {
         let before = self.in_flight.fetch_add(1, Ordering::AcqRel);
-        let budget = match (self.config.deadline, asked) {
+        let config = self.config();
+        let budget = match (config.deadline, asked) {
             (Some(d), Some(a)) => Some(d.min(a)),
             (d, a) => d.or(a),
         };
@@ -163,7 +170,7 @@ impl Admission {
                 budget,
             }),
         };
-        let max = self.config.max_in_flight;
+        let max = config.max_in_flight;
         if max > 0 && before >= max {
             rejected(RejectReason::InFlight);
             return Err(EngineError::Busy { max_in_flight: max });
@@ -187,7 +194,7 @@ impl Admission {
     /// queue longer than `max_queue` behind the work admitted: under a flood, a
     /// refusal then costs no parsing. (Charging decides on the request's own work.)
     pub fn check_waiting(&self, load: &Load) -> Result<(), EngineError> {
-        let Some(max_queue) = self.config.max_queue else {
+        let Some(max_queue) = self.config().max_queue else {
             return Ok(());
         };
         let ahead = self
@@ -252,7 +259,8 @@ impl Admission {
             outstanding: self.outstanding.clone(),
             tokens: own,
         };
-        if permit.deadline.is_none() && self.config.max_queue.is_none() {
+        let max_queue = self.config().max_queue;
+        if permit.deadline.is_none() && max_queue.is_none() {
             return Ok(ticket);
         }
         // Outstanding work counts this request and every other admitted one, also
@@ -270,7 +278,7 @@ impl Admission {
         if let Some(deadline) = permit.deadline {
             check_deadline(wait, deadline)?;
         }
-        if let Some(max_queue) = self.config.max_queue {
+        if let Some(max_queue) = max_queue {
             check_queue(wait.saturating_sub(run_alone(load, own, inputs)), max_queue)?;
         }
         Ok(ticket)

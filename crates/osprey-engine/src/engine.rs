@@ -98,6 +98,8 @@ pub struct Engine {
     next_request: AtomicU64,
     capacity: Arc<Capacity>,
     admission: Admission,
+    /// The warm-up batches, kept to run again (`POST /admin/warmup`).
+    warm: Vec<Vec<Vec<u32>>>,
 }
 
 /// A model ready to run: its replicas' backends, its tokenizer and what describes
@@ -257,13 +259,11 @@ impl Engine {
         admission: AdmissionConfig,
     ) -> Result<Self, EngineError> {
         let max_input_tokens = parts.tokenizer.max_len();
-        let queue = Arc::new(BatchQueue::new(Limits {
-            max_batch_tokens: batching.max_batch_tokens.max(max_input_tokens),
-            max_batch_requests: batching.max_batch_requests.max(1),
-            max_queue_tokens: batching.max_queue_tokens,
-            pads: parts.pads,
-            max_padding_ratio: batching.max_padding_ratio.max(1.0),
-        }));
+        let queue = Arc::new(BatchQueue::new(limits_for(
+            batching,
+            max_input_tokens,
+            parts.pads,
+        )));
         let backend_name = parts.backends.first().map_or("none", |b| b.name());
         let capacity = Arc::new(Capacity::new(parts.backends.len()));
         let warm = warmup_inputs(&parts.tokenizer);
@@ -302,7 +302,30 @@ impl Engine {
             next_request: AtomicU64::new(1),
             capacity,
             admission: Admission::new(admission),
+            warm,
         })
+    }
+
+    /// Runs the warm-up batches again through the queue, as many rounds as there
+    /// are replicas (each free replica takes the next), beside live traffic.
+    /// Returns the batches run.
+    pub async fn warm_up_again(&self) -> Result<usize, EngineError> {
+        let mut batches = 0;
+        for _ in 0..self.capacity.replicas().len().max(1) {
+            for batch in &self.warm {
+                let encoded = batch
+                    .iter()
+                    .map(|ids| Encoded {
+                        ids: ids.clone(),
+                        truncated: false,
+                        second: None,
+                    })
+                    .collect();
+                self.embed_tokens(encoded, EmbedOptions::default()).await?;
+                batches += 1;
+            }
+        }
+        Ok(batches)
     }
 
     pub fn info(&self) -> &ModelInfo {
@@ -326,10 +349,10 @@ impl Engine {
     /// The replicas' rates, what they run and what is queued, for admission
     /// control. Cheap: one short lock per replica and one on the queue.
     pub fn load(&self) -> Load {
-        let limits = self.queue.limits();
+        let (queued_tokens, limits) = self.queue.occupancy();
         Load {
             replicas: self.capacity.replicas(),
-            queued_tokens: self.queue.queued_tokens(),
+            queued_tokens,
             max_queue_tokens: limits.max_queue_tokens,
             max_batch_tokens: limits.max_batch_tokens,
             max_batch_requests: limits.max_batch_requests,
@@ -340,6 +363,26 @@ impl Engine {
     /// (the warm-up included, so it is known once the engine has started).
     pub fn tokens_per_second(&self) -> Option<f64> {
         self.load().tokens_per_second()
+    }
+
+    /// The batch budgets in force now (they change live).
+    pub fn budgets(&self) -> Budgets {
+        let l = self.queue.limits();
+        Budgets {
+            max_batch_tokens: l.max_batch_tokens,
+            max_batch_requests: l.max_batch_requests,
+            max_queue_tokens: l.max_queue_tokens,
+            max_padding_ratio: l.max_padding_ratio,
+        }
+    }
+
+    /// Applies new batch budgets and admission settings to the running model:
+    /// the next batch formed and the next request admitted follow them. Threads
+    /// and replicas are not changed here.
+    pub fn retune(&self, batching: &BatchingConfig, admission: AdmissionConfig) {
+        self.queue
+            .set_limits(limits_for(batching, self.info.max_input_tokens, false));
+        self.admission.set_config(admission);
     }
 
     /// The model's admission control.
@@ -379,8 +422,8 @@ impl Engine {
     /// [`Admission::check_body`] and [`Admission::check_waiting`]. One short lock
     /// on the queue, and a look at the replicas only when work is queued.
     pub fn check_body(&self, declared_bytes: usize) -> Result<(), EngineError> {
-        let capacity = self.queue.limits().max_queue_tokens;
-        let queued = self.queue.queued_tokens();
+        let (queued, limits) = self.queue.occupancy();
+        let capacity = limits.max_queue_tokens;
         self.admission
             .check_body(queued, capacity, declared_bytes)?;
         if queued > 0 {
@@ -519,6 +562,27 @@ impl Drop for Engine {
     fn drop(&mut self) {
         self.queue.close();
     }
+}
+
+/// The queue's budgets from `batching`: a batch always has room for one input of
+/// the model's longest.
+fn limits_for(batching: &BatchingConfig, max_input_tokens: usize, pads: bool) -> Limits {
+    Limits {
+        max_batch_tokens: batching.max_batch_tokens.max(max_input_tokens),
+        max_batch_requests: batching.max_batch_requests.max(1),
+        max_queue_tokens: batching.max_queue_tokens,
+        pads,
+        max_padding_ratio: batching.max_padding_ratio.max(1.0),
+    }
+}
+
+/// The batch budgets a model runs with now.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Budgets {
+    pub max_batch_tokens: usize,
+    pub max_batch_requests: usize,
+    pub max_queue_tokens: usize,
+    pub max_padding_ratio: f64,
 }
 
 /// Texts up to this many bytes in all are tokenized on the calling task: a hop to

@@ -46,17 +46,18 @@ pub(crate) enum Rejected {
     Closed,
 }
 
-#[derive(Default)]
 struct State {
     items: VecDeque<Item>,
     tokens: usize,
     closed: bool,
+    /// Under the same lock as the items: a budget changed live applies from the
+    /// next batch formed.
+    limits: Limits,
 }
 
 pub(crate) struct BatchQueue {
     state: Mutex<State>,
     wake: Condvar,
-    limits: Limits,
     batches: AtomicU64,
     batched_items: AtomicU64,
     times: QueueTimes,
@@ -65,9 +66,13 @@ pub(crate) struct BatchQueue {
 impl BatchQueue {
     pub fn new(limits: Limits) -> Self {
         Self {
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                items: VecDeque::new(),
+                tokens: 0,
+                closed: false,
+                limits,
+            }),
             wake: Condvar::new(),
-            limits,
             batches: AtomicU64::new(0),
             batched_items: AtomicU64::new(0),
             times: QueueTimes::default(),
@@ -75,7 +80,26 @@ impl BatchQueue {
     }
 
     pub fn limits(&self) -> Limits {
-        self.limits
+        self.lock().limits
+    }
+
+    /// The budgets batches are formed within from now on (the backend's padding
+    /// stays what it is).
+    pub fn set_limits(&self, limits: Limits) {
+        let mut st = self.lock();
+        st.limits = Limits {
+            pads: st.limits.pads,
+            ..limits
+        };
+        drop(st);
+        // A larger budget may let a waiting worker take more at once.
+        self.wake.notify_all();
+    }
+
+    /// The queued tokens and the budgets, under one lock.
+    pub fn occupancy(&self) -> (usize, Limits) {
+        let st = self.lock();
+        (st.tokens, st.limits)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -92,7 +116,7 @@ impl BatchQueue {
         if st.closed {
             return Err(Rejected::Closed);
         }
-        if !crate::admission::fits_queue(st.tokens, tokens, self.limits.max_queue_tokens) {
+        if !crate::admission::fits_queue(st.tokens, tokens, st.limits.max_queue_tokens) {
             return Err(Rejected::Full { queued: st.tokens });
         }
         st.tokens += tokens;
@@ -154,7 +178,8 @@ impl BatchQueue {
         let mut st = self.lock();
         loop {
             if !st.items.is_empty() {
-                let batch = take_batch(&mut st.items, &self.limits);
+                let limits = st.limits;
+                let batch = take_batch(&mut st.items, &limits);
                 self.times
                     .left(Instant::now(), batch.iter().map(|i| i.enqueued));
                 self.batches.fetch_add(1, Ordering::Relaxed);

@@ -13,6 +13,7 @@ mod engine;
 pub mod name;
 mod observe;
 mod request;
+mod tuning;
 
 pub use cache::{
     CacheCorrupt, CacheErrored, CacheEvicted, CacheLookup, CacheLookupCounters, CacheSize,
@@ -28,6 +29,7 @@ pub use observe::{
     ProcessSampled, SloReported, Uptime,
 };
 pub use request::{AuthFailed, AuthFailure, RejectReason, RequestRejected};
+pub use tuning::{ActionTaken, ReplicasRunning};
 
 /// Something that happened, recorded as metric(s) and a log line.
 pub trait Event {

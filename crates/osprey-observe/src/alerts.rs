@@ -88,6 +88,15 @@ impl AlertBook {
         }
     }
 
+    /// Follows changed settings; active alerts stay as they are.
+    pub fn retune(&mut self, cfg: &AlertsConfig) {
+        self.keep = cfg.keep_resolved;
+        self.resolve_after = cfg.resolve_after.max(1);
+        while self.recent.len() > self.keep {
+            self.recent.pop_back();
+        }
+    }
+
     /// Applies one evaluation; returns the events to send.
     pub fn update(&mut self, now_ms: u64, holding: Vec<Condition>) -> Vec<AlertEvent> {
         let mut events = Vec::new();

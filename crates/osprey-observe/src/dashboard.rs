@@ -135,7 +135,7 @@ impl Observer {
             series,
             minute: self.stats.summary(60),
             slo: self.slo(),
-            slo_config: self.config.slo.clone(),
+            slo_config: self.rules().0,
             alerts,
         }
     }

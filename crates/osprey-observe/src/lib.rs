@@ -22,7 +22,7 @@ pub use alerts::{AlertEvent, AlertStatus, Severity};
 pub use config::{AlertsConfig, ConfigError, ObserveConfig, SloConfig};
 pub use dashboard::{DASHBOARD_PAGE, DashboardData};
 pub use latency::quantile_ms;
-pub use monitor::{EngineProbe, EngineTotals, Observer, ProfileSlot};
+pub use monitor::{EngineProbe, EngineTotals, Observer, ProfileSlot, unix_ms};
 pub use recorder::{detached_metrics, install_metrics, render};
 pub use report::{AlertList, StatsReport};
 pub use requests::{embedded_items, request, stages};

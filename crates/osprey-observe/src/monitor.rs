@@ -10,7 +10,7 @@ use osprey_metrics::Gauge;
 use osprey_metrics::process::Proc;
 
 use crate::alerts::{AlertBook, AlertEvent, AlertStatus, evaluate};
-use crate::config::ObserveConfig;
+use crate::config::{AlertsConfig, ObserveConfig, SloConfig};
 use crate::slo::{self, SloStatus};
 use crate::stats::{RollingStats, Sample, TierSecond};
 
@@ -39,6 +39,9 @@ pub struct Observer {
     pub in_flight: Gauge,
     book: Mutex<AlertBook>,
     slo: Mutex<SloStatus>,
+    /// The SLOs and alert rules in force: `config`'s at start, then whatever was
+    /// changed live.
+    rules: Mutex<(SloConfig, AlertsConfig)>,
     profiling: AtomicBool,
     started: AtomicBool,
 }
@@ -69,10 +72,24 @@ impl Observer {
             in_flight: Gauge::default(),
             book: Mutex::new(AlertBook::new(&config.alerts)),
             slo: Mutex::new(SloStatus::default()),
+            rules: Mutex::new((config.slo.clone(), config.alerts.clone())),
             profiling: AtomicBool::new(false),
             started: AtomicBool::new(false),
             config,
         }
+    }
+
+    /// The SLOs and alert rules in force.
+    pub fn rules(&self) -> (SloConfig, AlertsConfig) {
+        lock(&self.rules).clone()
+    }
+
+    /// New objectives and alert thresholds, used from the next second on. Whether
+    /// alerts run and where they are sent stay as started.
+    pub fn set_rules(&self, slo: SloConfig, alerts: AlertsConfig) {
+        self.stats.set_slow(slo.latency());
+        lock(&self.book).retune(&alerts);
+        *lock(&self.rules) = (slo, alerts);
     }
 
     pub fn slo(&self) -> SloStatus {
@@ -120,20 +137,25 @@ impl Observer {
             let mut sample = sampler.next(engine.totals());
             sample.in_flight = self.in_flight.get().max(0) as u64;
             self.stats.roll(unix_ms() / 1000, sample);
-            let status = slo::status(
-                &self.config.slo,
-                &self.stats.summary(self.config.slo.window_secs),
-            );
+            let (slo, _) = self.rules();
+            let status = slo::status(&slo, &self.stats.summary(slo.window_secs));
             *lock(&self.slo) = status;
         }
     }
 
     async fn evaluate_alerts(self: Arc<Self>, webhook: Option<crate::webhook::Sender>) {
-        let cfg = &self.config.alerts;
-        let mut tick = tokio::time::interval(Duration::from_millis(cfg.eval_interval_ms.max(1)));
+        let mut every = self.config.alerts.eval_interval_ms.max(1);
+        let mut tick = tokio::time::interval(Duration::from_millis(every));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            let (_, cfg) = self.rules();
+            let cfg = &cfg;
+            if cfg.eval_interval_ms.max(1) != every {
+                every = cfg.eval_interval_ms.max(1);
+                tick = tokio::time::interval(Duration::from_millis(every));
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            }
             let window = self.stats.summary(cfg.window_secs);
             let holding = self
                 .stats

@@ -123,7 +123,8 @@ impl Second {
 pub struct RollingStats {
     live: Striped<Live>,
     history: Mutex<VecDeque<Second>>,
-    slow_us: u64,
+    /// The SLO's latency objective; changed live.
+    slow_us: AtomicU64,
 }
 
 /// Percentiles of a window, in milliseconds.
@@ -175,8 +176,14 @@ impl RollingStats {
         Self {
             live: Striped::default(),
             history: Mutex::new(VecDeque::with_capacity(HISTORY_SECS)),
-            slow_us: slow.as_micros() as u64,
+            slow_us: AtomicU64::new(slow.as_micros() as u64),
         }
+    }
+
+    /// Counts requests slower than `slow` as slow from now on.
+    pub fn set_slow(&self, slow: Duration) {
+        self.slow_us
+            .store(slow.as_micros() as u64, Ordering::Relaxed);
     }
 
     /// One finished request (the hot path: relaxed atomic adds on this thread's
@@ -194,7 +201,7 @@ impl RollingStats {
         if is_error(status) {
             l.errors.fetch_add(1, Ordering::Relaxed);
         }
-        if us > self.slow_us {
+        if us > self.slow_us.load(Ordering::Relaxed) {
             l.slow.fetch_add(1, Ordering::Relaxed);
         }
         l.items.fetch_add(items as u64, Ordering::Relaxed);

@@ -84,7 +84,7 @@ async fn read_json_within<T: de::DeserializeOwned + Send + 'static>(
         ),
     };
     let limits = osprey_wire::BodyLimits {
-        max_decoded: state.protection.limits().max_decompressed_bytes,
+        max_decoded: state.protection.load().limits().max_decompressed_bytes,
         max_items,
     };
     let decode = move || -> Result<T, ApiError> {

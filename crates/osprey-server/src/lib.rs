@@ -1,6 +1,7 @@
 //! Osprey's HTTP API: the embedding routes (text-embeddings-inference and OpenAI
 //! shapes), model info, health, and Prometheus metrics.
 
+mod actions;
 pub mod auth;
 mod collection_stats;
 mod compression;
@@ -11,6 +12,7 @@ mod drain;
 mod error;
 mod input;
 mod limits;
+mod live;
 mod models;
 mod observe;
 mod protect;
@@ -18,21 +20,25 @@ mod query;
 pub mod rate_limit;
 mod request_id;
 mod routes;
+mod self_heal;
 mod sessions;
 mod state;
 mod tls;
 
+pub use actions::{Action, Actions};
 pub use auth::AuthConfig;
 pub use config::{LongInputs, ServerConfig};
 pub use deadline::DEADLINE_HEADER;
 pub use error::ApiError;
 pub use limits::LimitsConfig;
+pub use live::{ChangeError, ConfigControl, LiveSettings};
 pub use models::{DEFAULT_VERSION, ManageError, ModelSpec, Models};
 pub use observe::{
     AlertEvent, AlertStatus, AlertsConfig, ObserveConfig, Severity, SloConfig, detached_metrics,
     install_metrics,
 };
 pub use protect::{Protection, ProtectionError};
+pub use self_heal::{SelfHealConfig, spawn_memory_guard};
 pub use state::{AppState, CollectionsSlot, EngineSlot, Shared};
 pub use tls::{TlsConfig, TlsError};
 
@@ -54,7 +60,7 @@ use tower_http::request_id::{PropagateRequestIdLayer, SetRequestIdLayer};
 /// Every route, with request ids, request metrics, compression, and protection
 /// (auth, rate limits, admission control).
 pub fn router(state: AppState) -> Router {
-    let limits = state.protection.limits().clone();
+    let limits = state.protection.load().limits().clone();
     Router::new()
         .route("/embed", post(routes::embed::tei))
         .route("/v1/embeddings", post(routes::openai::embeddings))
@@ -131,7 +137,12 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/dashboard", get(routes::dashboard::page))
         .route("/dashboard/data", get(routes::dashboard::data))
-        .route("/admin/config", get(routes::admin::config))
+        .route(
+            "/admin/config",
+            get(routes::control::config).put(routes::control::change_config),
+        )
+        .route("/admin/actions", get(routes::control::actions))
+        .route("/admin/warmup", post(routes::control::warmup))
         .route("/admin/stats", get(routes::stats::json))
         .route("/admin/stats.csv", get(routes::stats::csv))
         .route("/admin/alerts", get(routes::alerts::list))

@@ -108,7 +108,8 @@ pub enum ManageError {
 /// The served models and what loading another one takes.
 pub struct Models {
     registry: Registry,
-    base: EngineConfig,
+    /// What a model is loaded with; its batch budgets and admission change live.
+    base: std::sync::Mutex<EngineConfig>,
     cache: Option<Arc<TieredCache>>,
     /// With no `[[models]]`, the default model answers whatever unknown `model` a
     /// request names, as Osprey always did (OpenAI clients must send one).
@@ -129,7 +130,7 @@ impl Models {
         let sessions = Arc::new(Sessions::new(&GenerationConfig::default(), cache.clone()));
         Self {
             registry: Registry::default(),
-            base,
+            base: std::sync::Mutex::new(base),
             cache,
             single,
             drain: Duration::from_secs(30),
@@ -149,6 +150,25 @@ impl Models {
 
     pub fn sessions(&self) -> &Sessions {
         &self.sessions
+    }
+
+    fn base(&self) -> std::sync::MutexGuard<'_, EngineConfig> {
+        self.base.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The batch budgets and admission models loaded from now on get.
+    pub(crate) fn set_base_batching(
+        &self,
+        batching: &osprey_engine::BatchingConfig,
+        admission: osprey_engine::AdmissionConfig,
+    ) {
+        let mut base = self.base();
+        let b = &mut base.batching;
+        b.max_batch_tokens = batching.max_batch_tokens;
+        b.max_batch_requests = batching.max_batch_requests;
+        b.max_queue_tokens = batching.max_queue_tokens;
+        b.max_padding_ratio = batching.max_padding_ratio;
+        base.admission = admission;
     }
 
     /// The result cache every model shares, when one is configured.
@@ -211,7 +231,7 @@ impl Models {
     /// Loads, warms and starts a model off the runtime.
     pub async fn load(&self, spec: &ModelSpec) -> Result<Served, ManageError> {
         spec.validate().map_err(ManageError::Invalid)?;
-        let mut config = self.base.clone();
+        let mut config = self.base().clone();
         config.model_path = spec.path.clone();
         if let Some(b) = spec.backend {
             config.backend = b;

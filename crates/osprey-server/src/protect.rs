@@ -55,10 +55,12 @@ pub struct Protection {
     /// Health probes without credentials.
     public_probes: bool,
     /// Dashboard logins; `None` with auth off or `auth.dashboard_session_secs = 0`.
-    sessions: Option<Sessions>,
-    rate: RateLimits,
+    /// Shared with the protection that replaces this one live, so no one is
+    /// logged out by a reload.
+    sessions: Option<Arc<Sessions>>,
+    rate: Arc<RateLimits>,
     /// Failed authentications per client address.
-    failures: FailureLimiter,
+    failures: Arc<FailureLimiter>,
     proxies: TrustedProxies,
     scrapes: Arc<ScrapeGate>,
     limits: LimitsConfig,
@@ -81,8 +83,8 @@ impl Default for Protection {
             metrics_public: true,
             public_probes: true,
             sessions: None,
-            rate: RateLimits::new(&limits),
-            failures: failure_limiter(&limits),
+            rate: Arc::new(RateLimits::new(&limits)),
+            failures: Arc::new(failure_limiter(&limits)),
             proxies: TrustedProxies::default(),
             scrapes: Arc::default(),
             limits,
@@ -96,19 +98,63 @@ impl Protection {
         limits.validate()?;
         let auth_checks = Authenticator::from_config(auth)?;
         let slots = auth_checks.as_ref().map_or(0, Authenticator::key_count);
-        let sessions = (auth_checks.is_some() && auth.dashboard_session_secs > 0)
-            .then(|| Sessions::new(Duration::from_secs(auth.dashboard_session_secs)));
+        let sessions = (auth_checks.is_some() && auth.dashboard_session_secs > 0).then(|| {
+            Arc::new(Sessions::new(Duration::from_secs(
+                auth.dashboard_session_secs,
+            )))
+        });
         Ok(Self {
             auth: auth_checks,
             metrics_public: auth.metrics_public,
             public_probes: auth.public_probes,
             sessions,
-            rate: RateLimits::with_slots(limits, slots),
-            failures: failure_limiter(limits),
+            rate: Arc::new(RateLimits::with_slots(limits, slots)),
+            failures: Arc::new(failure_limiter(limits)),
             proxies: TrustedProxies::new(limits.trusted_proxy_nets()?),
             scrapes: Arc::default(),
             limits: limits.clone(),
         })
+    }
+
+    /// A protection for new settings (a re-read keys file, changed limits) that
+    /// keeps what this one learned where the settings allow: dashboard logins,
+    /// the `/metrics` gate, and the rate buckets while the rates are the same.
+    pub fn renewed(
+        &self,
+        auth: &AuthConfig,
+        limits: &LimitsConfig,
+    ) -> Result<Self, ProtectionError> {
+        let mut next = Self::new(auth, limits)?;
+        next.scrapes = self.scrapes.clone();
+        if next.sessions.is_some() && self.sessions.is_some() {
+            next.sessions = self.sessions.clone();
+        }
+        let same_rates = |a: &LimitsConfig, b: &LimitsConfig| {
+            (
+                a.requests_per_second,
+                a.requests_burst,
+                a.items_per_second,
+                a.items_burst,
+            ) == (
+                b.requests_per_second,
+                b.requests_burst,
+                b.items_per_second,
+                b.items_burst,
+            )
+        };
+        let same_keys = self.auth.as_ref().map(Authenticator::key_count)
+            == next.auth.as_ref().map(Authenticator::key_count);
+        if same_rates(&self.limits, limits) && same_keys {
+            next.rate = self.rate.clone();
+        }
+        if (
+            self.limits.auth_failures_per_second,
+            self.limits.auth_failures_burst,
+        ) == (limits.auth_failures_per_second, limits.auth_failures_burst)
+        {
+            next.failures = self.failures.clone();
+        }
+        Ok(next)
     }
 
     pub fn limits(&self) -> &LimitsConfig {
@@ -238,7 +284,8 @@ fn has_credentials(req: &Request) -> bool {
 }
 
 pub async fn guard(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
-    let p = &state.protection;
+    // Held for the request: a live change applies from the next one.
+    let p = &*state.protection.load_full();
     let class = RouteClass::of(req.method(), req.uri().path());
     if class == RouteClass::Live {
         return next.run(req).await;

@@ -51,8 +51,9 @@ pub struct Shared {
     pub engine: Arc<EngineSlot>,
     pub metrics: PrometheusHandle,
     pub started: Instant,
-    /// Auth, rate limits and admission control (off with `AppState::new`).
-    pub protection: Arc<Protection>,
+    /// Auth and rate limits (off with `AppState::new`); replaced whole when the
+    /// keys file or the limits change live.
+    pub protection: Arc<arc_swap::ArcSwap<Protection>>,
     /// Rolling statistics, SLOs, alerts and the profiler.
     pub observe: Arc<Observer>,
     /// Every served model, by name and version.
@@ -70,6 +71,13 @@ pub struct Shared {
     /// The whole effective configuration with its secrets hidden, for
     /// `GET /admin/config` (set by the binary, which owns the file's shape).
     pub effective_config: Option<Arc<serde_json::Value>>,
+    /// Reads and changes the configuration live (`PUT /admin/config`); set by the
+    /// binary.
+    pub control: Option<Arc<dyn crate::ConfigControl>>,
+    /// What the server changed about itself, and what was changed live.
+    pub actions: Arc<crate::actions::Actions>,
+    /// The memory ceiling and how it is defended; changed live.
+    pub self_heal: Arc<arc_swap::ArcSwap<crate::SelfHealConfig>>,
 }
 
 impl Deref for AppState {
@@ -87,7 +95,7 @@ impl AppState {
             engine: engine.clone(),
             metrics,
             started: Instant::now(),
-            protection: Arc::new(Protection::default()),
+            protection: Arc::new(arc_swap::ArcSwap::from_pointee(Protection::default())),
             observe: Arc::new(Observer::new(ObserveConfig::default())),
             models: Arc::new(Models::new(Default::default(), None, true).with_slot(engine.clone())),
             expose_cache_status: true,
@@ -95,6 +103,11 @@ impl AppState {
             traces: false,
             collections: None,
             effective_config: None,
+            control: None,
+            actions: Arc::default(),
+            self_heal: Arc::new(arc_swap::ArcSwap::from_pointee(
+                crate::SelfHealConfig::default(),
+            )),
         }))
     }
 
@@ -109,7 +122,7 @@ impl AppState {
     /// The same state with auth, rate limits and admission control as configured.
     pub fn with_protection(self, protection: Protection) -> Self {
         let mut shared = Arc::unwrap_or_clone(self.0);
-        shared.protection = Arc::new(protection);
+        shared.protection = Arc::new(arc_swap::ArcSwap::from_pointee(protection));
         Self(Arc::new(shared))
     }
 
@@ -134,6 +147,19 @@ impl AppState {
         let mut shared = Arc::unwrap_or_clone(self.0);
         shared.effective_config = Some(Arc::new(config));
         Self(Arc::new(shared))
+    }
+
+    /// The same state with its configuration readable and changeable live.
+    pub fn with_control(self, control: Arc<dyn crate::ConfigControl>) -> Self {
+        let mut shared = Arc::unwrap_or_clone(self.0);
+        shared.control = Some(control);
+        Self(Arc::new(shared))
+    }
+
+    /// The same state defending memory as `config` says.
+    pub fn with_self_heal(self, config: crate::SelfHealConfig) -> Self {
+        self.self_heal.store(Arc::new(config));
+        self
     }
 
     pub fn with_traces(self, on: bool) -> Self {

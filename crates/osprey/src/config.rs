@@ -11,7 +11,8 @@ use osprey_engine::cache::CacheConfig;
 use osprey_engine::generate::GenerationConfig;
 use osprey_engine::{BackendKind, BatchingConfig, EngineConfig, Precision};
 use osprey_server::{
-    AlertsConfig, AuthConfig, LimitsConfig, ModelSpec, ObserveConfig, ServerConfig, SloConfig,
+    AlertsConfig, AuthConfig, LimitsConfig, LiveSettings, ModelSpec, ObserveConfig, SelfHealConfig,
+    ServerConfig, SloConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -108,6 +109,8 @@ pub struct Config {
     pub collections: CollectionsConfig,
     /// Text generation: the decode loop, its KV budget, chat sessions.
     pub generation: GenerationConfig,
+    /// The memory ceiling and how the server defends it.
+    pub self_heal: SelfHealConfig,
     /// The model repository; empty: the one `[model]` is served.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelSpec>,
@@ -173,7 +176,7 @@ impl Config {
         Ok(config)
     }
 
-    fn validate(&self) -> anyhow::Result<()> {
+    pub fn validate(&self) -> anyhow::Result<()> {
         let b = &self.batching;
         for (name, v) in [
             ("batching.max_batch_tokens", b.max_batch_tokens),
@@ -196,6 +199,7 @@ impl Config {
         self.slo.validate().map_err(anyhow::Error::msg)?;
         self.alerts.validate().map_err(anyhow::Error::msg)?;
         self.generation.validate().map_err(anyhow::Error::msg)?;
+        self.self_heal.validate().map_err(anyhow::Error::msg)?;
         // Reads `alerts.webhook_ca_file`: a bad one stops `serve` and `config check`
         // here instead of silently disabling the webhook later.
         if self.alerts.webhook_url.is_some() || self.alerts.webhook_ca_file.is_some() {
@@ -221,6 +225,19 @@ impl Config {
             cache,
             alerts,
             ..self.clone()
+        }
+    }
+
+    /// The sections that change while serving.
+    pub fn live(&self) -> LiveSettings {
+        LiveSettings {
+            auth: self.auth.clone(),
+            limits: self.limits.clone(),
+            slo: self.slo.clone(),
+            alerts: self.alerts.clone(),
+            batching: self.batching.clone(),
+            cache: self.cache.clone(),
+            self_heal: self.self_heal.clone(),
         }
     }
 

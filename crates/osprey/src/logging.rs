@@ -1,7 +1,14 @@
+use std::sync::OnceLock;
+
 use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::{EnvFilter, Layer, Registry};
+use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
+
+type Filter = Box<dyn Layer<Registry> + Send + Sync>;
+
+/// Swaps the filter when `telemetry.log_level` changes live.
+static LEVEL: OnceLock<reload::Handle<Filter, Registry>> = OnceLock::new();
 
 /// Logs to stderr; `RUST_LOG` overrides the configured level.
 pub fn init(format: &str, level: &str) {
@@ -9,13 +16,34 @@ pub fn init(format: &str, level: &str) {
         .ok()
         .filter(|d| !d.trim().is_empty() && EnvFilter::try_new(d).is_ok())
         .unwrap_or_else(|| level.to_owned());
-    let base = tracing_subscriber::registry().with(filter(&directives));
+    let (filter, handle) = reload::Layer::new(filter(&directives));
+    let _ = LEVEL.set(handle);
+    let base = tracing_subscriber::registry().with(filter);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let _ = if format == "json" {
         base.with(fmt.json()).try_init()
     } else {
         base.with(fmt).try_init()
     };
+}
+
+/// Whether `directives` is a filter `set_level` takes.
+pub fn valid_level(directives: &str) -> Result<(), String> {
+    EnvFilter::try_new(directives)
+        .map(|_| ())
+        .map_err(|e| format!("telemetry.log_level `{directives}` is not a log filter: {e}"))
+}
+
+/// Logs from now on as `directives` says (`PUT /admin/config`, SIGHUP); an
+/// operator asking outranks `RUST_LOG`.
+pub fn set_level(directives: &str) -> Result<(), String> {
+    valid_level(directives)?;
+    let Some(handle) = LEVEL.get() else {
+        return Ok(());
+    };
+    handle
+        .reload(filter(directives))
+        .map_err(|e| format!("changing the log level: {e}"))
 }
 
 /// The filter for `directives`. `EnvFilter` takes a lock on its table of spans

@@ -5,6 +5,7 @@ mod cli;
 mod config;
 mod embed;
 mod keys;
+mod live;
 mod logging;
 mod otlp;
 mod profile;

@@ -110,13 +110,23 @@ async fn serve(
         Some(slot) => state.with_collections(slot.clone()),
         None => state,
     };
-    let state = state.with_effective_config(
-        serde_json::to_value(config.redacted()).context("rendering the configuration")?,
-    );
+    let live = {
+        let args = args.clone();
+        Arc::new(crate::live::LiveConfig::new(config.clone(), move || {
+            Config::load(&args.config, &args.model, overrides(&args))
+        }))
+    };
+    let state = state
+        .with_effective_config(
+            serde_json::to_value(config.redacted()).context("rendering the configuration")?,
+        )
+        .with_control(live.clone())
+        .with_self_heal(config.self_heal.clone());
+    osprey_server::spawn_memory_guard(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let failed = Arc::new(AtomicBool::new(false));
     load_models_in_background(&config, &state, stop_tx.clone(), failed.clone());
-    reload_on_hangup(state.clone(), args);
+    reload_on_hangup(state.clone(), live);
     let drain_delay = Duration::from_secs(config.server.drain_delay_secs);
     let draining = state.clone();
     tokio::spawn(async move {
@@ -239,9 +249,10 @@ fn load_models_in_background(
     });
 }
 
-/// On SIGHUP, reads the configuration again and applies the changes to
-/// `[[models]]`: new entries load, changed ones reload, removed ones drain and stop.
-fn reload_on_hangup(state: AppState, args: ServeArgs) {
+/// On SIGHUP, reads the configuration and the keys file again, applies what can
+/// change live, and applies the changes to `[[models]]`: new entries load,
+/// changed ones reload, removed ones drain and stop.
+fn reload_on_hangup(state: AppState, live: Arc<crate::live::LiveConfig>) {
     #[cfg(unix)]
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
@@ -249,13 +260,14 @@ fn reload_on_hangup(state: AppState, args: ServeArgs) {
             return;
         };
         while hup.recv().await.is_some() {
-            let config = match Config::load(&args.config, &args.model, overrides(&args)) {
+            let config = match live.reread(&state).await {
                 Ok(c) => c,
                 Err(e) => {
                     tracing::error!(error = %format!("{e:#}"), "SIGHUP: configuration not applied");
                     continue;
                 }
             };
+            tracing::info!("SIGHUP: configuration and keys read again");
             if config.models.is_empty() {
                 tracing::warn!(
                     "SIGHUP: no [[models]] in the configuration; models left as they are"
@@ -267,7 +279,7 @@ fn reload_on_hangup(state: AppState, args: ServeArgs) {
         }
     });
     #[cfg(not(unix))]
-    let _ = (state, args);
+    let _ = (state, live);
 }
 
 /// Opens the collections on the blocking pool, beside the models loading: their

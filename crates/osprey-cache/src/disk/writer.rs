@@ -4,7 +4,7 @@
 //! transaction.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -36,13 +36,19 @@ impl Op {
     }
 }
 
+/// The tier's size and entry lifetime, read by the writer at each write.
+pub(crate) struct Bounds {
+    pub max_bytes: AtomicU64,
+    pub ttl_ms: AtomicU64,
+}
+
 pub(super) struct Writer {
     pub(super) db: Arc<Database>,
     pub(super) stats: Arc<TierStats>,
     pub(super) sizes: Arc<Sizes>,
     pub(super) clock: SharedClock,
-    pub(super) max_bytes: u64,
-    pub(super) ttl_ms: u64,
+    /// Shared with the tier, which changes them live.
+    pub(super) bounds: Arc<Bounds>,
 }
 
 /// Those waiting on the commit of a group: answered once it is done.
@@ -100,7 +106,7 @@ impl Writer {
         let tables = {
             let mut tables = Tables::open(&tx)?;
             let now = self.clock.now_ms();
-            let expires = clock::expiry(now, self.ttl_ms);
+            let expires = clock::expiry(now, self.bounds.ttl_ms.load(Ordering::Relaxed));
             for op in ops {
                 match op {
                     Op::Put(key, entry, deadline) => {
@@ -115,7 +121,7 @@ impl Writer {
                     Op::Flush(ack) => waiters.flushed.push(ack),
                 }
             }
-            tables.evict(self.max_bytes, now)?;
+            tables.evict(self.bounds.max_bytes.load(Ordering::Relaxed), now)?;
             tables.store()?;
             tables.totals()
         };

@@ -165,7 +165,7 @@ pub(super) async fn login(
     addr: IpAddr,
     req: Request,
 ) -> Response {
-    let p = &state.protection;
+    let p = &*state.protection.load_full();
     if req.method() == Method::GET || req.method() == Method::HEAD {
         // A reloaded or bookmarked login address: the form is on the dashboard.
         return Answer::Page.done(None);

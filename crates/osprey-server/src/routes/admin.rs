@@ -1,6 +1,5 @@
 //! `GET /admin/cache` (statistics per tier), `DELETE /admin/cache[?tier=...]`
-//! (empty every tier, or one), and `GET /admin/config` (the effective
-//! configuration, secrets hidden).
+//! (empty every tier, or one).
 //!
 //! Bodies list their fields in alphabetical order, the order clients have always
 //! seen them in.
@@ -89,15 +88,6 @@ pub async fn cache_clear(
 
 fn tier_off(t: Tier) -> ApiError {
     ApiError::Invalid(format!("the {} cache tier is not enabled", t.label()))
-}
-
-/// `GET /admin/config`.
-pub async fn config(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
-    state
-        .effective_config
-        .as_ref()
-        .map(|c| Json(c.as_ref().clone()))
-        .ok_or_else(|| ApiError::NotFound("no configuration was loaded".into()))
 }
 
 #[cfg(test)]

@@ -41,6 +41,8 @@ pub struct Info {
 pub async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError> {
     let engine = state.engine()?;
     let m = engine.info();
+    // Budgets change live; the rest is fixed at load.
+    let b = engine.engine().budgets();
     let cache_tiers = engine
         .cache()
         .map(|c| c.stats().tiers.iter().map(|t| t.tier.label()).collect())
@@ -50,13 +52,13 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError>
         backend: m.backend,
         cache_tiers,
         dims: m.dims,
-        max_batch_requests: m.max_batch_requests,
-        max_batch_tokens: m.max_batch_tokens,
+        max_batch_requests: b.max_batch_requests,
+        max_batch_tokens: b.max_batch_tokens,
         max_body_bytes: state.config.max_body_bytes,
         max_client_batch_size: state.config.max_inputs,
         max_input_chars: state.config.max_input_chars,
         max_input_length: m.max_input_tokens,
-        max_queue_tokens: m.max_queue_tokens,
+        max_queue_tokens: b.max_queue_tokens,
         model_id: m.id.clone(),
         model_revision: m.revision.clone(),
         model_type: "embedding",

@@ -15,7 +15,7 @@ use crate::AppState;
 pub async fn metrics(State(state): State<AppState>) -> Response {
     // Reads /proc and runs the cache's maintenance: blocking work, done on the
     // blocking pool, one scrape at a time (see `ScrapeGate`).
-    let gate = state.protection.scrapes();
+    let gate = state.protection.load().scrapes();
     let text = match gate.scrape(move || render_text(&state)).await {
         Ok(text) => text,
         Err(e) => {

@@ -3,6 +3,7 @@ pub mod alerts;
 mod caller;
 pub mod chat;
 pub mod collections;
+pub mod control;
 pub mod dashboard;
 pub mod embed;
 pub mod health;
@@ -47,7 +48,10 @@ pub(crate) fn model(
 ) -> Result<Arc<Served>, ApiError> {
     // A malformed deadline is the client's mistake whatever the model.
     crate::deadline::asked(&call.headers)?;
-    state.protection.charge_items(call.caller.as_ref(), items)?;
+    state
+        .protection
+        .load()
+        .charge_items(call.caller.as_ref(), items)?;
     let ab_key = call.headers.get(&AB_KEY).and_then(|v| v.to_str().ok());
     Ok(state.models.resolve(asked, task, ab_key)?)
 }
@@ -75,7 +79,7 @@ pub(crate) async fn run<I: TextInput>(
         .is_some_and(|c| !c.shares_across_keys())
         .then(|| caller::identity(&call.headers))
         .flatten()
-        .filter(|_| state.protection.auth_enabled());
+        .filter(|_| state.protection.load().auth_enabled());
     let mut out = pipeline
         .embed_permitted_for(inputs, opts, &permit, caller.as_ref().map(|c| &c[..]))
         .await?;

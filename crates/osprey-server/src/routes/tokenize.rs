@@ -24,7 +24,10 @@ pub async fn tokenize(
     let items = req.inputs.0.len();
     let served = match req.model.as_deref().map(|n| state.models.registry().get(n)) {
         Some(Ok(m)) => {
-            state.protection.charge_items(call.caller.as_ref(), items)?;
+            state
+                .protection
+                .load()
+                .charge_items(call.caller.as_ref(), items)?;
             m
         }
         Some(Err(e)) if !state.models.is_single() => return Err(e.into()),

@@ -255,7 +255,10 @@ async fn infer_tensor(
     inputs: Vec<NamedTensor>,
 ) -> Result<Vec<NamedTensor>, ApiError> {
     let asked = crate::deadline::asked(&call.headers)?;
-    state.protection.charge_items(call.caller.as_ref(), 1)?;
+    state
+        .protection
+        .load()
+        .charge_items(call.caller.as_ref(), 1)?;
     let inputs = engine.check(inputs)?;
     let rows = inputs
         .first()
@@ -321,6 +324,7 @@ async fn infer_text(
     }
     state
         .protection
+        .load()
         .charge_items(call.caller.as_ref(), rows as usize)?;
     let opts = EmbedOptions {
         normalize: task == Task::Embed,

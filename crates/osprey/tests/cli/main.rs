@@ -14,6 +14,7 @@ mod deploy;
 mod embed;
 mod help;
 mod hostile_bodies;
+mod live;
 mod otlp;
 mod profiles;
 mod repository;

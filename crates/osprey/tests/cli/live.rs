@@ -1,0 +1,385 @@
+//! Runtime control on the real binary: `PUT /admin/config` changing limits and
+//! budgets without a restart (and refusing what cannot change), SIGHUP reading
+//! the keys file again, `POST /admin/warmup`, and the memory ceiling holding
+//! under a long load of unique texts.
+
+use std::time::{Duration, Instant};
+
+use osprey_server::auth::digest_hex;
+use serde_json::{Value, json};
+
+use crate::support::{
+    Running, free_port, model_arg, ready, serve_model_with, signal, spawn_server,
+};
+
+async fn put_config(s: &Running, body: &Value) -> (u16, Value) {
+    let resp = s
+        .client
+        .put(format!("{}/admin/config", s.base))
+        .json(body)
+        .send()
+        .await
+        .expect("PUT /admin/config");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn get(s: &Running, path: &str) -> Value {
+    s.client
+        .get(format!("{}{path}", s.base))
+        .send()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+        .json()
+        .await
+        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+}
+
+async fn embed_status(s: &Running, texts: &[String]) -> u16 {
+    s.client
+        .post(format!("{}/embed", s.base))
+        .json(&json!({ "inputs": texts }))
+        .send()
+        .await
+        .expect("POST /embed")
+        .status()
+        .as_u16()
+}
+
+fn actions_named(actions: &Value, name: &str) -> Vec<Value> {
+    actions["actions"]
+        .as_array()
+        .map(|a| a.iter().filter(|x| x["action"] == name).cloned().collect())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_budgets_change_live_and_fixed_keys_are_named() {
+    let s = serve_model_with(&[], &[]).await;
+    let one = vec!["a live change".to_owned()];
+    for _ in 0..4 {
+        assert_eq!(embed_status(&s, &one).await, 200);
+    }
+
+    let (status, body) = put_config(
+        &s,
+        &json!({
+            "limits": {"requests_per_second": 1, "requests_burst": 1},
+            "batching": {"max_batch_requests": 7},
+            "telemetry": {"log_level": "debug"},
+        }),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let changed: Vec<&str> = body["changed"]
+        .as_array()
+        .expect("a list of changes")
+        .iter()
+        .filter_map(|c| c["key"].as_str())
+        .collect();
+    for k in [
+        "limits.requests_per_second",
+        "limits.requests_burst",
+        "batching.max_batch_requests",
+        "telemetry.log_level",
+    ] {
+        assert!(changed.contains(&k), "{k} missing from {body}");
+    }
+    let rps = body["changed"]
+        .as_array()
+        .and_then(|a| a.iter().find(|c| c["key"] == "limits.requests_per_second"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (rps["from"].clone(), rps["to"].clone()),
+        (json!(0), json!(1))
+    );
+
+    // The rate limit holds from the next request, without a restart.
+    let mut refused = 0;
+    for _ in 0..4 {
+        if embed_status(&s, &one).await == 429 {
+            refused += 1;
+        }
+    }
+    assert!(refused >= 2, "only {refused} of 4 refused at 1 request/s");
+    // After the bucket refills: admin calls are counted too.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let effective = get(&s, "/admin/config").await;
+    assert_eq!(effective["limits"]["requests_per_second"], 1, "{effective}");
+    assert_eq!(effective["telemetry"]["log_level"], "debug");
+
+    // Back to no limit.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, body) = put_config(&s, &json!({"limits": {"requests_per_second": 0}})).await;
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..4 {
+        assert_eq!(embed_status(&s, &one).await, 200);
+    }
+    assert_eq!(get(&s, "/info").await["max_batch_requests"], 7);
+
+    // Keys that cannot change live are named; nothing of the change is applied.
+    let (status, body) = put_config(
+        &s,
+        &json!({"server": {"port": 1}, "limits": {"compression": false, "max_in_flight": 9}}),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    let message = body.to_string();
+    assert!(
+        message.contains("server.port") && message.contains("limits.compression"),
+        "{message}"
+    );
+    assert!(!message.contains("max_in_flight"), "{message}");
+    assert_eq!(
+        get(&s, "/admin/config").await["limits"]["max_in_flight"],
+        1024
+    );
+    for (bad, names) in [
+        (json!({"limits": {"no_such_limit": 1}}), "no_such_limit"),
+        (json!({"slo": {"latency_ms": -1.0}}), "slo.latency_ms"),
+        (
+            json!({"self_heal": {"resume_below": 3.0}}),
+            "self_heal.resume_below",
+        ),
+        (json!({"telemetry": {"log_level": "[[["}}), "log_level"),
+        (json!({"batching": {"max_batch_tokens": "many"}}), "invalid"),
+        (json!([1, 2]), "JSON object"),
+    ] {
+        let (status, body) = put_config(&s, &bad).await;
+        assert_eq!(status, 422, "{bad} → {body}");
+        assert!(body.to_string().contains(names), "{bad} → {body}");
+    }
+
+    // The warm-up runs again through the queue.
+    let resp = s
+        .client
+        .post(format!("{}/admin/warmup", s.base))
+        .send()
+        .await
+        .expect("POST /admin/warmup");
+    assert_eq!(resp.status(), 200);
+    let warmed: Value = resp.json().await.expect("JSON");
+    assert!(
+        warmed["models"][0]["batches"].as_u64().unwrap_or(0) >= 2,
+        "{warmed}"
+    );
+
+    let actions = get(&s, "/admin/actions").await;
+    assert_eq!(
+        actions_named(&actions, "config_changed").len(),
+        2,
+        "{actions}"
+    );
+    assert_eq!(actions_named(&actions, "warmed_up").len(), 1, "{actions}");
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("osprey_self_heal_actions_total{action=\"config_changed\"} 2"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_reads_the_keys_file_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = dir.path().join("keys.toml");
+    let entry = |name: &str, key: &str| {
+        format!(
+            "[[keys]]\nname = \"{name}\"\nscope = \"admin\"\nsha256 = \"{}\"\n",
+            digest_hex(key)
+        )
+    };
+    std::fs::write(&keys, entry("first", "key-one-0123456789")).expect("keys file");
+    let port = free_port();
+    let config = dir.path().join("osprey.toml");
+    let write_config = |max_in_flight: u32| {
+        std::fs::write(
+            &config,
+            format!(
+                "[server]\nhost = \"127.0.0.1\"\nport = {port}\n\n[model]\npath = \"{}\"\n\n\
+                 [auth]\nenabled = true\nkeys_file = \"{}\"\n\n[limits]\nmax_in_flight = {max_in_flight}\n",
+                model_arg(),
+                keys.display()
+            ),
+        )
+        .expect("config file")
+    };
+    write_config(100);
+    let config_arg = config.to_string_lossy().into_owned();
+    let s = ready(spawn_server(&["--config", &config_arg]), port).await;
+    let status_with = |key: &'static str| {
+        let (client, base) = (s.client.clone(), s.base.clone());
+        async move {
+            client
+                .get(format!("{base}/admin/config"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .expect("GET /admin/config")
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(status_with("key-one-0123456789").await, 200);
+    assert_eq!(status_with("key-two-0123456789").await, 401);
+
+    std::fs::write(&keys, entry("second", "key-two-0123456789")).expect("keys file");
+    write_config(77);
+    signal(s.server.child.id(), "HUP");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while status_with("key-two-0123456789").await != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "the new key was not taken within 30 s; log:\n{}",
+            s.server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status_with("key-one-0123456789").await, 401);
+    let effective: Value = s
+        .client
+        .get(format!("{}/admin/config", s.base))
+        .bearer_auth("key-two-0123456789")
+        .send()
+        .await
+        .expect("GET /admin/config")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(effective["limits"]["max_in_flight"], 77, "{effective}");
+    let actions: Value = s
+        .client
+        .get(format!("{}/admin/actions", s.base))
+        .bearer_auth("key-two-0123456789")
+        .send()
+        .await
+        .expect("GET /admin/actions")
+        .json()
+        .await
+        .expect("JSON");
+    let reloaded = actions_named(&actions, "config_reloaded");
+    assert_eq!(reloaded.len(), 1, "{actions}");
+    assert!(
+        reloaded[0].to_string().contains("limits.max_in_flight"),
+        "{actions}"
+    );
+}
+
+fn rss_mb(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        .map_or(0, |kib| kib / 1024)
+}
+
+fn unique_batch(round: usize) -> Vec<String> {
+    (0..64)
+        .map(|i| format!("unique text {round}-{i}: the osprey circles the estuary at dawn"))
+        .collect()
+}
+
+async fn memory_cache_bytes(s: &Running) -> u64 {
+    let stats = get(s, "/admin/cache").await;
+    stats["tiers"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["tier"] == "memory"))
+        .and_then(|t| t["bytes"].as_u64())
+        .expect("a memory tier")
+}
+
+/// Slack over the ceiling: a batch's activations and the allocator's own
+/// rounding, which no cache policy can take back.
+const SLACK_MB: u64 = 48;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_ceiling_holds_under_a_long_unique_load() {
+    // A memory tier far larger than the ceiling will be.
+    let s = serve_model_with(&[], &[("OSPREY_CACHE__MEMORY__MAX_BYTES", "1073741824")]).await;
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let pid = s.server.child.id();
+    let mut round = 0;
+    while memory_cache_bytes(&s).await < 8 * 1024 * 1024 {
+        assert_eq!(embed_status(&s, &unique_batch(round)).await, 200);
+        round += 1;
+    }
+    let filled = memory_cache_bytes(&s).await;
+    let ceiling = rss_mb(pid).saturating_sub(2);
+    let (status, body) = put_config(
+        &s,
+        &json!({"self_heal": {"max_rss_mb": ceiling, "check_interval_ms": 100}}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let shrunk = loop {
+        let found = actions_named(&get(&s, "/admin/actions").await, "cache_shrunk");
+        if let Some(a) = found.into_iter().next() {
+            break a;
+        }
+        assert!(Instant::now() < deadline, "no cache_shrunk action in 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        shrunk["detail"]["cache_bytes_after"]
+            .as_u64()
+            .unwrap_or(u64::MAX)
+            < filled,
+        "{shrunk}"
+    );
+    let held = memory_cache_bytes(&s).await;
+    assert!(
+        held < filled,
+        "the tier still holds {held} of {filled} bytes"
+    );
+
+    // Unique texts keep coming for 8 s: every one is answered, the tier takes
+    // none of them, and resident memory stays under the ceiling plus the slack.
+    let until = Instant::now() + Duration::from_secs(8);
+    let mut peak = 0;
+    while Instant::now() < until {
+        assert_eq!(embed_status(&s, &unique_batch(round)).await, 200);
+        round += 1;
+        peak = peak.max(rss_mb(pid));
+    }
+    assert!(
+        peak <= ceiling + SLACK_MB,
+        "resident memory peaked at {peak} MiB over a ceiling of {ceiling} MiB"
+    );
+    let after = memory_cache_bytes(&s).await;
+    assert!(
+        after <= held,
+        "the tier grew from {held} to {after} bytes while memory was over the ceiling"
+    );
+
+    // The ceiling lifted, fills resume.
+    let (status, _) = put_config(&s, &json!({"self_heal": {"max_rss_mb": 0}})).await;
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        assert_eq!(embed_status(&s, &unique_batch(round)).await, 200);
+        round += 1;
+        if memory_cache_bytes(&s).await > after {
+            break;
+        }
+        assert!(Instant::now() < deadline, "fills did not resume in 20 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let actions = get(&s, "/admin/actions").await;
+    assert_eq!(
+        actions_named(&actions, "cache_restored").len(),
+        1,
+        "{actions}"
+    );
+}
