@@ -32,6 +32,9 @@ pub enum ApiError {
     Unauthorized { message: String, missing: bool },
     #[error("{0}")]
     Forbidden(String),
+    /// The resource is busy with another operation of the same kind.
+    #[error("{0}")]
+    Conflict(String),
     #[error("{message}")]
     RateLimited {
         message: String,
@@ -76,6 +79,7 @@ impl ApiError {
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
+            Self::Conflict(_) => StatusCode::CONFLICT,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             // A tier the operator asked for (clear, stats) is unreachable.
             Self::Cache(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -3,6 +3,7 @@
 
 mod actions;
 pub mod auth;
+mod cache_warm;
 mod collection_stats;
 mod compression;
 mod config;
@@ -143,6 +144,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/admin/actions", get(routes::control::actions))
         .route("/admin/warmup", post(routes::control::warmup))
+        .route(
+            "/admin/cache/warm",
+            get(routes::control::cache_warm_progress).post(routes::control::cache_warm),
+        )
         .route("/admin/stats", get(routes::stats::json))
         .route("/admin/stats.csv", get(routes::stats::csv))
         .route("/admin/alerts", get(routes::alerts::list))

@@ -78,6 +78,8 @@ pub struct Shared {
     pub actions: Arc<crate::actions::Actions>,
     /// The memory ceiling and how it is defended; changed live.
     pub self_heal: Arc<arc_swap::ArcSwap<crate::SelfHealConfig>>,
+    /// The cache-filling job of `POST /admin/cache/warm`.
+    pub warming: Arc<crate::cache_warm::Warming>,
 }
 
 impl Deref for AppState {
@@ -105,6 +107,7 @@ impl AppState {
             effective_config: None,
             control: None,
             actions: Arc::default(),
+            warming: Arc::default(),
             self_heal: Arc::new(arc_swap::ArcSwap::from_pointee(
                 crate::SelfHealConfig::default(),
             )),

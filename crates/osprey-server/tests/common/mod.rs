@@ -189,7 +189,7 @@ fn start_full(
                 if let Some(observe) = observe {
                     state = state.with_observe(observe);
                 }
-                let protection = state.protection.clone();
+                let protection = state.protection.load_full();
                 state.models.registry().loading(DEFAULT_NAME);
                 // Serve at once, like `osprey serve`: the engine arrives later.
                 tokio::spawn(osprey_server::serve(

@@ -165,7 +165,14 @@ async fn limits_and_budgets_change_live_and_fixed_keys_are_named() {
         "{warmed}"
     );
 
+    warm_the_cache(&s).await;
+
     let actions = get(&s, "/admin/actions").await;
+    assert_eq!(
+        actions_named(&actions, "cache_warm_started").len(),
+        2,
+        "{actions}"
+    );
     assert_eq!(
         actions_named(&actions, "config_changed").len(),
         2,
@@ -185,6 +192,78 @@ async fn limits_and_budgets_change_live_and_fixed_keys_are_named() {
         metrics.contains("osprey_self_heal_actions_total{action=\"config_changed\"} 2"),
         "{metrics}"
     );
+}
+
+async fn post_warm(s: &Running, body: &Value) -> (u16, Value) {
+    let resp = s
+        .client
+        .post(format!("{}/admin/cache/warm", s.base))
+        .json(body)
+        .send()
+        .await
+        .expect("POST /admin/cache/warm");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn warm_done(s: &Running) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let p = get(s, "/admin/cache/warm").await;
+        if p["state"] == "done" {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "warm-up not done in 60 s: {p}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// `POST /admin/cache/warm` from a list and from a file; afterwards those texts
+/// are answered from the memory tier.
+async fn warm_the_cache(s: &Running) {
+    assert_eq!(get(s, "/admin/cache/warm").await["state"], "idle");
+    let texts: Vec<String> = (0..100).map(|i| format!("warmed ahead {i}")).collect();
+    let (status, body) = post_warm(s, &json!({ "texts": texts })).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["total"], 100);
+    let p = warm_done(s).await;
+    assert_eq!(
+        (p["done"].clone(), p["failed"].clone()),
+        (json!(100), json!(0)),
+        "{p}"
+    );
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("texts.txt");
+    let lines: Vec<String> = (0..40).map(|i| format!("from a file {i}")).collect();
+    std::fs::write(&file, format!("{}\n\n", lines.join("\n\n"))).expect("texts file");
+    let (status, body) = post_warm(s, &json!({ "file": file })).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(warm_done(s).await["done"], 40);
+
+    for text in [&texts[7], &lines[39]] {
+        let resp = s
+            .client
+            .post(format!("{}/embed", s.base))
+            .json(&json!({ "inputs": [text] }))
+            .send()
+            .await
+            .expect("POST /embed");
+        assert_eq!(resp.status(), 200);
+        let hit = resp.headers().get("x-cache").and_then(|v| v.to_str().ok());
+        assert_eq!(hit, Some("hit-l1"), "{text}");
+    }
+    for (bad, says) in [
+        (json!({}), "texts"),
+        (json!({"file": "/no/such/file.txt"}), "cannot be read"),
+        (json!({"texts": ["a"], "model": "nope"}), "nope"),
+    ] {
+        let (status, body) = post_warm(s, &bad).await;
+        assert!(matches!(status, 404 | 422), "{bad} → {status} {body}");
+        assert!(body.to_string().contains(says), "{bad} → {body}");
+    }
+    let (status, _) = post_warm(s, &json!({"texts": "not a list"})).await;
+    assert_eq!(status, 422);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
