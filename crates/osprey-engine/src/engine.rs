@@ -341,6 +341,11 @@ impl Engine {
         self.queue.queued_tokens()
     }
 
+    /// Tokens computed (padding included) and real tokens since start.
+    pub fn token_counts(&self) -> (u64, u64) {
+        self.queue.token_counts()
+    }
+
     /// Inputs queued now, and the time inputs spent queued so far.
     pub fn queue_stats(&self) -> crate::QueueStats {
         self.queue.stats()

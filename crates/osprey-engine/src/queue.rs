@@ -60,6 +60,9 @@ pub(crate) struct BatchQueue {
     wake: Condvar,
     batches: AtomicU64,
     batched_items: AtomicU64,
+    /// Tokens the model computed (padding included) and real tokens, since start.
+    computed_tokens: AtomicU64,
+    real_tokens: AtomicU64,
     times: QueueTimes,
 }
 
@@ -75,6 +78,8 @@ impl BatchQueue {
             wake: Condvar::new(),
             batches: AtomicU64::new(0),
             batched_items: AtomicU64::new(0),
+            computed_tokens: AtomicU64::new(0),
+            real_tokens: AtomicU64::new(0),
             times: QueueTimes::default(),
         }
     }
@@ -155,6 +160,21 @@ impl BatchQueue {
         (
             self.batches.load(Ordering::Relaxed),
             self.batched_items.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Counts a batch's computed (padded) and real tokens.
+    pub fn ran(&self, computed: usize, real: usize) {
+        self.computed_tokens
+            .fetch_add(computed as u64, Ordering::Relaxed);
+        self.real_tokens.fetch_add(real as u64, Ordering::Relaxed);
+    }
+
+    /// Computed and real tokens since start: their ratio is the padding ratio.
+    pub fn token_counts(&self) -> (u64, u64) {
+        (
+            self.computed_tokens.load(Ordering::Relaxed),
+            self.real_tokens.load(Ordering::Relaxed),
         )
     }
 

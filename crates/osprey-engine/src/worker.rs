@@ -66,6 +66,7 @@ pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared)
 
         let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         let computed = if pads { longest * seqs.len() } else { real };
+        queue.ran(computed, real);
         BatchRan {
             items: seqs.len(),
             real_tokens: real,

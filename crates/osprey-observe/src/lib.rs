@@ -26,5 +26,5 @@ pub use monitor::{EngineProbe, EngineTotals, Observer, ProfileSlot, unix_ms};
 pub use recorder::{detached_metrics, install_metrics, render};
 pub use report::{AlertList, StatsReport};
 pub use requests::{embedded_items, request, stages};
-pub use slo::{Objective, SloStatus};
+pub use slo::{Objective, SloStatus, status as slo_status};
 pub use stats::{STAGES, Second, Stage, Summary, TierSecond};

@@ -19,6 +19,7 @@ mod observe;
 mod protect;
 mod query;
 pub mod rate_limit;
+mod recommend;
 mod request_id;
 mod routes;
 mod self_heal;
@@ -143,6 +144,10 @@ pub fn router(state: AppState) -> Router {
             get(routes::control::config).put(routes::control::change_config),
         )
         .route("/admin/actions", get(routes::control::actions))
+        .route(
+            "/admin/recommendations",
+            get(routes::control::recommendations),
+        )
         .route("/admin/warmup", post(routes::control::warmup))
         .route(
             "/admin/cache/warm",

@@ -37,8 +37,30 @@ pub struct RequestRejected {
     pub reason: RejectReason,
 }
 
+/// Refusals since start, by [`RejectReason`] in declaration order: what the
+/// recommendations read (the `metrics` facade's counters cannot be read back).
+static REJECTED_SO_FAR: [std::sync::atomic::AtomicU64; 6] =
+    [const { std::sync::atomic::AtomicU64::new(0) }; 6];
+
+impl RejectReason {
+    pub const ALL: [RejectReason; 6] = [
+        RejectReason::InFlight,
+        RejectReason::QueueFull,
+        RejectReason::DeadlineUnreachable,
+        RejectReason::QueueTooLong,
+        RejectReason::Deadline,
+        RejectReason::RateLimit,
+    ];
+
+    /// Requests refused for this reason since the process started.
+    pub fn so_far(self) -> u64 {
+        REJECTED_SO_FAR[self as usize].load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 impl Event for RequestRejected {
     fn emit(self) {
+        REJECTED_SO_FAR[self.reason as usize].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let reason = self.reason.as_str();
         metrics::counter!(name::REJECTED, "reason" => reason).increment(1);
         // Refusals come in floods under overload: debug, the counter tells the rate.

@@ -211,3 +211,12 @@ fn read_lines_now(path: &std::path::Path) -> Result<Vec<String>, ApiError> {
 pub async fn cache_warm_progress(State(state): State<AppState>) -> Json<WarmProgress> {
     Json(state.warming.progress())
 }
+
+/// `GET /admin/recommendations`: settings worth changing, with the figures.
+pub async fn recommendations(
+    State(state): State<AppState>,
+) -> Json<Vec<crate::recommend::Recommendation>> {
+    Json(crate::recommend::recommend(&crate::recommend::gather(
+        &state,
+    )))
+}

@@ -462,3 +462,88 @@ async fn the_memory_ceiling_holds_under_a_long_unique_load() {
         "{actions}"
     );
 }
+
+/// One server whose settings and load create every recommendation's condition:
+/// a one-thread replica on two cores with requests queueing, a memory tier of
+/// a few dozen entries under unique texts, a loose padding bound with short
+/// and long texts mixed, an in-flight cap below the clients, and a latency
+/// objective no request meets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_recommendation_follows_from_its_condition() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return;
+    }
+    let s = serve_model_with(
+        &["--replicas", "1", "--threads", "1"],
+        &[
+            ("OSPREY_BATCHING__THREAD_POOL", "replica"),
+            ("OSPREY_BATCHING__MAX_PADDING_RATIO", "4"),
+            ("OSPREY_CACHE__MEMORY__MAX_BYTES", "200000"),
+            ("OSPREY_LIMITS__MAX_IN_FLIGHT", "3"),
+            // Only the in-flight cap refuses.
+            ("OSPREY_LIMITS__MAX_QUEUE_MS", "0"),
+            ("OSPREY_LIMITS__DEADLINE_MS", "0"),
+            ("OSPREY_SLO__LATENCY_MS", "0.5"),
+        ],
+    )
+    .await;
+    assert_eq!(get(&s, "/admin/recommendations").await, json!([]));
+
+    let long = "the osprey hovers over the water and dives feet first for fish ".repeat(6);
+    let until = Instant::now() + Duration::from_secs(6);
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let (client, base, long) = (s.client.clone(), s.base.clone(), long.clone());
+            tokio::spawn(async move {
+                let mut i = 0;
+                while Instant::now() < until {
+                    // A short and a long text share every batch.
+                    let texts = [format!("short {c}-{i}"), format!("{long} {c}-{i}")];
+                    let answered = client
+                        .post(format!("{base}/embed"))
+                        .json(&json!({ "inputs": texts }))
+                        .send()
+                        .await
+                        .is_ok_and(|r| r.status() == 200);
+                    if !answered {
+                        // Refusals take microseconds: spinning on them would
+                        // leave the admitted few too few to judge the cache by.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    i += 1;
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.await.expect("client task");
+    }
+    // The statistics roll once a second.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let found = get(&s, "/admin/recommendations").await;
+    let list = found.as_array().expect("a list");
+    let settings: Vec<&str> = list.iter().filter_map(|r| r["setting"].as_str()).collect();
+    for want in [
+        "cache.memory.max_bytes",
+        "batching.replicas",
+        "batching.max_padding_ratio",
+        "limits.max_in_flight",
+        "model.profile",
+    ] {
+        assert!(settings.contains(&want), "{want} missing: {found:#}");
+    }
+    for r in list {
+        for field in ["current", "suggested", "reason", "evidence"] {
+            assert!(!r[field].is_null(), "{field} missing: {r}");
+        }
+    }
+    let replicas = list
+        .iter()
+        .find(|r| r["setting"] == "batching.replicas")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        (replicas["current"].clone(), replicas["suggested"].clone()),
+        (json!(1), json!(2))
+    );
+}
