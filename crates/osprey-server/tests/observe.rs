@@ -348,6 +348,14 @@ async fn profile_is_an_svg_flame_graph_bounded_and_one_at_a_time() {
         let r = get(&c, &format!("{}/admin/profile?{bad}", server.base)).await;
         r.assert_error(422, bad);
     }
+    // An action for the page to list.
+    let warmed = c
+        .post(format!("{}/admin/warmup", server.base))
+        .send()
+        .await
+        .expect("POST /admin/warmup");
+    assert_eq!(warmed.status(), 200);
+
     static STOP: AtomicBool = AtomicBool::new(false);
     let load = traffic(server.base.clone(), &STOP);
     let url = format!("{}/admin/profile?seconds=2", server.base);
@@ -435,6 +443,14 @@ async fn dashboard_draws_real_data_in_headless_chromium() {
     .await;
     bad.assert_error(422, "a bad since");
 
+    // An action for the page to list.
+    let warmed = c
+        .post(format!("{}/admin/warmup", server.base))
+        .send()
+        .await
+        .expect("POST /admin/warmup");
+    assert_eq!(warmed.status(), 200);
+
     static STOP: AtomicBool = AtomicBool::new(false);
     let load = traffic(server.base.clone(), &STOP);
     // Two closed seconds of traffic before the page looks.
@@ -492,6 +508,17 @@ async fn dashboard_draws_real_data_in_headless_chromium() {
     assert!(v("cpu", "cpu") >= 0.0, "{st}");
     assert!(v("memory", "rss") > 10.0, "MiB resident: {st}");
     assert!(v("burn", "latency") >= 0.0, "{st}");
+    assert!(
+        st["actions"]
+            .as_array()
+            .is_some_and(|a| a.contains(&json!("warmed_up"))),
+        "the warm-up in the actions table: {st}"
+    );
+    assert!(st["recommendations"].is_array(), "{st}");
+    assert!(
+        dom.contains("POST /admin/warmup"),
+        "the action's reason is shown"
+    );
     let png = std::fs::metadata(&shot).expect("the screenshot was written");
     assert!(png.len() > 10_000, "screenshot of {} bytes", png.len());
 }

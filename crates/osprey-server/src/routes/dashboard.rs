@@ -95,7 +95,14 @@ pub struct DashboardReply {
     data: DashboardData,
     collections: Vec<CollectionRow>,
     generation: Vec<GenerationRow>,
+    /// What `/admin/recommendations` suggests now.
+    recommendations: Vec<crate::recommend::Recommendation>,
+    /// The newest of `/admin/actions`.
+    actions: Vec<crate::Action>,
 }
+
+/// Actions the dashboard lists.
+const DASHBOARD_ACTIONS: usize = 10;
 
 /// One generation model's decode loop now, and its means since start.
 #[derive(Serialize)]
@@ -155,10 +162,14 @@ pub async fn data(
         .as_ref()
         .map(|slot| slot.rows())
         .unwrap_or_default();
+    let mut actions = state.actions.recent();
+    actions.truncate(DASHBOARD_ACTIONS);
     Ok(Json(DashboardReply {
         data: state.observe.dashboard(since),
         collections,
         generation: generation_rows(&state),
+        recommendations: crate::recommend::recommend(&crate::recommend::gather(&state)),
+        actions,
     }))
 }
 

@@ -537,6 +537,13 @@ async fn each_recommendation_follows_from_its_condition() {
             assert!(!r[field].is_null(), "{field} missing: {r}");
         }
     }
+    // The dashboard lists the same.
+    let page = get(&s, "/dashboard/data").await;
+    let shown: Vec<&str> = page["recommendations"]
+        .as_array()
+        .map(|l| l.iter().filter_map(|r| r["setting"].as_str()).collect())
+        .unwrap_or_default();
+    assert!(shown.contains(&"batching.replicas"), "{shown:?}");
     let replicas = list
         .iter()
         .find(|r| r["setting"] == "batching.replicas")
