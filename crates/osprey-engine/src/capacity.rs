@@ -32,23 +32,38 @@ struct Replica {
     spread: f64,
     /// The batch running now: when it started and its real tokens.
     running: Option<(Instant, usize)>,
+    /// Whether a replica holds this slot now (replicas come and go).
+    active: bool,
+}
+
+impl Replica {
+    fn fresh(active: bool) -> Self {
+        Self {
+            rate: 0.0,
+            spread: INITIAL_SPREAD,
+            running: None,
+            active,
+        }
+    }
 }
 
 pub(crate) struct Capacity {
+    /// One slot per replica the model may ever run; the first `replicas` start
+    /// active.
     replicas: Box<[Mutex<Replica>]>,
 }
 
 impl Capacity {
+    #[cfg(test)]
     pub fn new(replicas: usize) -> Self {
+        Self::with_slots(replicas, replicas)
+    }
+
+    /// `active` replicas now, room for `slots` in all.
+    pub fn with_slots(active: usize, slots: usize) -> Self {
         Self {
-            replicas: (0..replicas)
-                .map(|_| {
-                    Mutex::new(Replica {
-                        rate: 0.0,
-                        spread: INITIAL_SPREAD,
-                        running: None,
-                    })
-                })
+            replicas: (0..slots.max(active))
+                .map(|i| Mutex::new(Replica::fresh(i < active)))
                 .collect(),
         }
     }
@@ -58,6 +73,31 @@ impl Capacity {
         self.replicas
             .get(i)
             .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    /// Takes a free slot for a new replica; `None` when every slot is held.
+    pub fn claim(&self) -> Option<usize> {
+        (0..self.replicas.len()).find(|&i| {
+            self.replica(i).is_some_and(|mut r| {
+                if r.active {
+                    return false;
+                }
+                *r = Replica::fresh(true);
+                true
+            })
+        })
+    }
+
+    /// Frees the slot of a replica that stopped.
+    pub fn release(&self, i: usize) {
+        if let Some(mut r) = self.replica(i) {
+            *r = Replica::fresh(false);
+        }
+    }
+
+    /// Slots a replica may take.
+    pub fn slots(&self) -> usize {
+        self.replicas.len()
     }
 
     /// Replica `i` starts a batch of `tokens` real tokens.
@@ -88,10 +128,15 @@ impl Capacity {
         }
     }
 
+    /// The replicas running now.
     pub fn replicas(&self) -> Vec<ReplicaLoad> {
         let now = Instant::now();
         (0..self.replicas.len())
-            .filter_map(|i| self.replica(i).map(|r| ReplicaLoad::of(&r, now)))
+            .filter_map(|i| {
+                self.replica(i)
+                    .filter(|r| r.active)
+                    .map(|r| ReplicaLoad::of(&r, now))
+            })
             .collect()
     }
 }
@@ -321,11 +366,19 @@ mod tests {
         assert_eq!(c.replicas()[1].tokens_per_second, 0.0);
         assert_eq!(c.replicas()[1].running_tokens, 0);
 
+        // A slot freed and claimed again starts afresh; a full set has none free.
+        c.release(1);
+        assert_eq!(c.replicas().len(), 1);
+        assert_eq!(c.claim(), Some(1));
+        assert_eq!(c.replicas()[1].tokens_per_second, 0.0);
+        assert_eq!(c.claim(), None);
+
         // Running far past what its rate gives it: the pace so far caps the rate.
         let r = Replica {
             rate: 1000.0,
             spread: 0.1,
             running: Some((Instant::now(), 100)),
+            active: true,
         };
         let later = Instant::now() + Duration::from_secs(1);
         let seen = ReplicaLoad::of(&r, later);

@@ -2,7 +2,7 @@
 //! texts into vectors through the tokenizer and the batch queue.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use osprey_metrics::event::{Event, ItemsCancelled, RejectReason};
@@ -90,11 +90,23 @@ pub struct Embeddings {
     pub timings: Timings,
 }
 
+/// Makes one more backend of the model, for a replica added while serving.
+pub type BackendFactory = Arc<dyn Fn() -> Result<Box<dyn Backend>, EngineError> + Send + Sync>;
+
+/// A replica thread and how to stop it.
+struct Worker {
+    stop: Arc<AtomicBool>,
+    handle: std::thread::JoinHandle<()>,
+}
+
 pub struct Engine {
     info: ModelInfo,
     tokenizer: Arc<TextTokenizer>,
     queue: Arc<BatchQueue>,
-    workers: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+    /// The running replicas, oldest first.
+    workers: std::sync::Mutex<Vec<Worker>>,
+    /// How to make another replica; `None` when the model cannot add any.
+    factory: Option<BackendFactory>,
     next_request: AtomicU64,
     capacity: Arc<Capacity>,
     admission: Admission,
@@ -124,6 +136,8 @@ pub struct ModelParts {
     pub thread_pool: ThreadPool,
     pub precision: Precision,
     pub accuracy: Option<Accuracy>,
+    /// Makes another backend like these, for replicas added while serving.
+    pub factory: Option<BackendFactory>,
 }
 
 impl ModelParts {
@@ -157,6 +171,20 @@ impl ModelParts {
             onnx_prepack: config.onnx_prepack,
         };
         let mut backends = load_backends(&model, &opts)?;
+        let factory: BackendFactory = {
+            let (model, one) = (
+                model.clone(),
+                BackendOptions {
+                    replicas: 1,
+                    ..opts.clone()
+                },
+            );
+            Arc::new(move || {
+                load_backends(&model, &one)?
+                    .pop()
+                    .ok_or_else(|| EngineError::Backend("no backend was built".into()))
+            })
+        };
         let tokenizer = tokenizer
             .join()
             .map_err(|_| EngineError::Backend("tokenizer loading panicked".into()))??;
@@ -207,6 +235,7 @@ impl ModelParts {
             },
             precision: config.precision,
             accuracy,
+            factory: Some(factory),
         })
     }
 }
@@ -265,7 +294,11 @@ impl Engine {
             parts.pads,
         )));
         let backend_name = parts.backends.first().map_or("none", |b| b.name());
-        let capacity = Arc::new(Capacity::new(parts.backends.len()));
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let capacity = Arc::new(Capacity::with_slots(
+            parts.backends.len(),
+            parts.backends.len().max(cores),
+        ));
         let warm = warmup_inputs(&parts.tokenizer);
         let workers = match start_replicas(parts.backends, &queue, &capacity, &warm) {
             Ok(w) => w,
@@ -303,7 +336,67 @@ impl Engine {
             capacity,
             admission: Admission::new(admission),
             warm,
+            factory: parts.factory,
         })
+    }
+
+    /// Replicas running now.
+    pub fn replica_count(&self) -> usize {
+        self.workers.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    /// Most replicas the model may run: one per core (or as many as it started
+    /// with), and only the ones it has when it cannot make more.
+    pub fn max_replicas(&self) -> usize {
+        if self.factory.is_some() {
+            self.capacity.slots()
+        } else {
+            self.replica_count()
+        }
+    }
+
+    /// Makes, warms and starts one more replica beside the running ones; it takes
+    /// work once warm. Blocking (the backend loads): call it off the runtime.
+    pub fn add_replica(&self) -> Result<usize, EngineError> {
+        let factory = self
+            .factory
+            .as_ref()
+            .ok_or_else(|| EngineError::Backend("this model cannot add replicas".into()))?;
+        let backend = factory()?;
+        let slot = self
+            .capacity
+            .claim()
+            .ok_or_else(|| EngineError::Backend("every replica slot is taken".into()))?;
+        match start_replica(backend, slot, &self.queue, &self.capacity, &self.warm) {
+            Ok(worker) => {
+                let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+                workers.push(worker);
+                Ok(workers.len())
+            }
+            Err(e) => {
+                self.capacity.release(slot);
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the newest replica once its batch is done (what is queued goes to
+    /// the others); never the last one. Blocking: it waits for that batch.
+    /// Returns the replicas left.
+    pub fn remove_replica(&self) -> usize {
+        let worker = {
+            let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
+            if workers.len() <= 1 {
+                return workers.len();
+            }
+            workers.pop()
+        };
+        if let Some(w) = worker {
+            w.stop.store(true, Ordering::Release);
+            self.queue.wake_all();
+            let _ = w.handle.join();
+        }
+        self.replica_count()
     }
 
     /// Runs the warm-up batches again through the queue, as many rounds as there
@@ -558,7 +651,7 @@ impl Engine {
         self.queue.close();
         let workers = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|p| p.into_inner()));
         for w in workers {
-            let _ = w.join();
+            let _ = w.handle.join();
         }
     }
 }
@@ -621,37 +714,76 @@ fn start_replicas(
     queue: &Arc<BatchQueue>,
     capacity: &Arc<Capacity>,
     warm: &[Vec<Vec<u32>>],
-) -> Result<Vec<std::thread::JoinHandle<()>>, EngineError> {
+) -> Result<Vec<Worker>, EngineError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let mut workers = Vec::with_capacity(backends.len());
-    for (i, mut backend) in backends.into_iter().enumerate() {
-        let shared = worker::Shared {
-            queue: queue.clone(),
-            capacity: capacity.clone(),
-        };
-        let warm = warm.to_vec();
-        let ready = ready_tx.clone();
-        let handle = std::thread::Builder::new()
-            .name(format!("osprey-replica-{i}"))
-            .spawn(move || {
-                let result = worker::warm_up(backend.as_mut(), &warm, &shared.capacity, i);
-                let ok = result.is_ok();
-                let _ = ready.send(result);
-                if ok {
-                    worker::run(backend, i, shared);
-                }
-            })?;
-        workers.push(handle);
+    for (i, backend) in backends.into_iter().enumerate() {
+        workers.push(spawn_replica(
+            backend,
+            i,
+            queue,
+            capacity,
+            warm,
+            ready_tx.clone(),
+        )?);
     }
     drop(ready_tx);
     for _ in 0..workers.len() {
-        match ready_rx.recv() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(EngineError::Backend(format!("warm-up failed: {e}"))),
-            Err(_) => return Err(EngineError::Backend("a replica died during warm-up".into())),
-        }
+        wait_warm(&ready_rx)?;
     }
     Ok(workers)
+}
+
+/// Starts one replica in `slot` and waits until it is warm.
+fn start_replica(
+    backend: Box<dyn Backend>,
+    slot: usize,
+    queue: &Arc<BatchQueue>,
+    capacity: &Arc<Capacity>,
+    warm: &[Vec<Vec<u32>>],
+) -> Result<Worker, EngineError> {
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let worker = spawn_replica(backend, slot, queue, capacity, warm, ready_tx)?;
+    wait_warm(&ready_rx)?;
+    Ok(worker)
+}
+
+fn spawn_replica(
+    mut backend: Box<dyn Backend>,
+    slot: usize,
+    queue: &Arc<BatchQueue>,
+    capacity: &Arc<Capacity>,
+    warm: &[Vec<Vec<u32>>],
+    ready: std::sync::mpsc::Sender<Result<(), String>>,
+) -> Result<Worker, EngineError> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let shared = worker::Shared {
+        queue: queue.clone(),
+        capacity: capacity.clone(),
+        stop: stop.clone(),
+    };
+    let warm = warm.to_vec();
+    let handle = std::thread::Builder::new()
+        .name(format!("osprey-replica-{slot}"))
+        .spawn(move || {
+            let result = worker::warm_up(backend.as_mut(), &warm, &shared.capacity, slot);
+            let ok = result.is_ok();
+            let _ = ready.send(result);
+            if ok {
+                worker::run(backend, slot, shared);
+            } else {
+                shared.capacity.release(slot);
+            }
+        })?;
+    Ok(Worker { stop, handle })
+}
+
+fn wait_warm(ready: &std::sync::mpsc::Receiver<Result<(), String>>) -> Result<(), EngineError> {
+    match ready.recv() {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(EngineError::Backend(format!("warm-up failed: {e}"))),
+        Err(_) => Err(EngineError::Backend("a replica died during warm-up".into())),
+    }
 }
 
 /// Small batches that run every kernel once (first runs allocate buffers and pick

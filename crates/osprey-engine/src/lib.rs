@@ -22,7 +22,9 @@ pub use accuracy::Accuracy;
 pub use admission::{Admission, AdmissionConfig, Deadline, Permit, Ticket, estimate_tokens};
 pub use capacity::{Load, ReplicaLoad};
 pub use config::{BatchingConfig, EngineConfig, ThreadPool};
-pub use engine::{Budgets, EmbedOptions, Embeddings, Engine, ModelInfo, ModelParts, Timings};
+pub use engine::{
+    BackendFactory, Budgets, EmbedOptions, Embeddings, Engine, ModelInfo, ModelParts, Timings,
+};
 pub use error::EngineError;
 pub use input::{Text, TextInput};
 pub use osprey_cache as cache;

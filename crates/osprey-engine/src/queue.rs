@@ -4,7 +4,7 @@
 //! backends that pad a batch to its longest input.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -193,10 +193,21 @@ impl BatchQueue {
         self.wake.notify_all();
     }
 
-    /// Blocks until a batch is ready; `None` once closed and drained.
-    pub fn next_batch(&self) -> Option<Vec<Item>> {
+    /// Wakes every waiting worker, so one told to stop sees it.
+    pub fn wake_all(&self) {
+        let _st = self.lock();
+        self.wake.notify_all();
+    }
+
+    /// Blocks until a batch is ready; `None` once closed and drained, or once
+    /// `stop` is set (checked between batches: a replica being removed finishes
+    /// its batch, and what is queued goes to the others).
+    pub fn next_batch(&self, stop: &AtomicBool) -> Option<Vec<Item>> {
         let mut st = self.lock();
         loop {
+            if stop.load(Ordering::Acquire) {
+                return None;
+            }
             if !st.items.is_empty() {
                 let limits = st.limits;
                 let batch = take_batch(&mut st.items, &limits);

@@ -15,6 +15,8 @@ use crate::queue::{BatchQueue, ItemResult};
 pub(crate) struct Shared {
     pub queue: Arc<BatchQueue>,
     pub capacity: Arc<Capacity>,
+    /// Set to remove this replica: it stops between batches.
+    pub stop: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Runs the warm-up batches (the first runs allocate buffers and pick kernels); the
@@ -40,9 +42,13 @@ pub(crate) fn warm_up(
 }
 
 pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared) {
-    let Shared { queue, capacity } = shared;
+    let Shared {
+        queue,
+        capacity,
+        stop,
+    } = shared;
     let pads = queue.limits().pads;
-    while let Some(batch) = queue.next_batch() {
+    while let Some(batch) = queue.next_batch(&stop) {
         // Inputs whose client left while queued are not worth computing.
         let batch: Vec<_> = batch.into_iter().filter(|i| !i.reply.is_closed()).collect();
         if batch.is_empty() {
@@ -110,4 +116,7 @@ pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared)
             }
         }
     }
+    // The backend goes with this thread; its slot is free for another.
+    drop(backend);
+    capacity.release(replica);
 }

@@ -3,6 +3,7 @@
 
 mod actions;
 pub mod auth;
+mod autoscale;
 mod cache_warm;
 mod collection_stats;
 mod compression;
@@ -29,6 +30,7 @@ mod tls;
 
 pub use actions::{Action, Actions};
 pub use auth::AuthConfig;
+pub use autoscale::{AutoscaleConfig, spawn_autoscaler};
 pub use config::{LongInputs, ServerConfig};
 pub use deadline::DEADLINE_HEADER;
 pub use error::ApiError;

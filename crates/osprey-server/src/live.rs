@@ -26,6 +26,7 @@ pub struct LiveSettings {
     pub batching: BatchingConfig,
     pub cache: CacheConfig,
     pub self_heal: SelfHealConfig,
+    pub autoscale: crate::AutoscaleConfig,
 }
 
 /// Why a change was refused.
@@ -91,6 +92,7 @@ impl AppState {
             retune_cache(cache, &s.cache).await;
         }
         self.self_heal.store(Arc::new(s.self_heal.clone()));
+        self.autoscale.store(Arc::new(s.autoscale.clone()));
         Ok(())
     }
 }

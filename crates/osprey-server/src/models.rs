@@ -36,6 +36,9 @@ pub struct ModelSpec {
     /// Weight among the versions of the same name (A/B tests).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic: Option<f64>,
+    /// This model's own replica autoscaling, instead of `[autoscale]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscale: Option<crate::AutoscaleConfig>,
 }
 
 impl ModelSpec {
@@ -76,6 +79,10 @@ impl ModelSpec {
                 "model `{}`: replicas must be at least 1",
                 self.name
             ));
+        }
+        if let Some(a) = &self.autoscale {
+            a.validate()
+                .map_err(|e| format!("model `{}`: {e}", self.name))?;
         }
         if let Some(t) = self.traffic
             && !(t.is_finite() && t >= 0.0)

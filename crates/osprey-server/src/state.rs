@@ -78,6 +78,8 @@ pub struct Shared {
     pub actions: Arc<crate::actions::Actions>,
     /// The memory ceiling and how it is defended; changed live.
     pub self_heal: Arc<arc_swap::ArcSwap<crate::SelfHealConfig>>,
+    /// How replicas follow the load (models without their own); changed live.
+    pub autoscale: Arc<arc_swap::ArcSwap<crate::AutoscaleConfig>>,
     /// The cache-filling job of `POST /admin/cache/warm`.
     pub warming: Arc<crate::cache_warm::Warming>,
 }
@@ -108,6 +110,9 @@ impl AppState {
             control: None,
             actions: Arc::default(),
             warming: Arc::default(),
+            autoscale: Arc::new(arc_swap::ArcSwap::from_pointee(
+                crate::AutoscaleConfig::default(),
+            )),
             self_heal: Arc::new(arc_swap::ArcSwap::from_pointee(
                 crate::SelfHealConfig::default(),
             )),
@@ -157,6 +162,12 @@ impl AppState {
         let mut shared = Arc::unwrap_or_clone(self.0);
         shared.control = Some(control);
         Self(Arc::new(shared))
+    }
+
+    /// The same state scaling replicas as `config` says.
+    pub fn with_autoscale(self, config: crate::AutoscaleConfig) -> Self {
+        self.autoscale.store(Arc::new(config));
+        self
     }
 
     /// The same state defending memory as `config` says.

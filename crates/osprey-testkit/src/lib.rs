@@ -58,6 +58,12 @@ pub fn fake_engine_for(
         thread_pool: osprey_engine::ThreadPool::Replica,
         precision: osprey_engine::Precision::Fp32,
         accuracy: None,
+        factory: Some({
+            let script = script.clone();
+            Arc::new(move || {
+                Ok(Box::new(FakeBackend::new(script.clone())) as Box<dyn osprey_engine::Backend>)
+            })
+        }),
     };
     Engine::launch(parts, batching, admission)
 }

@@ -11,8 +11,8 @@ use osprey_engine::cache::CacheConfig;
 use osprey_engine::generate::GenerationConfig;
 use osprey_engine::{BackendKind, BatchingConfig, EngineConfig, Precision};
 use osprey_server::{
-    AlertsConfig, AuthConfig, LimitsConfig, LiveSettings, ModelSpec, ObserveConfig, SelfHealConfig,
-    ServerConfig, SloConfig,
+    AlertsConfig, AuthConfig, AutoscaleConfig, LimitsConfig, LiveSettings, ModelSpec,
+    ObserveConfig, SelfHealConfig, ServerConfig, SloConfig,
 };
 use serde::{Deserialize, Serialize};
 
@@ -111,6 +111,8 @@ pub struct Config {
     pub generation: GenerationConfig,
     /// The memory ceiling and how the server defends it.
     pub self_heal: SelfHealConfig,
+    /// Replicas that follow the load.
+    pub autoscale: AutoscaleConfig,
     /// The model repository; empty: the one `[model]` is served.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<ModelSpec>,
@@ -200,6 +202,7 @@ impl Config {
         self.alerts.validate().map_err(anyhow::Error::msg)?;
         self.generation.validate().map_err(anyhow::Error::msg)?;
         self.self_heal.validate().map_err(anyhow::Error::msg)?;
+        self.autoscale.validate().map_err(anyhow::Error::msg)?;
         // Reads `alerts.webhook_ca_file`: a bad one stops `serve` and `config check`
         // here instead of silently disabling the webhook later.
         if self.alerts.webhook_url.is_some() || self.alerts.webhook_ca_file.is_some() {
@@ -238,6 +241,7 @@ impl Config {
             batching: self.batching.clone(),
             cache: self.cache.clone(),
             self_heal: self.self_heal.clone(),
+            autoscale: self.autoscale.clone(),
         }
     }
 
@@ -284,6 +288,7 @@ impl Config {
             replicas: None,
             version: None,
             traffic: None,
+            autoscale: None,
         }];
         if let Some(gguf) = &self.generation.model {
             let name = gguf
@@ -299,6 +304,7 @@ impl Config {
                 replicas: None,
                 version: None,
                 traffic: None,
+                autoscale: None,
             });
         }
         specs

@@ -28,6 +28,7 @@ const LIVE: &[&str] = &[
     "cache.redis.ttl_secs",
     "telemetry.log_level",
     "self_heal.",
+    "autoscale.",
 ];
 
 /// Inside live sections, what still takes a restart: compression is part of the
@@ -233,6 +234,7 @@ fn adopt(current: &Config, next: &Config, with_auth: bool) -> Config {
     c.cache.redis.ttl_secs = next.cache.redis.ttl_secs;
     c.telemetry.log_level = next.telemetry.log_level.clone();
     c.self_heal = next.self_heal.clone();
+    c.autoscale = next.autoscale.clone();
     if with_auth {
         c.auth = next.auth.clone();
     }

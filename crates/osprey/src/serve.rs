@@ -121,8 +121,10 @@ async fn serve(
             serde_json::to_value(config.redacted()).context("rendering the configuration")?,
         )
         .with_control(live.clone())
-        .with_self_heal(config.self_heal.clone());
+        .with_self_heal(config.self_heal.clone())
+        .with_autoscale(config.autoscale.clone());
     osprey_server::spawn_memory_guard(state.clone());
+    osprey_server::spawn_autoscaler(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let failed = Arc::new(AtomicBool::new(false));
     load_models_in_background(&config, &state, stop_tx.clone(), failed.clone());

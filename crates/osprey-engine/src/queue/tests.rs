@@ -35,7 +35,7 @@ fn push(
 
 /// The lengths of the inputs in the next batch, in batch order.
 fn next_lens(q: &BatchQueue) -> Vec<usize> {
-    q.next_batch()
+    q.next_batch(&AtomicBool::new(false))
         .expect("batch")
         .iter()
         .map(|i| i.ids.len())
@@ -46,7 +46,7 @@ fn next_lens(q: &BatchQueue) -> Vec<usize> {
 fn small_queue_goes_in_one_batch() {
     let q = BatchQueue::new(limits(true));
     let _r = push(&q, 1, &[10, 20, 30]).expect("admitted");
-    let batch = q.next_batch().expect("batch");
+    let batch = q.next_batch(&AtomicBool::new(false)).expect("batch");
     assert_eq!(batch.len(), 3);
     assert_eq!(q.queued_tokens(), 0);
 }
@@ -56,11 +56,14 @@ fn batches_respect_count_and_group_by_length() {
     let q = BatchQueue::new(limits(true));
     // Oldest is 10 tokens; the other 10s and 11 are closer than the 40s.
     let _r = push(&q, 1, &[10, 40, 11, 40, 10, 10, 12]).expect("admitted");
-    let batch = q.next_batch().expect("batch");
+    let batch = q.next_batch(&AtomicBool::new(false)).expect("batch");
     let lens: Vec<usize> = batch.iter().map(|i| i.ids.len()).collect();
     assert_eq!(lens, vec![10, 11, 10, 10]);
     assert_eq!(next_lens(&q), [40, 40]);
-    assert_eq!(q.next_batch().expect("batch").len(), 1);
+    assert_eq!(
+        q.next_batch(&AtomicBool::new(false)).expect("batch").len(),
+        1
+    );
 }
 
 #[test]
@@ -72,7 +75,7 @@ fn unpadded_batches_keep_arrival_order() {
     // Grouping by length would take 20, 20, 20, 21 and leave request 1's 30 behind
     // a later request; without padding nothing is gained by it.
     let requests: Vec<u64> = q
-        .next_batch()
+        .next_batch(&AtomicBool::new(false))
         .expect("batch")
         .iter()
         .map(|i| i.request)
@@ -85,8 +88,14 @@ fn padded_cost_limits_the_batch() {
     let q = BatchQueue::new(limits(true));
     // 3 × 30 = 90 fits, a 4th at 30 would cost 120 > 100.
     let _r = push(&q, 1, &[30, 30, 30, 30]).expect("admitted");
-    assert_eq!(q.next_batch().expect("batch").len(), 3);
-    assert_eq!(q.next_batch().expect("batch").len(), 1);
+    assert_eq!(
+        q.next_batch(&AtomicBool::new(false)).expect("batch").len(),
+        3
+    );
+    assert_eq!(
+        q.next_batch(&AtomicBool::new(false)).expect("batch").len(),
+        1
+    );
 }
 
 #[test]
@@ -104,7 +113,10 @@ fn packed_cost_counts_real_tokens() {
 fn oversized_anchor_still_runs_alone() {
     let q = BatchQueue::new(limits(true));
     let _r = push(&q, 1, &[150]).expect("an empty queue admits anything");
-    assert_eq!(q.next_batch().expect("batch").len(), 1);
+    assert_eq!(
+        q.next_batch(&AtomicBool::new(false)).expect("batch").len(),
+        1
+    );
 }
 
 #[test]
@@ -125,7 +137,7 @@ fn cancel_frees_tokens_of_that_request_only() {
     let _b = push(&q, 2, &[20]).expect("admitted");
     assert_eq!(q.cancel(1), 2);
     assert_eq!(q.queued_tokens(), 20);
-    let batch = q.next_batch().expect("batch");
+    let batch = q.next_batch(&AtomicBool::new(false)).expect("batch");
     assert_eq!(batch.len(), 1);
     assert_eq!(batch[0].request, 2);
 }
@@ -136,8 +148,8 @@ fn close_drains_then_stops() {
     let _a = push(&q, 1, &[10]).expect("admitted");
     q.close();
     assert_eq!(push(&q, 2, &[10]).map(|_| ()), Err(Rejected::Closed));
-    assert!(q.next_batch().is_some());
-    assert!(q.next_batch().is_none());
+    assert!(q.next_batch(&AtomicBool::new(false)).is_some());
+    assert!(q.next_batch(&AtomicBool::new(false)).is_none());
 }
 
 #[test]

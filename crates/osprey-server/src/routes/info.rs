@@ -66,7 +66,7 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError>
         pooling: m.pooling,
         precision: m.precision,
         profile: m.profile.clone(),
-        replicas: m.replicas,
+        replicas: engine.engine().replica_count(),
         thread_pool: m.thread_pool,
         threads_per_replica: m.threads_per_replica,
         version: env!("CARGO_PKG_VERSION"),

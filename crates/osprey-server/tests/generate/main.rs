@@ -90,6 +90,7 @@ fn start_with_redis(generation: GenerationConfig, redis: RedisConfig) -> Server 
                     replicas: None,
                     version: None,
                     traffic: None,
+                    autoscale: None,
                 };
                 state
                     .models

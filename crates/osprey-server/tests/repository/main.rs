@@ -37,6 +37,7 @@ pub fn spec(name: &str, dir: &str) -> ModelSpec {
         replicas: None,
         version: None,
         traffic: None,
+        autoscale: None,
     }
 }
 

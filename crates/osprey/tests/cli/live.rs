@@ -554,3 +554,114 @@ async fn each_recommendation_follows_from_its_condition() {
         (json!(1), json!(2))
     );
 }
+
+async fn replicas_now(s: &Running) -> u64 {
+    get(s, "/info").await["replicas"].as_u64().unwrap_or(0)
+}
+
+/// Replicas go from the minimum to the maximum under load and back after the
+/// queue stays quiet, and every request is answered while they change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_follow_the_load_up_and_back() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return;
+    }
+    let s = serve_model_with(
+        &["--replicas", "1", "--threads", "1"],
+        &[
+            ("OSPREY_BATCHING__THREAD_POOL", "replica"),
+            ("OSPREY_AUTOSCALE__ENABLED", "true"),
+            ("OSPREY_AUTOSCALE__MIN_REPLICAS", "1"),
+            ("OSPREY_AUTOSCALE__MAX_REPLICAS", "2"),
+            ("OSPREY_AUTOSCALE__TARGET_QUEUE_MS", "5"),
+            ("OSPREY_AUTOSCALE__SCALE_UP_AFTER_MS", "500"),
+            ("OSPREY_AUTOSCALE__SCALE_DOWN_AFTER_SECS", "2"),
+            ("OSPREY_AUTOSCALE__CHECK_INTERVAL_MS", "100"),
+            ("OSPREY_CACHE__MEMORY__MAX_BYTES", "0"),
+            ("OSPREY_LIMITS__MAX_QUEUE_MS", "0"),
+            ("OSPREY_LIMITS__DEADLINE_MS", "0"),
+        ],
+    )
+    .await;
+    assert_eq!(replicas_now(&s).await, 1);
+
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..6)
+        .map(|c| {
+            let (client, base, stop) = (s.client.clone(), s.base.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut statuses = Vec::new();
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let texts: Vec<String> = (0..8)
+                        .map(|k| format!("client {c} request {i} text {k} about ospreys and fish"))
+                        .collect();
+                    let status = client
+                        .post(format!("{base}/embed"))
+                        .json(&json!({ "inputs": texts }))
+                        .send()
+                        .await
+                        .map_or(0, |r| r.status().as_u16());
+                    statuses.push(status);
+                    i += 1;
+                }
+                statuses
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while replicas_now(&s).await < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "no second replica within 30 s of load; log:\n{}",
+            s.server.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Keep the load on across the change.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut answered = 0;
+    for c in clients {
+        for status in c.await.expect("client task") {
+            assert_eq!(status, 200, "a request failed while replicas changed");
+            answered += 1;
+        }
+    }
+    assert!(answered > 10, "{answered} requests");
+
+    // The removal is recorded once the replica's thread has stopped.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while replicas_now(&s).await > 1
+        || actions_named(&get(&s, "/admin/actions").await, "replica_removed").is_empty()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "still two replicas 30 s after the load"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let actions = get(&s, "/admin/actions").await;
+    let added = actions_named(&actions, "replica_added");
+    let removed = actions_named(&actions, "replica_removed");
+    assert_eq!((added.len(), removed.len()), (1, 1), "{actions}");
+    assert_eq!(added[0]["detail"]["replicas_after"], 2, "{actions}");
+    assert!(added[0]["model"].is_string(), "{actions}");
+    // And the engine still answers with its one replica.
+    assert_eq!(embed_status(&s, &["after".to_owned()]).await, 200);
+    let metrics = s
+        .client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("osprey_replicas{") && l.ends_with(" 1")),
+        "{metrics}"
+    );
+}
