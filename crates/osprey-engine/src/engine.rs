@@ -90,13 +90,16 @@ pub struct Embeddings {
     pub timings: Timings,
 }
 
-/// Makes one more backend of the model, for a replica added while serving.
-pub type BackendFactory = Arc<dyn Fn() -> Result<Box<dyn Backend>, EngineError> + Send + Sync>;
+/// Makes one more backend of the model with the given intra-op threads (unused
+/// on a shared pool), for a replica added while serving.
+pub type BackendFactory = Arc<dyn Fn(usize) -> Result<Box<dyn Backend>, EngineError> + Send + Sync>;
 
 /// A replica thread and how to stop it.
 struct Worker {
     stop: Arc<AtomicBool>,
     handle: std::thread::JoinHandle<()>,
+    /// Its backend's intra-op threads.
+    threads: usize,
 }
 
 pub struct Engine {
@@ -179,7 +182,11 @@ impl ModelParts {
                     ..opts.clone()
                 },
             );
-            Arc::new(move || {
+            Arc::new(move |threads| {
+                let one = BackendOptions {
+                    threads: threads.max(1),
+                    ..one.clone()
+                };
                 load_backends(&model, &one)?
                     .pop()
                     .ok_or_else(|| EngineError::Backend("no backend was built".into()))
@@ -295,12 +302,15 @@ impl Engine {
         )));
         let backend_name = parts.backends.first().map_or("none", |b| b.name());
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // One slot beyond the cores: a replica is started before the one it
+        // replaces stops.
         let capacity = Arc::new(Capacity::with_slots(
             parts.backends.len(),
-            parts.backends.len().max(cores),
+            parts.backends.len().max(cores) + 1,
         ));
         let warm = warmup_inputs(&parts.tokenizer);
-        let workers = match start_replicas(parts.backends, &queue, &capacity, &warm) {
+        let threads = parts.threads_per_replica;
+        let workers = match start_replicas(parts.backends, threads, &queue, &capacity, &warm) {
             Ok(w) => w,
             Err(e) => {
                 queue.close();
@@ -355,19 +365,42 @@ impl Engine {
         }
     }
 
-    /// Makes, warms and starts one more replica beside the running ones; it takes
-    /// work once warm. Blocking (the backend loads): call it off the runtime.
+    /// Intra-op threads of each running replica, oldest first.
+    pub fn layout(&self) -> Vec<usize> {
+        self.workers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|w| w.threads)
+            .collect()
+    }
+
+    /// Makes, warms and starts one more replica beside the running ones, with as
+    /// many threads as the newest; it takes work once warm. Blocking (the
+    /// backend loads): call it off the runtime.
     pub fn add_replica(&self) -> Result<usize, EngineError> {
+        let threads = self.layout().last().copied().unwrap_or(1);
+        self.add_replica_with(threads)
+    }
+
+    fn add_replica_with(&self, threads: usize) -> Result<usize, EngineError> {
         let factory = self
             .factory
             .as_ref()
             .ok_or_else(|| EngineError::Backend("this model cannot add replicas".into()))?;
-        let backend = factory()?;
+        let backend = factory(threads)?;
         let slot = self
             .capacity
             .claim()
             .ok_or_else(|| EngineError::Backend("every replica slot is taken".into()))?;
-        match start_replica(backend, slot, &self.queue, &self.capacity, &self.warm) {
+        match start_replica(
+            backend,
+            threads,
+            slot,
+            &self.queue,
+            &self.capacity,
+            &self.warm,
+        ) {
             Ok(worker) => {
                 let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
                 workers.push(worker);
@@ -384,12 +417,47 @@ impl Engine {
     /// the others); never the last one. Blocking: it waits for that batch.
     /// Returns the replicas left.
     pub fn remove_replica(&self) -> usize {
+        self.remove_where(|workers| workers.len().checked_sub(1))
+    }
+
+    /// Moves to `replicas` replicas of `threads` threads each, one replica at a
+    /// time and each new one warm before an old one stops, so the model serves
+    /// throughout and never runs more than one replica beyond the larger layout.
+    /// Blocking. Returns the replicas running.
+    pub fn relayout(&self, replicas: usize, threads: usize) -> Result<usize, EngineError> {
+        let replicas = replicas.max(1);
+        let fitting = |layout: &[usize]| layout.iter().filter(|&&t| t == threads).count();
+        loop {
+            let layout = self.layout();
+            let (fit, total) = (fitting(&layout), layout.len());
+            if fit == total && total == replicas {
+                return Ok(total);
+            }
+            if fit < replicas {
+                // One more of the new shape, then one of the old shape goes.
+                self.add_replica_with(threads)?;
+                if total >= replicas {
+                    self.remove_where(|w| w.iter().position(|w| w.threads != threads));
+                }
+            } else {
+                // Enough of the new shape: the old go first, then the newest.
+                self.remove_where(|w| {
+                    w.iter()
+                        .position(|w| w.threads != threads)
+                        .or(w.len().checked_sub(1))
+                });
+            }
+        }
+    }
+
+    /// Stops the replica `pick` chooses, when more than one runs.
+    fn remove_where(&self, pick: impl FnOnce(&[Worker]) -> Option<usize>) -> usize {
         let worker = {
             let mut workers = self.workers.lock().unwrap_or_else(|p| p.into_inner());
             if workers.len() <= 1 {
                 return workers.len();
             }
-            workers.pop()
+            pick(&workers).map(|i| workers.remove(i))
         };
         if let Some(w) = worker {
             w.stop.store(true, Ordering::Release);
@@ -711,6 +779,7 @@ fn tokenize_all<I: TextInput>(
 /// queue. Returns once every replica is warm, or the first failure.
 fn start_replicas(
     backends: Vec<Box<dyn Backend>>,
+    threads: usize,
     queue: &Arc<BatchQueue>,
     capacity: &Arc<Capacity>,
     warm: &[Vec<Vec<u32>>],
@@ -720,6 +789,7 @@ fn start_replicas(
     for (i, backend) in backends.into_iter().enumerate() {
         workers.push(spawn_replica(
             backend,
+            threads,
             i,
             queue,
             capacity,
@@ -737,19 +807,21 @@ fn start_replicas(
 /// Starts one replica in `slot` and waits until it is warm.
 fn start_replica(
     backend: Box<dyn Backend>,
+    threads: usize,
     slot: usize,
     queue: &Arc<BatchQueue>,
     capacity: &Arc<Capacity>,
     warm: &[Vec<Vec<u32>>],
 ) -> Result<Worker, EngineError> {
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let worker = spawn_replica(backend, slot, queue, capacity, warm, ready_tx)?;
+    let worker = spawn_replica(backend, threads, slot, queue, capacity, warm, ready_tx)?;
     wait_warm(&ready_rx)?;
     Ok(worker)
 }
 
 fn spawn_replica(
     mut backend: Box<dyn Backend>,
+    threads: usize,
     slot: usize,
     queue: &Arc<BatchQueue>,
     capacity: &Arc<Capacity>,
@@ -775,7 +847,11 @@ fn spawn_replica(
                 shared.capacity.release(slot);
             }
         })?;
-    Ok(Worker { stop, handle })
+    Ok(Worker {
+        stop,
+        handle,
+        threads,
+    })
 }
 
 fn wait_warm(ready: &std::sync::mpsc::Receiver<Result<(), String>>) -> Result<(), EngineError> {

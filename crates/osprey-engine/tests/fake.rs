@@ -282,3 +282,35 @@ async fn admission_is_charged_only_for_misses() {
     blocker.await.expect("task").expect("blocker");
     queued.await.expect("task").expect("queued");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_are_added_removed_and_relaid_while_requests_run() {
+    let (engine, _script) = engine(one_replica(), no_deadline());
+    assert_eq!(engine.layout(), [1]);
+    let load: Vec<Embedding> = (0..16)
+        .map(|i| spawn_embed(&engine, &format!("load {i}"), 8))
+        .collect();
+    let e = engine.clone();
+    let layouts = tokio::task::spawn_blocking(move || {
+        let mut seen = Vec::new();
+        e.add_replica().expect("a second replica");
+        seen.push(e.layout());
+        e.relayout(1, 2).expect("one replica of two threads");
+        seen.push(e.layout());
+        e.relayout(2, 1).expect("two one-thread replicas");
+        seen.push(e.layout());
+        assert_eq!(e.remove_replica(), 1);
+        // Never the last one.
+        assert_eq!(e.remove_replica(), 1);
+        seen.push(e.layout());
+        seen
+    })
+    .await
+    .expect("the changes");
+    assert_eq!(layouts, [vec![1, 1], vec![2], vec![1, 1], vec![1]]);
+    for l in load {
+        let out = l.await.expect("task").expect("answered across the changes");
+        assert_eq!(out.vectors.len(), 8);
+    }
+    assert!(engine.max_replicas() >= 2);
+}

@@ -131,13 +131,17 @@ fn decide(
     .then_some(Scale::Down)
 }
 
+/// Whether a model's replicas run on threads of their own (not a shared pool).
+fn owns_threads(engine: &Engine) -> bool {
+    engine.info().thread_pool != "shared"
+}
+
 /// Threads a model's replicas hold of their own (0 on a shared pool).
 fn own_threads(engine: &Engine) -> usize {
-    let info = engine.info();
-    if info.thread_pool == "shared" {
-        0
+    if owns_threads(engine) {
+        engine.layout().iter().sum()
     } else {
-        engine.replica_count() * info.threads_per_replica.max(1)
+        0
     }
 }
 
@@ -180,20 +184,18 @@ pub fn spawn_autoscaler(state: AppState) {
                     continue;
                 }
                 let replicas = engine.replica_count();
-                let info = engine.info();
-                let per = if info.thread_pool == "shared" {
-                    0
-                } else {
-                    info.threads_per_replica.max(1)
-                };
+                let own = own_threads(&engine);
+                // The cores this model's replicas may hold: all but the other
+                // models' own threads.
+                let budget = cores.saturating_sub(threads_used - own).max(1);
                 let mut max = engine.max_replicas();
                 if cfg.max_replicas > 0 {
                     max = max.min(cfg.max_replicas);
                 }
-                if per > 0 {
-                    // Never more replica threads in all than cores.
-                    let free = cores.saturating_sub(threads_used - replicas * per);
-                    max = max.min((free / per).max(1));
+                if owns_threads(&engine) {
+                    // Never more replica threads in all than cores: at most one
+                    // replica per core of the budget, the budget split among them.
+                    max = max.min(budget);
                 }
                 if near_ceiling {
                     max = max.min(replicas);
@@ -206,8 +208,8 @@ pub fn spawn_autoscaler(state: AppState) {
                 track.over_since = None;
                 track.calm_since = None;
                 drop(all);
-                if step == Scale::Up {
-                    threads_used += per;
+                if owns_threads(&engine) {
+                    threads_used = threads_used - own + budget;
                 }
                 let evidence = json!({
                     "mean_queue_ms": if queue_ms.is_finite() { json!(queue_ms) } else { json!("stalled") },
@@ -218,7 +220,10 @@ pub fn spawn_autoscaler(state: AppState) {
                 });
                 let (state, tracks) = (state.clone(), tracks.clone());
                 tokio::spawn(async move {
-                    change(&state, &label, engine, step, &cfg, queue_ms, evidence).await;
+                    change(
+                        &state, &label, engine, step, budget, &cfg, queue_ms, evidence,
+                    )
+                    .await;
                     if let Some(t) = tracks
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
@@ -233,21 +238,35 @@ pub fn spawn_autoscaler(state: AppState) {
     });
 }
 
-/// Adds or removes one replica off the runtime, and records it.
+/// Adds or removes one replica off the runtime, and records it. Replicas with
+/// threads of their own share the `budget` of cores evenly: one replica holds
+/// them all, two half each, and so on (each change starts the new replicas
+/// before the old ones stop).
+#[allow(clippy::too_many_arguments)]
 async fn change(
     state: &AppState,
     label: &str,
     engine: Arc<Engine>,
     step: Scale,
+    budget: usize,
     cfg: &AutoscaleConfig,
     queue_ms: f64,
     mut evidence: serde_json::Value,
 ) {
     let started = Instant::now();
     let worker = engine.clone();
-    let done = tokio::task::spawn_blocking(move || match step {
-        Scale::Up => worker.add_replica(),
-        Scale::Down => Ok(worker.remove_replica()),
+    let own = owns_threads(&engine);
+    let done = tokio::task::spawn_blocking(move || {
+        let now = worker.replica_count();
+        let next = match step {
+            Scale::Up => now + 1,
+            Scale::Down => now.saturating_sub(1).max(1),
+        };
+        match (own, step) {
+            (true, _) => worker.relayout(next, (budget / next).max(1)),
+            (false, Scale::Up) => worker.add_replica(),
+            (false, Scale::Down) => Ok(worker.remove_replica()),
+        }
     })
     .await;
     let after = match done {
@@ -259,6 +278,7 @@ async fn change(
         Err(_) => return,
     };
     evidence["replicas_after"] = json!(after);
+    evidence["threads_per_replica"] = json!(engine.layout());
     evidence["ms"] = json!(started.elapsed().as_millis() as u64);
     ReplicasRunning {
         model: label,

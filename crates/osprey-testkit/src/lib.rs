@@ -60,7 +60,7 @@ pub fn fake_engine_for(
         accuracy: None,
         factory: Some({
             let script = script.clone();
-            Arc::new(move || {
+            Arc::new(move |_threads| {
                 Ok(Box::new(FakeBackend::new(script.clone())) as Box<dyn osprey_engine::Backend>)
             })
         }),

@@ -68,7 +68,12 @@ pub async fn info(State(state): State<AppState>) -> Result<Json<Info>, ApiError>
         profile: m.profile.clone(),
         replicas: engine.engine().replica_count(),
         thread_pool: m.thread_pool,
-        threads_per_replica: m.threads_per_replica,
+        threads_per_replica: engine
+            .engine()
+            .layout()
+            .first()
+            .copied()
+            .unwrap_or(m.threads_per_replica),
         version: env!("CARGO_PKG_VERSION"),
     }))
 }
