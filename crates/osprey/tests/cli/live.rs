@@ -35,6 +35,28 @@ async fn get(s: &Running, path: &str) -> Value {
         .unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
+async fn metrics_text(s: &Running) -> String {
+    s.client
+        .get(format!("{}/metrics", s.base))
+        .send()
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+/// One replica of one thread of its own, with `env`; `None` on a machine of
+/// one core, where no core is left idle.
+async fn serve_one_thread_replica(env: &[(&str, &str)]) -> Option<Running> {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return None;
+    }
+    let mut all = vec![("OSPREY_BATCHING__THREAD_POOL", "replica")];
+    all.extend_from_slice(env);
+    Some(serve_model_with(&["--replicas", "1", "--threads", "1"], &all).await)
+}
+
 async fn embed_status(s: &Running, texts: &[String]) -> u16 {
     s.client
         .post(format!("{}/embed", s.base))
@@ -179,15 +201,7 @@ async fn limits_and_budgets_change_live_and_fixed_keys_are_named() {
         "{actions}"
     );
     assert_eq!(actions_named(&actions, "warmed_up").len(), 1, "{actions}");
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&s).await;
     assert!(
         metrics.contains("osprey_self_heal_actions_total{action=\"config_changed\"} 2"),
         "{metrics}"
@@ -470,23 +484,19 @@ async fn the_memory_ceiling_holds_under_a_long_unique_load() {
 /// objective no request meets.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_recommendation_follows_from_its_condition() {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+    let Some(s) = serve_one_thread_replica(&[
+        ("OSPREY_BATCHING__MAX_PADDING_RATIO", "4"),
+        ("OSPREY_CACHE__MEMORY__MAX_BYTES", "200000"),
+        ("OSPREY_LIMITS__MAX_IN_FLIGHT", "3"),
+        // Only the in-flight cap refuses.
+        ("OSPREY_LIMITS__MAX_QUEUE_MS", "0"),
+        ("OSPREY_LIMITS__DEADLINE_MS", "0"),
+        ("OSPREY_SLO__LATENCY_MS", "0.5"),
+    ])
+    .await
+    else {
         return;
-    }
-    let s = serve_model_with(
-        &["--replicas", "1", "--threads", "1"],
-        &[
-            ("OSPREY_BATCHING__THREAD_POOL", "replica"),
-            ("OSPREY_BATCHING__MAX_PADDING_RATIO", "4"),
-            ("OSPREY_CACHE__MEMORY__MAX_BYTES", "200000"),
-            ("OSPREY_LIMITS__MAX_IN_FLIGHT", "3"),
-            // Only the in-flight cap refuses.
-            ("OSPREY_LIMITS__MAX_QUEUE_MS", "0"),
-            ("OSPREY_LIMITS__DEADLINE_MS", "0"),
-            ("OSPREY_SLO__LATENCY_MS", "0.5"),
-        ],
-    )
-    .await;
+    };
     assert_eq!(get(&s, "/admin/recommendations").await, json!([]));
 
     let long = "the osprey hovers over the water and dives feet first for fish ".repeat(6);
@@ -563,26 +573,22 @@ async fn replicas_now(s: &Running) -> u64 {
 /// queue stays quiet, and every request is answered while they change.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replicas_follow_the_load_up_and_back() {
-    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+    let Some(s) = serve_one_thread_replica(&[
+        ("OSPREY_AUTOSCALE__ENABLED", "true"),
+        ("OSPREY_AUTOSCALE__MIN_REPLICAS", "1"),
+        ("OSPREY_AUTOSCALE__MAX_REPLICAS", "2"),
+        ("OSPREY_AUTOSCALE__TARGET_QUEUE_MS", "5"),
+        ("OSPREY_AUTOSCALE__SCALE_UP_AFTER_MS", "500"),
+        ("OSPREY_AUTOSCALE__SCALE_DOWN_AFTER_SECS", "2"),
+        ("OSPREY_AUTOSCALE__CHECK_INTERVAL_MS", "100"),
+        ("OSPREY_CACHE__MEMORY__MAX_BYTES", "0"),
+        ("OSPREY_LIMITS__MAX_QUEUE_MS", "0"),
+        ("OSPREY_LIMITS__DEADLINE_MS", "0"),
+    ])
+    .await
+    else {
         return;
-    }
-    let s = serve_model_with(
-        &["--replicas", "1", "--threads", "1"],
-        &[
-            ("OSPREY_BATCHING__THREAD_POOL", "replica"),
-            ("OSPREY_AUTOSCALE__ENABLED", "true"),
-            ("OSPREY_AUTOSCALE__MIN_REPLICAS", "1"),
-            ("OSPREY_AUTOSCALE__MAX_REPLICAS", "2"),
-            ("OSPREY_AUTOSCALE__TARGET_QUEUE_MS", "5"),
-            ("OSPREY_AUTOSCALE__SCALE_UP_AFTER_MS", "500"),
-            ("OSPREY_AUTOSCALE__SCALE_DOWN_AFTER_SECS", "2"),
-            ("OSPREY_AUTOSCALE__CHECK_INTERVAL_MS", "100"),
-            ("OSPREY_CACHE__MEMORY__MAX_BYTES", "0"),
-            ("OSPREY_LIMITS__MAX_QUEUE_MS", "0"),
-            ("OSPREY_LIMITS__DEADLINE_MS", "0"),
-        ],
-    )
-    .await;
+    };
     assert_eq!(replicas_now(&s).await, 1);
 
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
@@ -649,15 +655,7 @@ async fn replicas_follow_the_load_up_and_back() {
     assert!(added[0]["model"].is_string(), "{actions}");
     // And the engine still answers with its one replica.
     assert_eq!(embed_status(&s, &["after".to_owned()]).await, 200);
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics_text(&s).await;
     assert!(
         metrics
             .lines()
