@@ -128,19 +128,25 @@ pub fn spawn_memory_guard(state: AppState) {
         loop {
             let cfg = state.self_heal.load_full();
             tokio::time::sleep(Duration::from_millis(cfg.check_interval_ms.max(10))).await;
-            let Some(rss) = Proc::This.rss_bytes() else {
-                continue;
-            };
             let tier = state
                 .models
                 .cache()
                 .and_then(|c| c.memory().map(|_| c.clone()));
             let memory = tier.as_ref().and_then(|c| c.memory());
+            let paused = memory.is_some_and(MemoryTier::fills_paused);
+            let shrunk = memory.is_some_and(|m| m.capacity() < m.configured());
+            // No ceiling and nothing to restore: no reading is needed.
+            if cfg.max_rss_mb == 0 && !paused && !shrunk {
+                continue;
+            }
+            let Some(rss) = Proc::This.rss_bytes() else {
+                continue;
+            };
             let held = memory.map(MemoryTier::bytes);
             let seen = TierState {
                 bytes: held,
-                paused: memory.is_some_and(MemoryTier::fills_paused),
-                shrunk: memory.is_some_and(|m| m.capacity() < m.configured()),
+                paused,
+                shrunk,
             };
             let step = decide(&cfg, rss, seen);
             let limit_mb = cfg.max_rss_mb;

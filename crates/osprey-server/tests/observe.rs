@@ -348,14 +348,6 @@ async fn profile_is_an_svg_flame_graph_bounded_and_one_at_a_time() {
         let r = get(&c, &format!("{}/admin/profile?{bad}", server.base)).await;
         r.assert_error(422, bad);
     }
-    // An action for the page to list.
-    let warmed = c
-        .post(format!("{}/admin/warmup", server.base))
-        .send()
-        .await
-        .expect("POST /admin/warmup");
-    assert_eq!(warmed.status(), 200);
-
     static STOP: AtomicBool = AtomicBool::new(false);
     let load = traffic(server.base.clone(), &STOP);
     let url = format!("{}/admin/profile?seconds=2", server.base);
