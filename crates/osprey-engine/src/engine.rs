@@ -18,6 +18,7 @@ use crate::admission::{Admission, AdmissionConfig, Permit, Ticket};
 use crate::capacity::{Capacity, Load};
 use crate::input::TextInput;
 use crate::queue::{BatchQueue, Item, Limits, Rejected};
+use crate::tuning::{BoundTotals, ClimbSettings, Climber};
 use crate::{BatchingConfig, EngineConfig, EngineError, ThreadPool, worker};
 
 /// What a client can learn about the served model.
@@ -540,6 +541,29 @@ impl Engine {
             max_queue_tokens: l.max_queue_tokens,
             max_padding_ratio: l.max_padding_ratio,
         }
+    }
+
+    /// Sums over the batches formed while inputs were left waiting, since start.
+    pub fn bound_batches(&self) -> BoundTotals {
+        self.queue.bound.totals()
+    }
+
+    /// A climber over this model's batch budgets, starting from those in force.
+    pub fn climber(&self, settings: ClimbSettings) -> Climber {
+        let pads = self.queue.limits().pads;
+        Climber::new(self.budgets(), self.info.max_input_tokens, pads, settings)
+    }
+
+    /// New batch budgets (the batch tuner's): the next batch formed follows them.
+    pub fn set_budgets(&self, b: Budgets) {
+        let pads = self.queue.limits().pads;
+        self.queue.set_limits(Limits {
+            max_batch_tokens: b.max_batch_tokens.max(self.info.max_input_tokens),
+            max_batch_requests: b.max_batch_requests.max(1),
+            max_queue_tokens: b.max_queue_tokens,
+            pads,
+            max_padding_ratio: b.max_padding_ratio.max(1.0),
+        });
     }
 
     /// Applies new batch budgets and admission settings to the running model:

@@ -16,6 +16,7 @@ mod queue;
 mod queue_stats;
 mod registry;
 mod tensor_engine;
+mod tuning;
 mod worker;
 
 pub use accuracy::Accuracy;
@@ -40,3 +41,4 @@ pub use pipeline::{CacheStatus, Embedded, Pipeline};
 pub use queue_stats::QueueStats;
 pub use registry::{Backing, Registry, ResolveError, Served};
 pub use tensor_engine::{TensorEngine, TensorInfo};
+pub use tuning::{BoundTotals, ClimbSettings, Climber, Direction, Knob, Step};

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use osprey_metrics::event::{Event, QueueDepth};
 
 use crate::queue_stats::{QueueStats, QueueTimes};
+use crate::tuning::BoundBatches;
 use tokio::sync::oneshot;
 
 /// What a worker sends back for one input.
@@ -64,6 +65,8 @@ pub(crate) struct BatchQueue {
     computed_tokens: AtomicU64,
     real_tokens: AtomicU64,
     times: QueueTimes,
+    /// Batches formed while more inputs waited: what the batch tuner measures.
+    pub bound: BoundBatches,
 }
 
 impl BatchQueue {
@@ -81,6 +84,7 @@ impl BatchQueue {
             computed_tokens: AtomicU64::new(0),
             real_tokens: AtomicU64::new(0),
             times: QueueTimes::default(),
+            bound: BoundBatches::default(),
         }
     }
 
@@ -199,10 +203,16 @@ impl BatchQueue {
         self.wake.notify_all();
     }
 
+    #[cfg(test)]
+    pub fn next_batch(&self, stop: &AtomicBool) -> Option<Vec<Item>> {
+        self.next_formed(stop).map(|(batch, _)| batch)
+    }
+
     /// Blocks until a batch is ready; `None` once closed and drained, or once
     /// `stop` is set (checked between batches: a replica being removed finishes
-    /// its batch, and what is queued goes to the others).
-    pub fn next_batch(&self, stop: &AtomicBool) -> Option<Vec<Item>> {
+    /// its batch, and what is queued goes to the others). With the batch, whether
+    /// inputs were left waiting (the budgets, not the load, shaped it).
+    pub fn next_formed(&self, stop: &AtomicBool) -> Option<(Vec<Item>, bool)> {
         let mut st = self.lock();
         loop {
             if stop.load(Ordering::Acquire) {
@@ -227,7 +237,7 @@ impl BatchQueue {
                     // Another free replica can start on the rest at once.
                     self.wake.notify_one();
                 }
-                return Some(batch);
+                return Some((batch, more));
             }
             if st.closed {
                 return None;

@@ -48,7 +48,7 @@ pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared)
         stop,
     } = shared;
     let pads = queue.limits().pads;
-    while let Some(batch) = queue.next_batch(&stop) {
+    while let Some((batch, bound)) = queue.next_formed(&stop) {
         // Inputs whose client left while queued are not worth computing.
         let batch: Vec<_> = batch.into_iter().filter(|i| !i.reply.is_closed()).collect();
         if batch.is_empty() {
@@ -73,6 +73,9 @@ pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared)
         let longest = seqs.iter().map(|s| s.len()).max().unwrap_or(0);
         let computed = if pads { longest * seqs.len() } else { real };
         queue.ran(computed, real);
+        if bound && result.is_ok() {
+            queue.bound.add(seqs.len(), real, computed, inference);
+        }
         BatchRan {
             items: seqs.len(),
             real_tokens: real,

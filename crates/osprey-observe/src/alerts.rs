@@ -215,6 +215,7 @@ mod tests {
         hist[bucket(ms * 1000.0)] = requests;
         Second {
             t: 0,
+            span: 1,
             requests,
             errors: 0,
             slow: 0,

@@ -267,6 +267,9 @@ pub struct ObserveConfig {
     pub log_request_text: bool,
     pub slo: SloConfig,
     pub alerts: AlertsConfig,
+    /// Where the day of per-minute statistics is saved across restarts; none:
+    /// kept in memory only.
+    pub history_path: Option<std::path::PathBuf>,
 }
 
 impl Default for ObserveConfig {
@@ -277,6 +280,7 @@ impl Default for ObserveConfig {
             log_request_text: false,
             slo: SloConfig::default(),
             alerts: AlertsConfig::default(),
+            history_path: None,
         }
     }
 }

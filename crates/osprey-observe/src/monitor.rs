@@ -11,8 +11,9 @@ use osprey_metrics::process::Proc;
 
 use crate::alerts::{AlertBook, AlertEvent, AlertStatus, evaluate};
 use crate::config::{AlertsConfig, ObserveConfig, SloConfig};
+use crate::history::{DAY_MINUTES, DayHistory, minute_of, minute_row};
 use crate::slo::{self, SloStatus};
-use crate::stats::{RollingStats, Sample, TierSecond};
+use crate::stats::{RollingStats, Sample, Second, TierSecond};
 
 /// What the engine has done since it started, read once a second.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -35,6 +36,11 @@ pub trait EngineProbe: Send + Sync + 'static {
 pub struct Observer {
     pub config: ObserveConfig,
     pub stats: RollingStats,
+    /// A row a minute for the last day, saved to `history_path` when set.
+    day: Arc<DayHistory>,
+    /// The newest second summed into the day history: a minute saved at shutdown
+    /// and closed again later is not counted twice.
+    saved_through: Mutex<u64>,
     /// Requests in flight (`osprey_requests_in_flight`), with metrics on.
     pub in_flight: Gauge,
     book: Mutex<AlertBook>,
@@ -69,6 +75,8 @@ impl Observer {
     pub fn new(config: ObserveConfig) -> Self {
         Self {
             stats: RollingStats::new(config.slo.latency()),
+            day: Arc::new(DayHistory::new(config.history_path.clone())),
+            saved_through: Mutex::new(0),
             in_flight: Gauge::default(),
             book: Mutex::new(AlertBook::new(&config.alerts)),
             slo: Mutex::new(SloStatus::default()),
@@ -115,7 +123,10 @@ impl Observer {
             return;
         }
         let me = self.clone();
-        tokio::spawn(async move { me.sample_every_second(engine).await });
+        tokio::spawn(async move {
+            me.load_history().await;
+            me.sample_every_second(engine).await
+        });
         if self.config.alerts.enabled {
             let me = self.clone();
             let webhook = self
@@ -132,15 +143,101 @@ impl Observer {
         let mut tick = tokio::time::interval(Duration::from_secs(1));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sampler = Sampler::new();
+        let mut open_minute = None;
         loop {
             tick.tick().await;
             let mut sample = sampler.next(engine.totals());
             sample.in_flight = self.in_flight.get().max(0) as u64;
-            self.stats.roll(unix_ms() / 1000, sample);
+            let now = unix_ms() / 1000;
+            self.stats.roll(now, sample);
+            let minute = minute_of(now);
+            if let Some(done) = open_minute.filter(|m| *m != minute) {
+                self.save_minute(done, now).await;
+            }
+            open_minute = Some(minute);
             let (slo, _) = self.rules();
             let status = slo::status(&slo, &self.stats.summary(slo.window_secs));
             *lock(&self.slo) = status;
         }
+    }
+
+    /// Reads the day history an earlier run saved, off the runtime.
+    async fn load_history(&self) {
+        let day = self.day.clone();
+        let now = unix_ms() / 1000;
+        match tokio::task::spawn_blocking(move || day.load(now)).await {
+            Ok(Ok(r)) if r.minutes > 0 || r.skipped_lines > 0 => {
+                tracing::info!(
+                    minutes = r.minutes,
+                    skipped_lines = r.skipped_lines,
+                    "statistics history read back"
+                )
+            }
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "reading the statistics history"),
+            Err(_) => tracing::warn!("reading the statistics history did not complete"),
+        }
+    }
+
+    /// Sums the not yet saved seconds of `minute` into the day history, writing
+    /// it off the runtime.
+    async fn save_minute(&self, minute: u64, now: u64) {
+        let Some(row) = self.unsaved_row(minute) else {
+            return;
+        };
+        let day = self.day.clone();
+        if tokio::task::spawn_blocking(move || day.push(row, now))
+            .await
+            .is_err()
+        {
+            tracing::warn!("saving the statistics history did not complete");
+        }
+    }
+
+    /// Takes the seconds of `minute` not yet in the day history, summed (under
+    /// the lock, so the sampler and a shutdown never both take them).
+    fn unsaved_row(&self, minute: u64) -> Option<Second> {
+        let mut saved = lock(&self.saved_through);
+        let (row, newest) = self.unsaved(minute, *saved)?;
+        *saved = newest;
+        Some(row)
+    }
+
+    /// The seconds of `minute` after unix time `after`, summed, and the newest.
+    fn unsaved(&self, minute: u64, after: u64) -> Option<(Second, u64)> {
+        self.stats.with_last(120, |secs| {
+            let own: Vec<&Second> = secs
+                .iter()
+                .copied()
+                .filter(|s| minute_of(s.t) == minute && s.t > after)
+                .collect();
+            let newest = own.last()?.t;
+            Some((minute_row(minute, &own), newest))
+        })
+    }
+
+    /// Saves the minute in progress (at shutdown, so a restart loses none of it).
+    pub async fn save_history(&self) {
+        let now = unix_ms() / 1000;
+        self.save_minute(minute_of(now), now).await;
+    }
+
+    /// The last day a row a minute, the minute in progress included, oldest first.
+    pub fn day_rows(&self, minutes: usize) -> Vec<Second> {
+        let mut rows = self.day.last(minutes.min(DAY_MINUTES));
+        let now = unix_ms() / 1000;
+        let after = *lock(&self.saved_through);
+        let open = self.unsaved(minute_of(now), after).map(|(row, _)| row);
+        if let Some(open) = open {
+            match rows.last_mut() {
+                Some(last) if last.t == open.t => crate::history::merge(last, &open),
+                _ => rows.push(open),
+            }
+            if rows.len() > minutes.min(DAY_MINUTES) {
+                rows.remove(0);
+            }
+        }
+        rows
     }
 
     async fn evaluate_alerts(self: Arc<Self>, webhook: Option<crate::webhook::Sender>) {

@@ -3,9 +3,10 @@
 use serde::Serialize;
 
 use crate::alerts::AlertEvent;
+use crate::history::DAY_MINUTES;
 use crate::monitor::Observer;
 use crate::slo::SloStatus;
-use crate::stats::Summary;
+use crate::stats::{Summary, summarize};
 
 /// Active alerts and the recently resolved ones (newest first).
 #[derive(Debug, Clone, Serialize, PartialEq)]
@@ -14,7 +15,7 @@ pub struct AlertList {
     pub recent: Vec<AlertEvent>,
 }
 
-/// The rolling windows of the last minute, five minutes and hour.
+/// The rolling windows of the last minute, five minutes, hour and day.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Windows {
     #[serde(rename = "1m")]
@@ -23,6 +24,9 @@ pub struct Windows {
     pub five_minutes: Summary,
     #[serde(rename = "1h")]
     pub hour: Summary,
+    /// From the per-minute history (saved across restarts when configured).
+    #[serde(rename = "24h")]
+    pub day: Summary,
 }
 
 /// `GET /admin/stats`.
@@ -51,6 +55,10 @@ impl Observer {
                 minute: self.stats.summary(60),
                 five_minutes: self.stats.summary(300),
                 hour: self.stats.summary(3600),
+                day: {
+                    let rows = self.day_rows(DAY_MINUTES);
+                    summarize(&rows.iter().collect::<Vec<_>>())
+                },
             },
             slo: self.slo(),
             alerts_active: active.len(),

@@ -99,8 +99,11 @@ pub struct Sample {
 /// One second of history.
 #[derive(Debug, Clone)]
 pub struct Second {
-    /// Unix time (seconds) at the end of this second.
+    /// Unix time (seconds) at the end of this second; for a minute of the day's
+    /// history, the minute's start.
     pub t: u64,
+    /// Seconds of statistics summed in: 1, or up to 60 for a minute.
+    pub span: u64,
     pub requests: u64,
     pub errors: u64,
     /// Requests slower than the SLO's latency objective.
@@ -115,6 +118,23 @@ pub struct Second {
 }
 
 impl Second {
+    /// Nothing counted yet, at unix time `t`.
+    pub fn empty(t: u64) -> Self {
+        Self {
+            t,
+            span: 0,
+            requests: 0,
+            errors: 0,
+            slow: 0,
+            items: 0,
+            latency_us: 0,
+            hist: [0; BUCKETS],
+            stage_us: [0; STAGES.len()],
+            timed: 0,
+            sample: Sample::default(),
+        }
+    }
+
     pub fn p99_ms(&self) -> Option<f64> {
         quantile_ms(&self.hist, 0.99)
     }
@@ -226,6 +246,7 @@ impl RollingStats {
         };
         let second = Second {
             t,
+            span: 1,
             requests: take(&|l| &l.requests),
             errors: take(&|l| &l.errors),
             slow: take(&|l| &l.slow),
@@ -274,53 +295,61 @@ impl RollingStats {
         self.lock().back().map(|s| s.t)
     }
 
-    /// The whole history as CSV, one row per second. Every field is a number or a
-    /// fixed stage name, so nothing ever needs quoting or escaping: written directly
-    /// rather than through a CSV writer, which would be a new dependency for no
-    /// difference in output.
-    pub fn csv(&self) -> String {
-        let h = self.lock();
-        let mut out = String::with_capacity(64 + h.len() * 160);
-        out.push_str("unix_time,requests,errors,slow,items,mean_ms,p50_ms,p95_ms,p99_ms");
-        for s in STAGES {
-            let _ = write!(out, ",{s}_ms");
-        }
-        out.push_str(",cache_hits,cache_lookups,mean_batch_size,queue_tokens,in_flight,cpu_percent,rss_bytes\n");
-        let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
-        for s in h.iter() {
-            let mean = (s.requests > 0).then(|| s.latency_us as f64 / s.requests as f64 / 1000.0);
-            let _ = write!(
-                out,
-                "{},{},{},{},{},{},{},{},{}",
-                s.t,
-                s.requests,
-                s.errors,
-                s.slow,
-                s.items,
-                opt(mean),
-                opt(quantile_ms(&s.hist, 0.5)),
-                opt(quantile_ms(&s.hist, 0.95)),
-                opt(quantile_ms(&s.hist, 0.99)),
-            );
-            for us in s.stage_us {
-                let v = (s.timed > 0).then(|| us as f64 / s.timed as f64 / 1000.0);
-                let _ = write!(out, ",{}", opt(v));
-            }
-            let (hits, lookups) = cache_totals(&s.sample.cache);
-            let batch = (s.sample.batches > 0)
-                .then(|| s.sample.batch_items as f64 / s.sample.batches as f64);
-            let _ = writeln!(
-                out,
-                ",{hits},{lookups},{},{},{},{:.1},{}",
-                opt(batch),
-                s.sample.queue_tokens,
-                s.sample.in_flight,
-                s.sample.cpu_percent,
-                s.sample.rss_bytes
-            );
-        }
-        out
+    /// The last `seconds` of history as CSV, one row per second.
+    pub fn csv(&self, seconds: u64) -> String {
+        self.with_last(seconds, |rows| csv(rows.iter().copied()))
     }
+}
+
+/// Rows of history as CSV: seconds, or the day history's minutes (`seconds` says
+/// how many seconds each row sums; counts are totals over them, CPU a mean, memory
+/// and queue peaks). Every field is a number or a fixed stage name, so nothing ever
+/// needs quoting or escaping: written directly rather than through a CSV writer,
+/// which would be a new dependency for no difference in output.
+pub fn csv<'a>(rows: impl ExactSizeIterator<Item = &'a Second>) -> String {
+    let mut out = String::with_capacity(64 + rows.len() * 160);
+    out.push_str("unix_time,seconds,requests,errors,slow,items,mean_ms,p50_ms,p95_ms,p99_ms");
+    for s in STAGES {
+        let _ = write!(out, ",{s}_ms");
+    }
+    out.push_str(
+        ",cache_hits,cache_lookups,mean_batch_size,queue_tokens,in_flight,cpu_percent,rss_bytes\n",
+    );
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.3}"));
+    for s in rows {
+        let mean = (s.requests > 0).then(|| s.latency_us as f64 / s.requests as f64 / 1000.0);
+        let _ = write!(
+            out,
+            "{},{},{},{},{},{},{},{},{},{}",
+            s.t,
+            s.span,
+            s.requests,
+            s.errors,
+            s.slow,
+            s.items,
+            opt(mean),
+            opt(quantile_ms(&s.hist, 0.5)),
+            opt(quantile_ms(&s.hist, 0.95)),
+            opt(quantile_ms(&s.hist, 0.99)),
+        );
+        for us in s.stage_us {
+            let v = (s.timed > 0).then(|| us as f64 / s.timed as f64 / 1000.0);
+            let _ = write!(out, ",{}", opt(v));
+        }
+        let (hits, lookups) = cache_totals(&s.sample.cache);
+        let batch =
+            (s.sample.batches > 0).then(|| s.sample.batch_items as f64 / s.sample.batches as f64);
+        let _ = writeln!(
+            out,
+            ",{hits},{lookups},{},{},{},{:.1},{}",
+            opt(batch),
+            s.sample.queue_tokens,
+            s.sample.in_flight,
+            s.sample.cpu_percent,
+            s.sample.rss_bytes
+        );
+    }
+    out
 }
 
 /// Hits in any tier, and lookups (every lookup reaches the first tier).
@@ -334,7 +363,7 @@ pub fn summarize(seconds: &[&Second]) -> Summary {
     let mut hist = [0u64; BUCKETS];
     let mut stage_us = [0u64; STAGES.len()];
     let mut s = Summary {
-        seconds: seconds.len() as u64,
+        seconds: seconds.iter().map(|sec| sec.span).sum(),
         ..Summary::default()
     };
     let (mut latency_us, mut timed, mut batches, mut batch_items) = (0u64, 0u64, 0u64, 0u64);
@@ -356,7 +385,7 @@ pub fn summarize(seconds: &[&Second]) -> Summary {
         let smp = &sec.sample;
         batches += smp.batches;
         batch_items += smp.batch_items;
-        cpu_sum += smp.cpu_percent;
+        cpu_sum += smp.cpu_percent * sec.span as f64;
         s.cpu_percent_max = s.cpu_percent_max.max(smp.cpu_percent);
         s.rss_bytes_max = s.rss_bytes_max.max(smp.rss_bytes);
         s.queue_tokens_max = s.queue_tokens_max.max(smp.queue_tokens);
@@ -375,7 +404,7 @@ pub fn summarize(seconds: &[&Second]) -> Summary {
             }
         }
     }
-    let n = seconds.len().max(1) as f64;
+    let n = s.seconds.max(1) as f64;
     s.requests_per_second = s.requests as f64 / n;
     s.items_per_second = s.items as f64 / n;
     s.cpu_percent_mean = cpu_sum / n;
@@ -438,7 +467,7 @@ mod tests {
             stats.roll(2000 + t, Sample::default());
         }
         assert_eq!(stats.summary(u64::MAX).seconds, HISTORY_SECS as u64);
-        let csv = stats.csv();
+        let csv = stats.csv(u64::MAX);
         assert_eq!(csv.lines().count(), HISTORY_SECS + 1);
         let cols = csv.lines().next().map_or(0, |l| l.split(',').count());
         assert!(csv.lines().all(|l| l.split(',').count() == cols));

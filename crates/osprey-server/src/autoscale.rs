@@ -34,6 +34,12 @@ pub struct AutoscaleConfig {
     pub scale_down_after_secs: u64,
     /// How often each model's queue is read (ms).
     pub check_interval_ms: u64,
+    /// Batch budgets that follow measured speed (`batch_tuning`): the token
+    /// budget, request cap and padding ratio climb or back off, one step per
+    /// window, between a quarter and twice their configured values.
+    pub tune_batches: bool,
+    /// How long each budget is measured before it is judged (ms).
+    pub tune_window_ms: u64,
 }
 
 impl Default for AutoscaleConfig {
@@ -46,6 +52,8 @@ impl Default for AutoscaleConfig {
             scale_up_after_ms: 2000,
             scale_down_after_secs: 60,
             check_interval_ms: 250,
+            tune_batches: false,
+            tune_window_ms: 3000,
         }
     }
 }
@@ -61,6 +69,9 @@ impl AutoscaleConfig {
                  min_replicas ({})",
                 self.max_replicas, self.min_replicas
             ));
+        }
+        if self.tune_window_ms < 200 {
+            return Err("autoscale.tune_window_ms must be at least 200".into());
         }
         if self.target_queue_ms == 0 || self.check_interval_ms < 10 {
             return Err(
@@ -131,6 +142,33 @@ fn decide(
     .then_some(Scale::Down)
 }
 
+/// A model's own `autoscale`, else the `[autoscale]` section.
+pub(crate) fn config_for(
+    specs: &[crate::models::ModelSpec],
+    global: &AutoscaleConfig,
+    label: &str,
+) -> AutoscaleConfig {
+    specs
+        .iter()
+        .find(|s| s.label() == label)
+        .and_then(|s| s.autoscale.clone())
+        .unwrap_or_else(|| global.clone())
+}
+
+/// The text models being served, by label.
+pub(crate) fn text_engines(state: &AppState) -> Vec<(String, Arc<Engine>)> {
+    state
+        .models
+        .registry()
+        .all()
+        .iter()
+        .filter_map(|m| match &m.backing {
+            Backing::Text(p) => Some((m.label.clone(), p.engine().clone())),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Whether a model's replicas run on threads of their own (not a shared pool).
 fn owns_threads(engine: &Engine) -> bool {
     engine.info().thread_pool != "shared"
@@ -153,15 +191,8 @@ pub fn spawn_autoscaler(state: AppState) {
         loop {
             let global = state.autoscale.load_full();
             tokio::time::sleep(Duration::from_millis(global.check_interval_ms.max(10))).await;
-            let models = state.models.registry().all();
             let specs = state.models.specs().clone();
-            let texts: Vec<_> = models
-                .iter()
-                .filter_map(|m| match &m.backing {
-                    Backing::Text(p) => Some((m.label.clone(), p.engine().clone())),
-                    _ => None,
-                })
-                .collect();
+            let texts = text_engines(&state);
             let mut threads_used: usize = texts.iter().map(|(_, e)| own_threads(e)).sum();
             let near_ceiling = memory_near_ceiling(&state);
             for (label, engine) in texts {
@@ -170,11 +201,7 @@ pub fn spawn_autoscaler(state: AppState) {
                     replicas: engine.replica_count(),
                 }
                 .emit();
-                let cfg = specs
-                    .iter()
-                    .find(|s| s.label() == label)
-                    .and_then(|s| s.autoscale.clone())
-                    .unwrap_or_else(|| global.as_ref().clone());
+                let cfg = config_for(&specs, &global, &label);
                 let stats = engine.queue_stats();
                 let mut all = tracks.lock().unwrap_or_else(|p| p.into_inner());
                 let track = all.entry(label.clone()).or_default();

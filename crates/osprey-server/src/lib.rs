@@ -4,6 +4,7 @@
 mod actions;
 pub mod auth;
 mod autoscale;
+mod batch_tuning;
 mod cache_warm;
 mod collection_stats;
 mod compression;
@@ -31,6 +32,7 @@ mod tls;
 pub use actions::{Action, Actions};
 pub use auth::AuthConfig;
 pub use autoscale::{AutoscaleConfig, spawn_autoscaler};
+pub use batch_tuning::spawn_batch_tuner;
 pub use config::{LongInputs, ServerConfig};
 pub use deadline::DEADLINE_HEADER;
 pub use error::ApiError;

@@ -14,6 +14,7 @@ fn allowed(route: &str) -> &'static [&'static str] {
         "/admin/profile" => &["seconds"],
         "/admin/cache" => &["tier"],
         "/dashboard/data" => &["since"],
+        "/admin/stats.csv" => &["window"],
         // Qdrant's write and read options: every write is durable before it is
         // acknowledged, and there is one replica, so they change nothing.
         "/collections/{name}/points" | "/collections/{name}/points/delete" => {

@@ -78,6 +78,9 @@ pub struct TelemetryConfig {
     /// `x-cache` and the cache's stages in `Server-Timing`; off, no response tells
     /// a caller whether anyone embedded the same text recently.
     pub expose_cache_status: bool,
+    /// Where a day of per-minute statistics is saved, to survive restarts
+    /// (`/admin/stats.csv?window=24h`); unset, the day is kept in memory only.
+    pub history_path: Option<PathBuf>,
 }
 
 impl Default for TelemetryConfig {
@@ -89,6 +92,7 @@ impl Default for TelemetryConfig {
             access_log: true,
             log_request_text: false,
             expose_cache_status: true,
+            history_path: None,
         }
     }
 }
@@ -252,6 +256,7 @@ impl Config {
             log_request_text: self.telemetry.log_request_text,
             slo: self.slo.clone(),
             alerts: self.alerts.clone(),
+            history_path: self.telemetry.history_path.clone(),
         }
     }
 

@@ -125,6 +125,7 @@ async fn serve(
         .with_autoscale(config.autoscale.clone());
     osprey_server::spawn_memory_guard(state.clone());
     osprey_server::spawn_autoscaler(state.clone());
+    osprey_server::spawn_batch_tuner(state.clone());
     let (stop_tx, stop_rx) = watch::channel(false);
     let failed = Arc::new(AtomicBool::new(false));
     load_models_in_background(&config, &state, stop_tx.clone(), failed.clone());
@@ -336,6 +337,8 @@ fn save_indexes_periodically(slot: Arc<CollectionsSlot>) {
 /// Stops the models and flushes and closes the cache.
 async fn release(state: &AppState, cache: Option<Arc<TieredCache>>) {
     state.models.stop_all().await;
+    // The minute in progress, so the day's history has no hole at the restart.
+    state.observe.save_history().await;
     if let Some(Some(Ok(c))) = state.collections.as_ref().map(|s| s.get()) {
         // Written durably already; this saves the indexes so the next start
         // loads them instead of rebuilding.

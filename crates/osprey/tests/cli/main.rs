@@ -8,11 +8,13 @@ mod support;
 
 use std::path::PathBuf;
 
+mod batch_tuning;
 mod collections;
 mod config_check;
 mod deploy;
 mod embed;
 mod help;
+mod history;
 mod hostile_bodies;
 mod live;
 mod otlp;
