@@ -368,6 +368,7 @@ mod tests {
             scale_up_after_ms: 1000,
             scale_down_after_secs: 5,
             check_interval_ms: 100,
+            ..AutoscaleConfig::default()
         }
     }
 
