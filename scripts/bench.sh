@@ -6,6 +6,7 @@
 # Extra arguments go to `osprey bench` (for example --duration 10s).
 # CONFIGS="name=serve flags;..."  the configurations, by default the default
 #                 (onnx, balanced), the speed and throughput profiles, and candle.
+# SCENARIO=FILE   the scenario run per configuration (default bench/scenarios/embed.toml).
 # COLD_STARTS=N   cold starts measured per configuration (process start to ready), default 5.
 # BASELINE_URL=http://127.0.0.1:8000 [BASELINE_PID=N]: also measure the Python
 #                 baseline with bench/scenarios/python-baseline.toml and compare.
@@ -66,8 +67,10 @@ for config in "${configs[@]}"; do
         echo "osprey $name cold start to ready: median $median ms (runs: ${colds[*]})"
     fi
     start "$flags"
-    "$BIN" bench --scenario bench/scenarios/embed.toml --url "$url" --pid "$server" \
+    "$BIN" bench --scenario "${SCENARIO:-bench/scenarios/embed.toml}" --url "$url" --pid "$server" \
         --label "osprey $name" --json "$OUT/$name.json" --html "$OUT/$name.html" "$@" || status=$?
+    # What the server changed on its own during the run (replicas, batch budgets).
+    curl -sf -o "$OUT/$name-actions.json" "$url/admin/actions" || true
     stop
 done
 

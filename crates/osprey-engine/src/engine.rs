@@ -494,6 +494,25 @@ impl Engine {
         &self.info
     }
 
+    /// [`Self::info`] with what changes while serving (replicas, their threads,
+    /// the batch budgets) as it is now.
+    pub fn live_info(&self) -> ModelInfo {
+        let b = self.budgets();
+        // On a shared pool the threads are the pool's, whatever the replicas.
+        let threads = match self.layout().first() {
+            Some(&t) if self.info.thread_pool != "shared" => t,
+            _ => self.info.threads_per_replica,
+        };
+        ModelInfo {
+            replicas: self.replica_count(),
+            threads_per_replica: threads,
+            max_batch_tokens: b.max_batch_tokens,
+            max_batch_requests: b.max_batch_requests,
+            max_queue_tokens: b.max_queue_tokens,
+            ..self.info.clone()
+        }
+    }
+
     /// Batches run and inputs they held since start: their ratio is the mean batch size.
     pub fn batch_counts(&self) -> (u64, u64) {
         self.queue.batch_counts()

@@ -41,4 +41,4 @@ pub use pipeline::{CacheStatus, Embedded, Pipeline};
 pub use queue_stats::QueueStats;
 pub use registry::{Backing, Registry, ResolveError, Served};
 pub use tensor_engine::{TensorEngine, TensorInfo};
-pub use tuning::{BoundTotals, ClimbSettings, Climber, Direction, Knob, Step};
+pub use tuning::{BoundTotals, ClimbSettings, Climber, Direction, Knob, Step, Window};

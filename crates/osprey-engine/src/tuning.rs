@@ -1,10 +1,14 @@
-//! Batch budgets that follow measured speed. Only batches formed while more
-//! inputs waited tell anything about a budget (a quiet queue's batches are as
-//! large as the load, not the budget), so those are counted apart: their real
-//! tokens over the time the model spent on them is the efficiency the climber
-//! compares. It perturbs one budget at a time (the token budget, the request cap
-//! or the padding ratio, whichever the batches hit), keeps a step that gains more
-//! than the noise, takes back one that does not, and rests once no step gains.
+//! Batch budgets that follow measured speed. A window's speed is the real tokens
+//! all batches computed over its wall time: model time alone misses what a
+//! budget costs around the model (a large batch's replies, and the requests that
+//! follow them, arrive in bursts that leave the model waiting or compete with it
+//! for the cores). Only batches formed while more inputs waited say that a budget
+//! binds (a quiet queue's batches are as large as the load, not the budget), so
+//! those are counted apart, and a climb starts only from a window of them. The
+//! climber perturbs one budget at a time (the token budget, the request cap or
+//! the padding ratio, whichever the batches ran into), keeps a step that gains
+//! more than the noise, takes back one that does not, and rests once no step
+//! gains.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -66,11 +70,36 @@ impl BoundTotals {
             inference_ns: self.inference_ns.saturating_sub(before.inference_ns),
         }
     }
+}
 
-    /// Real tokens per second of model time.
-    pub fn efficiency(&self) -> Option<f64> {
-        (self.inference_ns > 0 && self.batches > 0)
-            .then(|| self.real_tokens as f64 / (self.inference_ns as f64 / 1e9))
+/// One measured window of a model's batches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Window {
+    /// Batches of the window, and the real tokens they computed.
+    pub batches: u64,
+    pub real_tokens: u64,
+    #[serde(serialize_with = "millis")]
+    pub wall: Duration,
+    /// The batches formed while more inputs waited.
+    pub bound: BoundTotals,
+}
+
+fn millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_u64(d.as_millis() as u64)
+}
+
+impl Window {
+    /// Whether the window may serve as the baseline a step is judged against:
+    /// most of its batches were formed while more inputs waited, so its speed is
+    /// the model's at these budgets rather than the load's.
+    pub fn saturated(&self) -> bool {
+        self.bound.batches >= 8 && self.bound.batches as f64 >= 0.8 * self.batches as f64
+    }
+
+    /// Real tokens per second of wall time.
+    pub fn throughput(&self) -> Option<f64> {
+        (self.real_tokens > 0 && !self.wall.is_zero())
+            .then(|| self.real_tokens as f64 / self.wall.as_secs_f64())
     }
 }
 
@@ -208,10 +237,16 @@ impl Climber {
         self.current
     }
 
+    /// Whether a step waits to be judged (its window counts whether or not its
+    /// batches still fill the budgets).
+    pub fn trying(&self) -> bool {
+        self.trial.is_some()
+    }
+
     /// Takes one measured window of batches formed with [`Self::current`], and
     /// says what to change, if anything.
-    pub fn observe(&mut self, now: Instant, window: &BoundTotals) -> Option<Step> {
-        let measured = window.efficiency()?;
+    pub fn observe(&mut self, now: Instant, window: &Window) -> Option<Step> {
+        let measured = window.throughput()?;
         if let Some(until) = self.resting_until {
             if now < until {
                 return None;
@@ -267,53 +302,70 @@ impl Climber {
         }
     }
 
-    /// Starts a trial on a knob the batches hit, or rests when none is left.
-    fn next_trial(&mut self, now: Instant, window: &BoundTotals, measured: f64) -> Option<Step> {
-        for knob in self.binding(window) {
-            for dir in [Direction::Up, Direction::Down] {
-                if self.exhausted.contains(&(knob, dir)) {
-                    continue;
+    /// Starts a trial on a knob that would change the batches, or rests when
+    /// none is left.
+    fn next_trial(&mut self, now: Instant, window: &Window, measured: f64) -> Option<Step> {
+        for (knob, dir) in self.candidates(&window.bound) {
+            if self.exhausted.contains(&(knob, dir)) {
+                continue;
+            }
+            match self.stepped(knob, dir) {
+                Some(next) => {
+                    let from = knob.get(&self.current);
+                    self.trial = Some(Trial {
+                        knob,
+                        dir,
+                        before: self.current,
+                    });
+                    self.current = next;
+                    return Some(self.step(knob, from, "trial", Some(measured), measured));
                 }
-                match self.stepped(knob, dir) {
-                    Some(next) => {
-                        let from = knob.get(&self.current);
-                        self.trial = Some(Trial {
-                            knob,
-                            dir,
-                            before: self.current,
-                        });
-                        self.current = next;
-                        return Some(self.step(knob, from, "trial", Some(measured), measured));
-                    }
-                    None => self.exhausted.push((knob, dir)),
-                }
+                None => self.exhausted.push((knob, dir)),
             }
         }
         self.resting_until = Some(now + self.settings.rest);
         None
     }
 
-    /// The knobs the window's batches ran into: full batches in tokens or in
-    /// inputs; else, on padding backends, the padding ratio that split them.
-    fn binding(&self, w: &BoundTotals) -> Vec<Knob> {
-        let n = w.batches.max(1) as f64;
+    /// The steps that would change the window's batches, smaller first (shorter
+    /// waits for the inputs of a batch and, for a closed loop of clients, replies
+    /// in smaller bursts): a limit lowered under what the batches held, or raised
+    /// where the batches were full against it.
+    fn candidates(&self, w: &BoundTotals) -> Vec<(Knob, Direction)> {
+        if w.batches == 0 {
+            return Vec::new();
+        }
+        let n = w.batches as f64;
         let mean_items = w.items as f64 / n;
         let mean_cost = if self.pads {
             w.computed_tokens as f64
         } else {
             w.real_tokens as f64
         } / n;
-        let mut knobs = Vec::new();
-        if mean_cost >= 0.7 * self.current.max_batch_tokens as f64 {
-            knobs.push(Knob::MaxBatchTokens);
+        let below = |knob: Knob, held: f64| {
+            self.stepped(knob, Direction::Down)
+                .is_some_and(|b| knob.get(&b) < held)
+        };
+        let mut out = Vec::new();
+        if below(Knob::MaxBatchRequests, mean_items) {
+            out.push((Knob::MaxBatchRequests, Direction::Down));
+        }
+        if below(Knob::MaxBatchTokens, mean_cost) {
+            out.push((Knob::MaxBatchTokens, Direction::Down));
+        }
+        if self.pads {
+            out.push((Knob::MaxPaddingRatio, Direction::Down));
         }
         if mean_items >= 0.9 * self.current.max_batch_requests as f64 {
-            knobs.push(Knob::MaxBatchRequests);
+            out.push((Knob::MaxBatchRequests, Direction::Up));
         }
-        if self.pads && knobs.is_empty() {
-            knobs.push(Knob::MaxPaddingRatio);
+        if mean_cost >= 0.7 * self.current.max_batch_tokens as f64 {
+            out.push((Knob::MaxBatchTokens, Direction::Up));
         }
-        knobs
+        if self.pads {
+            out.push((Knob::MaxPaddingRatio, Direction::Up));
+        }
+        out
     }
 
     /// The budgets one step from now on `knob`, if that stays in bounds.

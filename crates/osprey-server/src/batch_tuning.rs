@@ -8,13 +8,10 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use osprey_engine::{BoundTotals, ClimbSettings, Climber, Engine, Step};
+use osprey_engine::{BoundTotals, ClimbSettings, Climber, Engine, Step, Window};
 
 use crate::AppState;
 use crate::autoscale::{config_for, text_engines};
-
-/// Fewest budget-bound batches a window needs before it is judged.
-const MIN_BATCHES: u64 = 8;
 
 /// How often the tuner looks at the models.
 const TICK: Duration = Duration::from_millis(250);
@@ -22,27 +19,45 @@ const TICK: Duration = Duration::from_millis(250);
 /// One model's climb.
 struct Tuning {
     climber: Climber,
-    /// The totals the window started from, when it started, and with how many
-    /// replicas.
+    /// The totals the window started from (bound batches, real tokens of all),
+    /// when it started, and with how many replicas.
     start: BoundTotals,
+    start_batches: u64,
+    start_real: u64,
     since: Instant,
     replicas: usize,
 }
 
 impl Tuning {
     fn new(engine: &Engine) -> Self {
-        Self {
+        let mut t = Self {
             climber: engine.climber(ClimbSettings::default()),
-            start: engine.bound_batches(),
+            start: BoundTotals::default(),
+            start_batches: 0,
+            start_real: 0,
             since: Instant::now(),
-            replicas: engine.replica_count(),
-        }
+            replicas: 0,
+        };
+        t.restart_window(engine);
+        t
     }
 
     fn restart_window(&mut self, engine: &Engine) {
         self.start = engine.bound_batches();
+        self.start_batches = engine.batch_counts().0;
+        self.start_real = engine.token_counts().1;
         self.since = Instant::now();
         self.replicas = engine.replica_count();
+    }
+
+    /// What ran since the window started.
+    fn window(&self, engine: &Engine) -> Window {
+        Window {
+            batches: engine.batch_counts().0.saturating_sub(self.start_batches),
+            real_tokens: engine.token_counts().1.saturating_sub(self.start_real),
+            wall: self.since.elapsed(),
+            bound: engine.bound_batches().since(&self.start),
+        }
     }
 }
 
@@ -71,10 +86,14 @@ pub fn spawn_batch_tuner(state: AppState) {
                     tuning.restart_window(&engine);
                     continue;
                 }
-                let window = engine.bound_batches().since(&tuning.start);
-                if window.batches < MIN_BATCHES
-                    || tuning.since.elapsed() < Duration::from_millis(cfg.tune_window_ms)
-                {
+                let window = tuning.window(&engine);
+                if window.wall < Duration::from_millis(cfg.tune_window_ms) {
+                    continue;
+                }
+                // A trial is judged on its window whatever its batches; a climb
+                // starts only from a window of batches the budgets shaped.
+                if !tuning.climber.trying() && !window.saturated() {
+                    tuning.restart_window(&engine);
                     continue;
                 }
                 let step = tuning.climber.observe(Instant::now(), &window);
@@ -90,11 +109,11 @@ pub fn spawn_batch_tuner(state: AppState) {
     });
 }
 
-fn record(state: &AppState, label: &str, step: &Step, window: &BoundTotals) {
+fn record(state: &AppState, label: &str, step: &Step, window: &Window) {
     let rate = |v: Option<f64>| v.map_or_else(|| "-".into(), |v| format!("{v:.0}"));
     let reason = match step.kind {
         "trial" => format!(
-            "trying {} {} (was {}): batches filled it at {} real tokens/s of model time",
+            "trying {} {} (was {}): batches filled it at {} real tokens/s",
             step.knob.key(),
             step.to,
             step.from,
@@ -124,14 +143,15 @@ fn record(state: &AppState, label: &str, step: &Step, window: &BoundTotals) {
         ),
     };
     tracing::info!(model = label, "{reason}");
+    let bound = &window.bound;
     let detail = serde_json::json!({
         "step": step,
         "window": {
-            "batches": window.batches,
-            "mean_inputs": window.items as f64 / window.batches.max(1) as f64,
+            "ms": window.wall.as_millis() as u64,
             "real_tokens": window.real_tokens,
-            "computed_tokens": window.computed_tokens,
-            "model_ms": window.inference_ns / 1_000_000,
+            "bound_batches": bound.batches,
+            "bound_mean_inputs": bound.items as f64 / bound.batches.max(1) as f64,
+            "bound_model_ms": bound.inference_ns / 1_000_000,
         },
     });
     state

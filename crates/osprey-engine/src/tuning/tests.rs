@@ -9,16 +9,21 @@ fn budgets(tokens: usize, requests: usize) -> Budgets {
     }
 }
 
-/// Twenty full batches (as many inputs as the cap, short inputs) measured at
-/// `eff` real tokens per model-second.
-fn full_batches(b: &Budgets, eff: f64) -> BoundTotals {
-    let items = 20 * b.max_batch_requests as u64;
-    BoundTotals {
+/// Two seconds of full batches (as many inputs as the cap, short inputs) at
+/// `speed` real tokens a second.
+fn full_batches(b: &Budgets, speed: f64) -> Window {
+    let real_tokens = (speed * 2.0) as u64;
+    Window {
         batches: 20,
-        items,
-        real_tokens: (eff * 2.0) as u64,
-        computed_tokens: (eff * 2.0) as u64,
-        inference_ns: 2_000_000_000,
+        real_tokens,
+        wall: Duration::from_secs(2),
+        bound: BoundTotals {
+            batches: 20,
+            items: 20 * b.max_batch_requests as u64,
+            real_tokens,
+            computed_tokens: real_tokens,
+            inference_ns: 1_900_000_000,
+        },
     }
 }
 
@@ -48,7 +53,13 @@ fn climbs_the_request_cap_while_bigger_batches_run_faster() {
     assert_eq!(c.current().max_batch_requests, 64, "{steps:#?}");
     assert!(steps.iter().all(|s| s.knob == Knob::MaxBatchRequests));
     let kinds: Vec<&str> = steps.iter().map(|s| s.kind).collect();
-    assert_eq!(kinds[..2], ["trial", "kept"], "{steps:#?}");
+    // Down first, taken back; then up, kept.
+    assert_eq!(
+        kinds[..4],
+        ["trial", "reverted", "trial", "kept"],
+        "{steps:#?}"
+    );
+    assert_eq!((steps[2].from, steps[2].to), (32.0, 48.0));
     assert!(c.resting_until.is_some(), "rests once no step gains");
 }
 
@@ -57,7 +68,8 @@ fn comes_back_down_when_smaller_batches_run_faster() {
     let mut c = Climber::new(budgets(100_000, 32), 128, false, ClimbSettings::default());
     let steps = climb(&mut c, |b| 10_000.0 / b.max_batch_requests as f64);
     assert_eq!(c.current().max_batch_requests, 8, "a quarter: {steps:#?}");
-    assert_eq!(steps[1].kind, "reverted", "up first, and back");
+    assert_eq!((steps[0].from, steps[0].to), (32.0, 21.0));
+    assert_eq!(steps[1].kind, "kept");
 }
 
 #[test]
@@ -76,7 +88,7 @@ fn noise_alone_moves_nothing_for_good() {
 fn a_budget_the_batches_never_reach_is_left_alone() {
     let mut c = Climber::new(budgets(4096, 32), 128, false, ClimbSettings::default());
     let mut w = full_batches(&c.current(), 1000.0);
-    w.items = 20 * 4;
+    w.bound.items = 20 * 4;
     assert_eq!(c.observe(Instant::now(), &w), None);
     assert!(c.resting_until.is_some());
     assert_eq!(c.current(), budgets(4096, 32));
@@ -90,13 +102,18 @@ fn the_token_budget_moves_when_batches_fill_it_and_stays_in_bounds() {
     // Batches as full in tokens as the budget allows, faster the larger.
     for _ in 0..40 {
         let b = c.current();
-        let w = BoundTotals {
+        let tokens = 10 * b.max_batch_tokens as u64;
+        let w = Window {
             batches: 10,
-            items: 100,
-            real_tokens: 10 * b.max_batch_tokens as u64,
-            computed_tokens: 10 * b.max_batch_tokens as u64,
-            inference_ns: (10.0 * b.max_batch_tokens as f64 / (b.max_batch_tokens as f64).sqrt()
-                * 1e6) as u64,
+            real_tokens: (100.0 * (b.max_batch_tokens as f64).sqrt()) as u64,
+            wall: Duration::from_secs(1),
+            bound: BoundTotals {
+                batches: 10,
+                items: 100,
+                real_tokens: tokens,
+                computed_tokens: tokens,
+                inference_ns: 900_000_000,
+            },
         };
         c.observe(now, &w);
     }
@@ -111,6 +128,6 @@ fn the_token_budget_moves_when_batches_fill_it_and_stays_in_bounds() {
 #[test]
 fn an_empty_window_says_nothing() {
     let mut c = Climber::new(budgets(4096, 32), 128, true, ClimbSettings::default());
-    assert_eq!(c.observe(Instant::now(), &BoundTotals::default()), None);
+    assert_eq!(c.observe(Instant::now(), &Window::default()), None);
     assert!(c.resting_until.is_none());
 }

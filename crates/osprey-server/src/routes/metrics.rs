@@ -95,7 +95,7 @@ fn render_models(out: &mut String, models: &[Arc<Served>]) {
             queue(m).dequeued
         }),
         ("osprey_model_replicas", "gauge", |m| match &m.backing {
-            Backing::Text(p) => p.info().replicas as u64,
+            Backing::Text(p) => p.engine().replica_count() as u64,
             Backing::Tensor(t) => t.info().replicas as u64,
             Backing::Generate(_) => 1,
         }),

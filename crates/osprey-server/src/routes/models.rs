@@ -48,7 +48,7 @@ fn card(m: &Served) -> ModelCard {
         task: m.task(),
         traffic: m.traffic,
         details: match &m.backing {
-            Backing::Text(p) => Details::Text(p.info().clone()),
+            Backing::Text(p) => Details::Text(p.engine().live_info()),
             Backing::Tensor(t) => Details::Tensor(t.info().clone()),
             Backing::Generate(g) => Details::Generate(g.info().clone()),
         },

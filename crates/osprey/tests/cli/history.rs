@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::support::{Running, serve_model_with, signal};
 
@@ -33,16 +33,9 @@ fn requests_in(csv: &str) -> u64 {
 }
 
 async fn day_requests(s: &Running) -> u64 {
-    let stats: Value = s
-        .client
-        .get(format!("{}/admin/stats", s.base))
-        .send()
-        .await
-        .expect("GET /admin/stats")
-        .json()
-        .await
-        .expect("JSON");
-    stats["windows"]["24h"]["requests"].as_u64().unwrap_or(0)
+    s.get_json("/admin/stats").await["windows"]["24h"]["requests"]
+        .as_u64()
+        .unwrap_or(0)
 }
 
 async fn serve_with_history(path: &str) -> Running {

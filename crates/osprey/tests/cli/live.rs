@@ -24,28 +24,6 @@ async fn put_config(s: &Running, body: &Value) -> (u16, Value) {
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
-async fn get(s: &Running, path: &str) -> Value {
-    s.client
-        .get(format!("{}{path}", s.base))
-        .send()
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-        .json()
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-}
-
-async fn metrics_text(s: &Running) -> String {
-    s.client
-        .get(format!("{}/metrics", s.base))
-        .send()
-        .await
-        .expect("GET /metrics")
-        .text()
-        .await
-        .expect("text")
-}
-
 /// One replica of one thread of its own, with `env`; `None` on a machine of
 /// one core, where no core is left idle.
 async fn serve_one_thread_replica(env: &[(&str, &str)]) -> Option<Running> {
@@ -127,7 +105,7 @@ async fn limits_and_budgets_change_live_and_fixed_keys_are_named() {
     assert!(refused >= 2, "only {refused} of 4 refused at 1 request/s");
     // After the bucket refills: admin calls are counted too.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let effective = get(&s, "/admin/config").await;
+    let effective = s.get_json("/admin/config").await;
     assert_eq!(effective["limits"]["requests_per_second"], 1, "{effective}");
     assert_eq!(effective["telemetry"]["log_level"], "debug");
 
@@ -138,7 +116,7 @@ async fn limits_and_budgets_change_live_and_fixed_keys_are_named() {
     for _ in 0..4 {
         assert_eq!(embed_status(&s, &one).await, 200);
     }
-    assert_eq!(get(&s, "/info").await["max_batch_requests"], 7);
+    assert_eq!(s.get_json("/info").await["max_batch_requests"], 7);
 
     // Keys that cannot change live are named; nothing of the change is applied.
     let (status, body) = put_config(
@@ -154,7 +132,7 @@ async fn limits_and_budgets_change_live_and_fixed_keys_are_named() {
     );
     assert!(!message.contains("max_in_flight"), "{message}");
     assert_eq!(
-        get(&s, "/admin/config").await["limits"]["max_in_flight"],
+        s.get_json("/admin/config").await["limits"]["max_in_flight"],
         1024
     );
     for (bad, names) in [
@@ -189,7 +167,7 @@ async fn limits_and_budgets_change_live_and_fixed_keys_are_named() {
 
     warm_the_cache(&s).await;
 
-    let actions = get(&s, "/admin/actions").await;
+    let actions = s.get_json("/admin/actions").await;
     assert_eq!(
         actions_named(&actions, "cache_warm_started").len(),
         2,
@@ -201,7 +179,7 @@ async fn limits_and_budgets_change_live_and_fixed_keys_are_named() {
         "{actions}"
     );
     assert_eq!(actions_named(&actions, "warmed_up").len(), 1, "{actions}");
-    let metrics = metrics_text(&s).await;
+    let metrics = s.get_text("/metrics").await;
     assert!(
         metrics.contains("osprey_self_heal_actions_total{action=\"config_changed\"} 2"),
         "{metrics}"
@@ -223,7 +201,7 @@ async fn post_warm(s: &Running, body: &Value) -> (u16, Value) {
 async fn warm_done(s: &Running) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let p = get(s, "/admin/cache/warm").await;
+        let p = s.get_json("/admin/cache/warm").await;
         if p["state"] == "done" {
             return p;
         }
@@ -235,7 +213,7 @@ async fn warm_done(s: &Running) -> Value {
 /// `POST /admin/cache/warm` from a list and from a file; afterwards those texts
 /// are answered from the memory tier.
 async fn warm_the_cache(s: &Running) {
-    assert_eq!(get(s, "/admin/cache/warm").await["state"], "idle");
+    assert_eq!(s.get_json("/admin/cache/warm").await["state"], "idle");
     let texts: Vec<String> = (0..100).map(|i| format!("warmed ahead {i}")).collect();
     let (status, body) = post_warm(s, &json!({ "texts": texts })).await;
     assert_eq!(status, 202, "{body}");
@@ -382,7 +360,7 @@ fn unique_batch(round: usize) -> Vec<String> {
 }
 
 async fn memory_cache_bytes(s: &Running) -> u64 {
-    let stats = get(s, "/admin/cache").await;
+    let stats = s.get_json("/admin/cache").await;
     stats["tiers"]
         .as_array()
         .and_then(|t| t.iter().find(|t| t["tier"] == "memory"))
@@ -417,7 +395,7 @@ async fn the_memory_ceiling_holds_under_a_long_unique_load() {
     assert_eq!(status, 200, "{body}");
     let deadline = Instant::now() + Duration::from_secs(20);
     let shrunk = loop {
-        let found = actions_named(&get(&s, "/admin/actions").await, "cache_shrunk");
+        let found = actions_named(&s.get_json("/admin/actions").await, "cache_shrunk");
         if let Some(a) = found.into_iter().next() {
             break a;
         }
@@ -469,7 +447,7 @@ async fn the_memory_ceiling_holds_under_a_long_unique_load() {
         assert!(Instant::now() < deadline, "fills did not resume in 20 s");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let actions = get(&s, "/admin/actions").await;
+    let actions = s.get_json("/admin/actions").await;
     assert_eq!(
         actions_named(&actions, "cache_restored").len(),
         1,
@@ -497,7 +475,7 @@ async fn each_recommendation_follows_from_its_condition() {
     else {
         return;
     };
-    assert_eq!(get(&s, "/admin/recommendations").await, json!([]));
+    assert_eq!(s.get_json("/admin/recommendations").await, json!([]));
 
     let long = "the osprey hovers over the water and dives feet first for fish ".repeat(6);
     let until = Instant::now() + Duration::from_secs(6);
@@ -530,7 +508,7 @@ async fn each_recommendation_follows_from_its_condition() {
     }
     // The statistics roll once a second.
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let found = get(&s, "/admin/recommendations").await;
+    let found = s.get_json("/admin/recommendations").await;
     let list = found.as_array().expect("a list");
     let settings: Vec<&str> = list.iter().filter_map(|r| r["setting"].as_str()).collect();
     for want in [
@@ -548,7 +526,7 @@ async fn each_recommendation_follows_from_its_condition() {
         }
     }
     // The dashboard lists the same.
-    let page = get(&s, "/dashboard/data").await;
+    let page = s.get_json("/dashboard/data").await;
     let shown: Vec<&str> = page["recommendations"]
         .as_array()
         .map(|l| l.iter().filter_map(|r| r["setting"].as_str()).collect())
@@ -566,7 +544,7 @@ async fn each_recommendation_follows_from_its_condition() {
 }
 
 async fn replicas_now(s: &Running) -> u64 {
-    get(s, "/info").await["replicas"].as_u64().unwrap_or(0)
+    s.get_json("/info").await["replicas"].as_u64().unwrap_or(0)
 }
 
 /// Replicas go from the minimum to the maximum under load and back after the
@@ -639,7 +617,7 @@ async fn replicas_follow_the_load_up_and_back() {
     // The removal is recorded once the replica's thread has stopped.
     let deadline = Instant::now() + Duration::from_secs(30);
     while replicas_now(&s).await > 1
-        || actions_named(&get(&s, "/admin/actions").await, "replica_removed").is_empty()
+        || actions_named(&s.get_json("/admin/actions").await, "replica_removed").is_empty()
     {
         assert!(
             Instant::now() < deadline,
@@ -647,7 +625,7 @@ async fn replicas_follow_the_load_up_and_back() {
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let actions = get(&s, "/admin/actions").await;
+    let actions = s.get_json("/admin/actions").await;
     let added = actions_named(&actions, "replica_added");
     let removed = actions_named(&actions, "replica_removed");
     assert_eq!((added.len(), removed.len()), (1, 1), "{actions}");
@@ -655,7 +633,7 @@ async fn replicas_follow_the_load_up_and_back() {
     assert!(added[0]["model"].is_string(), "{actions}");
     // And the engine still answers with its one replica.
     assert_eq!(embed_status(&s, &["after".to_owned()]).await, 200);
-    let metrics = metrics_text(&s).await;
+    let metrics = s.get_text("/metrics").await;
     assert!(
         metrics
             .lines()

@@ -178,6 +178,32 @@ pub struct Running {
     pub port: u16,
 }
 
+impl Running {
+    /// `GET path` as JSON, failing the test if it cannot be read.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .json()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    /// `GET path` as text.
+    pub async fn get_text(&self, path: &str) -> String {
+        self.client
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+            .text()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+}
+
 /// Serves the test model on a free 127.0.0.1 port with `extra` flags, and waits
 /// until it is ready.
 pub async fn serve_model(extra: &[&str]) -> Running {
