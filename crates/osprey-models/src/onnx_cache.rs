@@ -6,8 +6,10 @@
 //! `$XDG_CACHE_HOME/osprey` or `~/.cache/osprey`). A cache that cannot be read or
 //! written only costs the optimisation again.
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::UNIX_EPOCH;
 
 /// Where the optimised form of `graph`, run by the library at `library`, is kept.
@@ -63,8 +65,30 @@ fn cpu_features() -> String {
     }
 }
 
-pub(crate) fn read(path: &Path) -> Option<Vec<u8>> {
-    std::fs::read(path).ok().filter(|b| !b.is_empty())
+/// The graphs in memory now, by cache path: sessions read their weights from
+/// these bytes in place, so every session of one graph (a model's replicas, one
+/// added later by the autoscaler) shares one copy. Weak: the bytes go with the
+/// last session.
+fn in_memory() -> MutexGuard<'static, HashMap<PathBuf, Weak<[u8]>>> {
+    static GRAPHS: LazyLock<Mutex<HashMap<PathBuf, Weak<[u8]>>>> = LazyLock::new(Mutex::default);
+    GRAPHS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// The graph at `path`: the bytes sessions already read, or else the file.
+pub(crate) fn read(path: &Path) -> Option<Arc<[u8]>> {
+    let mut graphs = in_memory();
+    if let Some(bytes) = graphs.get(path).and_then(Weak::upgrade) {
+        return Some(bytes);
+    }
+    graphs.retain(|_, w| w.strong_count() > 0);
+    let bytes: Arc<[u8]> = std::fs::read(path).ok().filter(|b| !b.is_empty())?.into();
+    graphs.insert(path.to_owned(), Arc::downgrade(&bytes));
+    Some(bytes)
+}
+
+/// Shares `bytes`, just optimised and saved at `path`, with later sessions.
+pub(crate) fn remember(path: &Path, bytes: &Arc<[u8]>) {
+    in_memory().insert(path.to_owned(), Arc::downgrade(bytes));
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a graph.
@@ -83,6 +107,7 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) {
 }
 
 pub(crate) fn forget(path: &Path) {
+    in_memory().remove(path);
     let _ = std::fs::remove_file(path);
 }
 
@@ -117,5 +142,19 @@ mod tests {
         assert_eq!(read(&path).as_deref(), Some(&b"graph"[..]));
         forget(&path);
         assert_eq!(read(&path), None);
+    }
+
+    #[test]
+    fn sessions_of_one_graph_share_its_bytes_while_any_holds_them() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("shared.ort");
+        write(&path, b"weights");
+        let first = read(&path).expect("read");
+        let second = read(&path).expect("read again");
+        assert!(Arc::ptr_eq(&first, &second), "one copy for both");
+        drop((first, second));
+        // Gone with its last holder: the next read is the file as it is now.
+        write(&path, b"new weights");
+        assert_eq!(read(&path).as_deref(), Some(&b"new weights"[..]));
     }
 }

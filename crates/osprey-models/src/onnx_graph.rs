@@ -44,7 +44,8 @@ pub(crate) struct GraphSession {
 }
 
 /// `replicas` sessions of the graph in `file`, running on `threads`, sharing the
-/// graph's weights. A graph that cannot be saved in
+/// graph's weights (with each other and with any other session of the same graph
+/// in the process, such as a replica added later). A graph that cannot be saved in
 /// onnxruntime's format (a custom operator, say) falls back to a copy per session.
 ///
 /// With `prepack`, each session also repacks the weights of its matrix products
@@ -61,7 +62,7 @@ pub(crate) fn sessions(
     if let Some(path) = &cached
         && let Some(bytes) = onnx_cache::read(path)
     {
-        match replicas_of(env, file, threads, replicas, prepack, Some(bytes.into())) {
+        match replicas_of(env, file, threads, replicas, prepack, Some(bytes)) {
             Ok(sessions) => return Ok(sessions),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cached optimised graph unusable; optimising again");
@@ -73,6 +74,7 @@ pub(crate) fn sessions(
         Ok(bytes) => {
             if let Some(path) = &cached {
                 onnx_cache::write(path, &bytes);
+                onnx_cache::remember(path, &bytes);
             }
             Some(bytes)
         }
