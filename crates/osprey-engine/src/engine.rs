@@ -573,16 +573,11 @@ impl Engine {
         Climber::new(self.budgets(), self.info.max_input_tokens, pads, settings)
     }
 
-    /// New batch budgets (the batch tuner's): the next batch formed follows them.
+    /// New batch budgets (the batch tuner's): the next batch formed follows them
+    /// (the queue keeps its own padding).
     pub fn set_budgets(&self, b: Budgets) {
-        let pads = self.queue.limits().pads;
-        self.queue.set_limits(Limits {
-            max_batch_tokens: b.max_batch_tokens.max(self.info.max_input_tokens),
-            max_batch_requests: b.max_batch_requests.max(1),
-            max_queue_tokens: b.max_queue_tokens,
-            pads,
-            max_padding_ratio: b.max_padding_ratio.max(1.0),
-        });
+        self.queue
+            .set_limits(limits_of(b, self.info.max_input_tokens, false));
     }
 
     /// Applies new batch budgets and admission settings to the running model:
@@ -776,12 +771,24 @@ impl Drop for Engine {
 /// The queue's budgets from `batching`: a batch always has room for one input of
 /// the model's longest.
 fn limits_for(batching: &BatchingConfig, max_input_tokens: usize, pads: bool) -> Limits {
-    Limits {
-        max_batch_tokens: batching.max_batch_tokens.max(max_input_tokens),
-        max_batch_requests: batching.max_batch_requests.max(1),
+    let budgets = Budgets {
+        max_batch_tokens: batching.max_batch_tokens,
+        max_batch_requests: batching.max_batch_requests,
         max_queue_tokens: batching.max_queue_tokens,
+        max_padding_ratio: batching.max_padding_ratio,
+    };
+    limits_of(budgets, max_input_tokens, pads)
+}
+
+/// Budgets as the queue takes them: a batch holds at least one input of the
+/// longest kind, and pads no less than nothing.
+fn limits_of(b: Budgets, max_input_tokens: usize, pads: bool) -> Limits {
+    Limits {
+        max_batch_tokens: b.max_batch_tokens.max(max_input_tokens),
+        max_batch_requests: b.max_batch_requests.max(1),
+        max_queue_tokens: b.max_queue_tokens,
         pads,
-        max_padding_ratio: batching.max_padding_ratio.max(1.0),
+        max_padding_ratio: b.max_padding_ratio.max(1.0),
     }
 }
 

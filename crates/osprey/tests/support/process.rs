@@ -179,26 +179,27 @@ pub struct Running {
 }
 
 impl Running {
-    /// `GET path` as JSON, failing the test if it cannot be read.
-    pub async fn get_json(&self, path: &str) -> Value {
+    /// `GET path`, failing the test if it cannot be sent.
+    async fn get(&self, path: &str) -> reqwest::Response {
         self.client
             .get(format!("{}{path}", self.base))
             .send()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-            .json()
+    }
+
+    /// `GET path` as JSON, failing the test if it cannot be read.
+    pub async fn get_json(&self, path: &str) -> Value {
+        let resp = self.get(path).await;
+        resp.json()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
 
     /// `GET path` as text.
     pub async fn get_text(&self, path: &str) -> String {
-        self.client
-            .get(format!("{}{path}", self.base))
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-            .text()
+        let resp = self.get(path).await;
+        resp.text()
             .await
             .unwrap_or_else(|e| panic!("GET {path}: {e}"))
     }
