@@ -1,26 +1,32 @@
 //! One collection: its store on disk and, in memory, the graph (which holds the
-//! vectors), the payloads and the id map.
+//! indexed vectors), the vectors waiting to be indexed, the payloads and the id
+//! map.
 //!
-//! Reads share a read lock and run in parallel. Writes are serialized by a
-//! writer mutex: each commits to the store first (durable), then applies the
-//! change in memory, so readers never see a write that is not on disk. The write
-//! lock is held only to change ids and payloads and to remove vectors; new
-//! vectors enter the graph under the read lock (usearch inserts concurrently
-//! with searches), so a large upsert does not stall searches.
+//! Reads share read locks and run in parallel. Writes are serialized by a
+//! writer mutex: each commits to the store first (durable), then records the
+//! change in memory, so readers never see a write that is not on disk. A write
+//! does not touch the graph: its vectors go to the backlog, which searches
+//! compare exhaustively, and the indexer moves them into the graph later
+//! ([`Collection::index_step`]). A graph entry a write made stale (the point was
+//! replaced or deleted) is hidden from searches until the indexer removes it.
+//!
+//! Locks are taken in one order: `indexing`, `writer`, `state`, `index`.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering as AtomicOrdering};
-use std::sync::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Instant;
 
+use crate::backlog::Backlog;
 use crate::error::{CollectionError, Result};
 use crate::filter::{Compiled, Filter};
 use crate::index::{Codes, DEFAULT_EF, VectorIndex, int8_scale};
+use crate::indexer::{Backpressure, ROOM_WAIT};
 use crate::point::{
-    CollectionInfo, CollectionParams, Distance, Payload, Point, PointId, QuantizationSearch,
-    Record, ScoredPoint, SearchRequest, Selector, UpdateResult,
+    CollectionInfo, CollectionParams, Datatype, Distance, Payload, Point, PointId,
+    QuantizationSearch, Record, ScoredPoint, SearchRequest, Selector, UpdateResult,
 };
 use crate::score;
 use crate::snapshot;
@@ -38,8 +44,6 @@ const SELECTIVE_FRACTION: f64 = 0.02;
 const SAMPLE: usize = 1_024;
 /// The largest search breadth a request may ask for.
 const MAX_EF: usize = 4_096;
-/// Points inserted into the graph per batch while rebuilding.
-const REBUILD_BATCH: usize = 8_192;
 
 /// The request limits that apply inside a collection.
 #[derive(Clone, Copy, Debug)]
@@ -55,7 +59,12 @@ pub(crate) struct Collection {
     limits: Limits,
     store: Store,
     state: RwLock<State>,
+    index: RwLock<VectorIndex>,
     writer: Mutex<()>,
+    /// Held by the indexer for a whole step, and by snapshots, which must see
+    /// the graph still.
+    indexing: Mutex<()>,
+    pressure: Arc<Backpressure>,
     deleted: AtomicBool,
     /// The operation the snapshot on disk reflects (0 for none).
     snapshot_op: AtomicU64,
@@ -72,35 +81,56 @@ struct State {
     slots: Vec<Option<Slot>>,
     free: Vec<u64>,
     by_id: BTreeMap<PointId, u64>,
-    index: VectorIndex,
+    /// Vectors written and not yet in the graph.
+    waiting: Backlog,
+    /// The vectors the indexer is putting into the graph now; the graph may or
+    /// may not have each of them yet.
+    inserting: Arc<Backlog>,
+    /// Keys whose graph entry is out of date (the point was replaced or
+    /// deleted); the indexer removes them from the graph.
+    stale: HashSet<u64>,
+    /// Stale keys the indexer is removing now.
+    removing: HashSet<u64>,
+    /// Backlog bytes counted in the shared bound.
+    counted: usize,
     op: u64,
 }
 
 impl Collection {
     /// Opens the collection in `dir`: reads the store and loads the graph from
-    /// its snapshot when that matches the store, else rebuilds it.
-    pub(crate) fn open(dir: &Path, limits: Limits) -> Result<Self> {
+    /// its snapshot when that matches the store. The points written after the
+    /// snapshot, or all of them without one, wait for the indexer.
+    pub(crate) fn open(dir: &Path, limits: Limits, pressure: Arc<Backpressure>) -> Result<Self> {
         let (store, header, op) = Store::open(dir)?;
         snapshot::remove_partial(dir);
         let params = header.params;
         let codes = Codes::of(&params, store.scale()?);
         let started = Instant::now();
-        let (state, snapshot_op) = match load_with_snapshot(&store, dir, op, &params, codes)? {
-            Some((state, snapshot_op)) => (state, Some(snapshot_op)),
-            None => (rebuild(&store, op, &params)?, None),
-        };
+        let (mut state, index, snapshot_op) =
+            match load_with_snapshot(&store, dir, op, &params, codes)? {
+                Some((state, index, snapshot_op)) => (state, index, Some(snapshot_op)),
+                None => {
+                    let (state, index) = rebuild(&store, op, &params)?;
+                    (state, index, None)
+                }
+            };
         let from_snapshot = snapshot_op.is_some();
-        let points = state.by_id.len();
         tracing::info!(
             collection = %header.name,
-            points,
+            points = state.by_id.len(),
+            to_index = state.waiting.len(),
             from_snapshot,
             elapsed_ms = started.elapsed().as_millis() as u64,
-            index_bytes = state.index.memory_usage(),
+            index_bytes = index.memory_usage(),
             "collection opened"
         );
         if !from_snapshot {
             snapshot::remove(dir);
+        }
+        state.counted = state.backlog_bytes();
+        pressure.adjust(0, state.counted);
+        if !state.waiting.is_empty() {
+            pressure.wake();
         }
         Ok(Self {
             name: header.name,
@@ -109,7 +139,10 @@ impl Collection {
             limits,
             store,
             state: RwLock::new(state),
+            index: RwLock::new(index),
             writer: Mutex::new(()),
+            indexing: Mutex::new(()),
+            pressure,
             deleted: AtomicBool::new(false),
             snapshot_op: AtomicU64::new(snapshot_op.unwrap_or(0)),
         })
@@ -135,9 +168,21 @@ impl Collection {
         self.state.write().unwrap_or_else(|e| e.into_inner())
     }
 
+    fn graph(&self) -> RwLockReadGuard<'_, VectorIndex> {
+        self.index.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn graph_mut(&self) -> RwLockWriteGuard<'_, VectorIndex> {
+        self.index.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn lock<'a>(m: &'a Mutex<()>) -> MutexGuard<'a, ()> {
+        m.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Takes the writer lock; fails if the collection was deleted meanwhile.
-    fn writer(&self) -> Result<std::sync::MutexGuard<'_, ()>> {
-        let guard = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+    fn writer(&self) -> Result<MutexGuard<'_, ()>> {
+        let guard = Self::lock(&self.writer);
         if self.deleted.load(AtomicOrdering::Acquire) {
             return Err(CollectionError::NotFound(self.name.clone()));
         }
@@ -145,18 +190,30 @@ impl Collection {
     }
 
     /// Marks the collection deleted once in-flight writes are done; later writes
-    /// fail with NotFound.
+    /// fail with NotFound, and its backlog leaves the shared bound.
     pub(crate) fn mark_deleted(&self) {
-        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        let _i = Self::lock(&self.indexing);
+        let _w = Self::lock(&self.writer);
         self.deleted.store(true, AtomicOrdering::Release);
+        let mut st = self.write();
+        self.pressure.adjust(st.counted, 0);
+        st.counted = 0;
+    }
+
+    /// Brings the shared bound up to date with this collection's backlog.
+    fn count_backlog(&self, st: &mut State) {
+        let now = st.backlog_bytes();
+        self.pressure.adjust(st.counted, now);
+        st.counted = now;
     }
 
     pub(crate) fn info(&self) -> CollectionInfo {
         let st = self.read();
+        let points = st.by_id.len();
         CollectionInfo {
             params: self.params.clone(),
-            points_count: st.by_id.len() as u64,
-            indexed_vectors_count: st.index.len() as u64,
+            points_count: points as u64,
+            indexed_vectors_count: points.saturating_sub(st.unindexed()) as u64,
             segments_count: 1,
         }
     }
@@ -216,10 +273,12 @@ impl Collection {
                 operation_id: self.read().op,
             });
         }
+        let bytes = prepared.len() * self.params.size * size_of::<f32>();
+        self.pressure.wait_for_room(bytes, ROOM_WAIT)?;
         // The first write to an int8 collection fixes its scale, in the same
         // transaction as the points.
         let scale = match self.params.int8_quantile() {
-            Some(quantile) if self.read().index.needs_scale() => Some(int8_scale(
+            Some(quantile) if self.graph().needs_scale() => Some(int8_scale(
                 prepared.iter().map(|(p, _)| p.vector.as_slice()),
                 quantile,
             )),
@@ -236,23 +295,17 @@ impl Collection {
         let op = self.store.write(&writes, &[], scale)?;
         drop(writes);
         if let Some(scale) = scale {
-            self.write().index.set_scale(scale);
+            self.graph_mut().set_scale(scale);
         }
-        // Ids and payloads change under the write lock (with room made in the
-        // graph); the vectors go into the graph under the read lock, so searches
-        // go on while a large batch is inserted.
-        let staged = self
-            .write()
-            .stage_upserts(prepared.into_iter().map(|(p, _)| p), op);
-        let applied = staged.and_then(|adds| {
-            let items: Vec<(u64, &[f32])> = adds.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-            self.read().index.add_batch(&items)
-        });
         let mut st = self.write();
-        if applied.is_ok() {
-            st.op = op;
+        for (p, _) in prepared {
+            st.stage_upsert(p, op);
         }
-        self.settle(&mut st, applied, op)
+        st.op = op;
+        self.count_backlog(&mut st);
+        drop(st);
+        self.pressure.wake();
+        Ok(UpdateResult { operation_id: op })
     }
 
     pub(crate) fn delete_points(&self, selector: &Selector) -> Result<UpdateResult> {
@@ -289,21 +342,11 @@ impl Collection {
         }
         let op = self.store.write(&[], &ids, None)?;
         let mut st = self.write();
-        let applied = st.apply_deletes(&ids, op);
-        self.settle(&mut st, applied, op)
-    }
-
-    /// After a committed write: if applying it in memory failed, the memory is
-    /// rebuilt from the store (which has the write), so the two never disagree.
-    fn settle(&self, st: &mut State, applied: Result<()>, op: u64) -> Result<UpdateResult> {
-        match applied {
-            Ok(()) => Ok(UpdateResult { operation_id: op }),
-            Err(e) => {
-                tracing::error!(collection = %self.name, error = %e, "applying a committed write failed; rebuilding the index");
-                *st = rebuild(&self.store, op, &self.params)?;
-                Ok(UpdateResult { operation_id: op })
-            }
-        }
+        st.apply_deletes(&ids, op);
+        self.count_backlog(&mut st);
+        drop(st);
+        self.pressure.wake();
+        Ok(UpdateResult { operation_id: op })
     }
 
     pub(crate) fn search(&self, req: &SearchRequest) -> Result<Vec<ScoredPoint>> {
@@ -324,6 +367,7 @@ impl Collection {
         let ef = req.ef.unwrap_or(DEFAULT_EF).max(1);
         let distance = self.params.distance;
         let st = self.read();
+        let graph = self.graph();
         let n = st.by_id.len();
         if n == 0 || req.offset >= n {
             return Ok(Vec::new());
@@ -332,40 +376,47 @@ impl Collection {
         // A breadth beyond the collection's size changes nothing, and past
         // MAX_EF a walk costs more than it gains.
         let ef = ef.min(n).min(MAX_EF);
-        let int8 = st.index.is_int8();
+        let int8 = graph.is_int8();
         // An int8 graph's candidates are rescored, so more of them are fetched.
         let fetch = if int8 {
             oversampled(wanted, ef, req.quantization).min(n)
         } else {
             wanted
         };
-        let hits = if req.exact {
-            st.exact(distance, &query, fetch, filter.as_ref())?
-        } else if let Some(f) = &filter {
-            if st.selective(f) {
-                st.exact(distance, &query, fetch, Some(f))?
-            } else {
-                let pred = |key: u64| st.slot(key).is_some_and(|s| f.matches(&s.id, &s.payload));
-                let hits = st.index.search(&query, fetch, ef, Some(&pred))?;
-                if hits.len() < wanted {
-                    // The walk found too few: the matches are few or cut off.
-                    st.exact(distance, &query, fetch, Some(f))?
-                } else {
-                    hits
-                }
-            }
+        let exact = req.exact || filter.as_ref().is_some_and(|f| st.selective(f));
+        let hits = if exact {
+            st.exact(&graph, distance, &query, fetch, filter.as_ref())?
         } else {
-            let hits = st.index.search(&query, fetch, ef, None)?;
-            if hits.len() < wanted {
-                st.exact(distance, &query, fetch, None)?
+            // The walk skips graph entries that are out of date or whose point
+            // waits in the backlog (the backlog is compared below).
+            let clean = st.graph_is_current();
+            let pred = |key: u64| match (&filter, clean) {
+                (None, true) => true,
+                (None, false) => st.in_graph(key),
+                (Some(f), _) => {
+                    (clean || st.in_graph(key))
+                        && st.slot(key).is_some_and(|s| f.matches(&s.id, &s.payload))
+                }
+            };
+            let walked = if filter.is_none() && clean {
+                graph.search(&query, fetch, ef, None)?
             } else {
+                graph.search(&query, fetch, ef, Some(&pred))?
+            };
+            let waiting = st.unindexed_best(distance, &query, fetch, filter.as_ref());
+            if walked.len() + waiting.len() < wanted {
+                // The walk found too few: the matches are few or cut off.
+                st.exact(&graph, distance, &query, fetch, filter.as_ref())?
+            } else {
+                let mut hits = walked;
+                hits.extend(waiting);
                 hits
             }
         };
         let hits = if int8 {
             self.rescore(&st, &query, hits, wanted, req.quantization)?
         } else {
-            hits
+            score::best(distance, hits, wanted)
         };
         let mut out = Vec::with_capacity(hits.len());
         let mut buf = vec![0.0f32; self.params.size];
@@ -381,13 +432,14 @@ impl Collection {
                 version: slot.version,
                 score,
                 payload: req.with_payload.then(|| slot.payload.clone()),
-                vector: if req.with_vector && !int8 && st.index.get(key, &mut buf) {
+                vector: if req.with_vector && !int8 && st.vector(&graph, key, &mut buf) {
                     Some(buf.clone())
                 } else {
                     None
                 },
             });
         }
+        drop(graph);
         if int8 && req.with_vector {
             let originals = self.store.vectors(out.iter().map(|p| &p.id))?;
             for (p, v) in out.iter_mut().zip(originals) {
@@ -409,7 +461,7 @@ impl Collection {
         q: QuantizationSearch,
     ) -> Result<Vec<(u64, f32)>> {
         let distance = self.params.distance;
-        let mut hits = if q.rescore || q.ignore {
+        let hits = if q.rescore || q.ignore {
             let live: Vec<(u64, &PointId)> = hits
                 .iter()
                 .filter_map(|(k, _)| st.slot(*k).map(|s| (*k, &s.id)))
@@ -422,9 +474,7 @@ impl Collection {
         } else {
             hits
         };
-        hits.sort_by(|a, b| score::rank(distance, a.1, b.1).then(a.0.cmp(&b.0)));
-        hits.truncate(wanted);
-        Ok(hits)
+        Ok(score::best(distance, hits, wanted))
     }
 
     /// Fills the vectors of records from the store when the graph holds int8
@@ -461,13 +511,14 @@ impl Collection {
         self.check_count(ids.len())?;
         let mut records: Vec<Record> = {
             let st = self.read();
+            let graph = self.graph();
             let mut seen = HashSet::new();
             let mut buf = vec![0.0f32; self.params.size];
             ids.iter()
                 .filter(|id| seen.insert(*id))
                 .filter_map(|id| {
                     let key = *st.by_id.get(id)?;
-                    st.record(key, with_payload, with_vector, &mut buf)
+                    st.record(&graph, key, with_payload, with_vector, &mut buf)
                 })
                 .collect()
         };
@@ -493,6 +544,7 @@ impl Collection {
         let limit = limit.min(self.limits.max_points_per_request.max(1));
         let filter = compile(filter)?;
         let st = self.read();
+        let graph = self.graph();
         let start = match offset {
             Some(id) => std::ops::Bound::Included(id),
             None => std::ops::Bound::Unbounded,
@@ -508,42 +560,149 @@ impl Collection {
                     .is_none_or(|f| st.slot(**key).is_some_and(|s| f.matches(&s.id, &s.payload)))
             });
         for (_, key) in matching.by_ref().take(limit) {
-            if let Some(r) = st.record(*key, with_payload, with_vector, &mut buf) {
+            if let Some(r) = st.record(&graph, *key, with_payload, with_vector, &mut buf) {
                 page.push(r);
             }
         }
         let next = matching.next().map(|(id, _)| id.clone());
+        drop(graph);
         drop(st);
         self.originals(&mut page, with_vector)?;
         Ok((page, next))
     }
 
-    /// Saves a graph snapshot if the graph changed since the last one.
+    /// Saves a graph snapshot if the graph changed since the last one. With
+    /// points still waiting to be indexed, the snapshot reflects the writes
+    /// before the oldest of them; the next start replays the rest.
     pub(crate) fn flush(&self) -> Result<()> {
-        // No write may be half applied while the graph is saved.
-        let _w = self.writer.lock().unwrap_or_else(|e| e.into_inner());
+        // The graph must stand still while it is saved.
+        let _i = Self::lock(&self.indexing);
+        let _w = Self::lock(&self.writer);
         if self.deleted.load(AtomicOrdering::Acquire) {
             return Ok(());
         }
+        // Deleted and replaced entries leave the graph first, so that the graph
+        // holds exactly the saved keys.
+        self.remove_stale()?;
         let st = self.read();
-        if st.op == 0 || self.snapshot_op.load(AtomicOrdering::Acquire) == st.op {
+        let graph = self.graph();
+        let op = st.indexed_op();
+        if op == 0 || self.snapshot_op.load(AtomicOrdering::Acquire) == op {
             return Ok(());
         }
         let started = Instant::now();
         snapshot::save(
             &self.dir,
-            st.op,
-            &st.index,
-            st.live().map(|(key, s)| (key, s.id.clone())),
+            op,
+            &graph,
+            st.live()
+                .filter(|(key, _)| !st.waiting.contains(*key))
+                .map(|(key, s)| (key, s.id.clone())),
         )?;
-        self.snapshot_op.store(st.op, AtomicOrdering::Release);
+        self.snapshot_op.store(op, AtomicOrdering::Release);
         tracing::info!(
             collection = %self.name,
             points = st.by_id.len(),
+            to_index = st.waiting.len(),
             elapsed_ms = started.elapsed().as_millis() as u64,
             "index snapshot saved"
         );
         Ok(())
+    }
+
+    /// Moves up to `max` waiting vectors into the graph, after taking the stale
+    /// entries out of it. Returns how much it did (0: nothing to do). A failure
+    /// rebuilds the memory from the store, which has every write.
+    pub(crate) fn index_step(&self, max: usize) -> usize {
+        let _i = Self::lock(&self.indexing);
+        if self.deleted.load(AtomicOrdering::Acquire) {
+            return 0;
+        }
+        match self.insert_some(max) {
+            Ok(done) => done,
+            Err(e) => {
+                tracing::error!(collection = %self.name, error = %e, "indexing failed; rebuilding the collection's memory from its store");
+                let _w = Self::lock(&self.writer);
+                match rebuild(&self.store, self.read().op, &self.params) {
+                    Ok((state, index)) => {
+                        let mut st = self.write();
+                        let counted = st.counted;
+                        *st = state;
+                        st.counted = counted;
+                        self.count_backlog(&mut st);
+                        *self.graph_mut() = index;
+                        1
+                    }
+                    Err(e) => {
+                        tracing::error!(collection = %self.name, error = %e, "rebuilding failed");
+                        0
+                    }
+                }
+            }
+        }
+    }
+
+    /// One indexing step (the caller holds `indexing`).
+    fn insert_some(&self, max: usize) -> Result<usize> {
+        let removed = self.remove_stale()?;
+        let batch = {
+            let mut st = self.write();
+            let batch = Arc::new(st.waiting.split_off(max));
+            st.inserting = batch.clone();
+            batch
+        };
+        if batch.is_empty() {
+            return Ok(removed);
+        }
+        self.graph_mut().reserve(batch.len())?;
+        // Searches go on during the insert: the batch is searched from
+        // `inserting` and skipped in the graph.
+        let items: Vec<(u64, &[f32])> = batch.iter().collect();
+        let added = self.graph().add_batch(&items);
+        let mut st = self.write();
+        st.inserting = Arc::new(backlog(&self.params));
+        self.count_backlog(&mut st);
+        if added.is_err() {
+            // Whatever of the batch did go in is out of date now.
+            st.stale.extend(batch.iter().map(|(k, _)| k));
+        }
+        added?;
+        Ok(removed + batch.len())
+    }
+
+    /// Takes the stale entries out of the graph and frees the keys of deleted
+    /// points (the caller holds `indexing`).
+    fn remove_stale(&self) -> Result<usize> {
+        let removing: Vec<u64> = {
+            let mut st = self.write();
+            let stale = std::mem::take(&mut st.stale);
+            st.removing.clone_from(&stale);
+            stale.into_iter().collect()
+        };
+        if removing.is_empty() {
+            return Ok(0);
+        }
+        let removed = {
+            let mut graph = self.graph_mut();
+            removing.iter().try_for_each(|k| graph.remove(*k))
+        };
+        let mut st = self.write();
+        st.removing.clear();
+        if removed.is_err() {
+            st.stale.extend(removing.iter().copied());
+        }
+        removed?;
+        for k in &removing {
+            if st.slot(*k).is_none() && !st.stale.contains(k) && !st.waiting.contains(*k) {
+                st.free.push(*k);
+            }
+        }
+        Ok(removing.len())
+    }
+
+    /// Whether every point is in the graph.
+    pub(crate) fn is_indexed(&self) -> bool {
+        self.read().unindexed() == 0
     }
 }
 
@@ -555,14 +714,18 @@ fn compile(filter: Option<&Filter>) -> Result<Option<Compiled>> {
 }
 
 impl State {
-    fn empty(params: &CollectionParams, codes: Codes, op: u64, capacity: usize) -> Result<Self> {
-        Ok(Self {
+    fn empty(params: &CollectionParams, op: u64, capacity: usize) -> Self {
+        Self {
             slots: Vec::with_capacity(capacity),
             free: Vec::new(),
             by_id: BTreeMap::new(),
-            index: VectorIndex::new(params.size, params.distance, codes, capacity)?,
+            waiting: backlog(params),
+            inserting: Arc::new(backlog(params)),
+            stale: HashSet::new(),
+            removing: HashSet::new(),
+            counted: 0,
             op,
-        })
+        }
     }
 
     fn slot(&self, key: u64) -> Option<&Slot> {
@@ -576,8 +739,86 @@ impl State {
             .filter_map(|(i, s)| s.as_ref().map(|s| (i as u64, s)))
     }
 
+    fn backlog_bytes(&self) -> usize {
+        self.waiting.bytes() + self.inserting.bytes()
+    }
+
+    /// Live points whose vector is not (yet) searched in the graph.
+    fn unindexed(&self) -> usize {
+        let in_flight = self
+            .inserting
+            .iter()
+            .filter(|(k, _)| self.slot(*k).is_some() && !self.waiting.contains(*k))
+            .count();
+        self.waiting.len() + in_flight
+    }
+
+    /// Whether the graph holds exactly the live points' current vectors, so a
+    /// walk needs no check per key.
+    fn graph_is_current(&self) -> bool {
+        self.waiting.is_empty()
+            && self.inserting.is_empty()
+            && self.stale.is_empty()
+            && self.removing.is_empty()
+    }
+
+    /// Whether the graph's entry for `key` is the point's current vector.
+    fn in_graph(&self, key: u64) -> bool {
+        self.slot(key).is_some()
+            && !self.waiting.contains(key)
+            && !self.inserting.contains(key)
+            && !self.stale.contains(&key)
+    }
+
+    /// The vector of a live point, from the backlog or the graph.
+    fn vector(&self, graph: &VectorIndex, key: u64, buf: &mut [f32]) -> bool {
+        match self.waiting.get(key).or_else(|| self.inserting.get(key)) {
+            Some(v) if v.len() == buf.len() => {
+                buf.copy_from_slice(v);
+                true
+            }
+            Some(_) => false,
+            None => graph.get(key, buf),
+        }
+    }
+
+    /// The `count` best backlog vectors for `query` (that pass the filter).
+    fn unindexed_best(
+        &self,
+        distance: Distance,
+        query: &[f32],
+        count: usize,
+        filter: Option<&Compiled>,
+    ) -> Vec<(u64, f32)> {
+        if self.waiting.is_empty() && self.inserting.is_empty() {
+            return Vec::new();
+        }
+        let passes = |key: u64| {
+            self.slot(key)
+                .is_some_and(|s| filter.is_none_or(|f| f.matches(&s.id, &s.payload)))
+        };
+        let mut hits = self.waiting.scores(distance, query, passes);
+        hits.extend(
+            self.inserting
+                .scores(distance, query, |k| !self.waiting.contains(k) && passes(k)),
+        );
+        score::best(distance, hits, count)
+    }
+
+    /// The operation the graph reflects whole: every write up to it is in the
+    /// graph (the caller has removed the stale entries).
+    fn indexed_op(&self) -> u64 {
+        let oldest_waiting = self
+            .waiting
+            .iter()
+            .filter_map(|(k, _)| self.slot(k).map(|s| s.version))
+            .min();
+        oldest_waiting.map_or(self.op, |v| v.saturating_sub(1))
+    }
+
     fn record(
         &self,
+        graph: &VectorIndex,
         key: u64,
         with_payload: bool,
         with_vector: bool,
@@ -588,7 +829,7 @@ impl State {
             id: slot.id.clone(),
             payload: with_payload.then(|| slot.payload.clone()),
             // An int8 graph's vectors come from the store (see `originals`).
-            vector: (with_vector && !self.index.is_int8() && self.index.get(key, buf))
+            vector: (with_vector && !graph.is_int8() && self.vector(graph, key, buf))
                 .then(|| buf.to_vec()),
         })
     }
@@ -603,52 +844,51 @@ impl State {
         }
     }
 
-    /// Records upserted points (ids, payloads, versions), takes their old
-    /// vectors out of the graph and makes room for the new ones, which it
-    /// returns with their keys for [`VectorIndex::add_batch`].
-    fn stage_upserts(
-        &mut self,
-        points: impl Iterator<Item = Point>,
-        op: u64,
-    ) -> Result<Vec<(u64, Vec<f32>)>> {
-        let mut adds: Vec<(u64, Vec<f32>)> = Vec::new();
-        for p in points {
-            let key = match self.by_id.get(&p.id) {
-                Some(&k) => {
-                    self.index.remove(k)?;
-                    k
+    /// Records an upserted point (id, payload, version) and puts its vector in
+    /// the backlog; a graph entry it replaces becomes stale.
+    fn stage_upsert(&mut self, p: Point, op: u64) {
+        let key = match self.by_id.get(&p.id) {
+            Some(&k) => {
+                let in_flight = self.inserting.contains(k);
+                let only_in_graph = !self.waiting.contains(k) && !self.removing.contains(&k);
+                if in_flight || only_in_graph {
+                    self.stale.insert(k);
                 }
-                None => {
-                    let k = self.allocate();
-                    self.by_id.insert(p.id.clone(), k);
-                    k
-                }
-            };
-            if let Some(s) = self.slots.get_mut(key as usize) {
-                *s = Some(Slot {
-                    id: p.id,
-                    version: op,
-                    payload: p.payload,
-                });
+                k
             }
-            adds.push((key, p.vector));
+            None => {
+                let k = self.allocate();
+                self.by_id.insert(p.id.clone(), k);
+                k
+            }
+        };
+        self.waiting.put(key, &p.vector);
+        if let Some(s) = self.slots.get_mut(key as usize) {
+            *s = Some(Slot {
+                id: p.id,
+                version: op,
+                payload: p.payload,
+            });
         }
-        self.index.reserve(adds.len())?;
-        Ok(adds)
     }
 
-    fn apply_deletes(&mut self, ids: &[PointId], op: u64) -> Result<()> {
+    fn apply_deletes(&mut self, ids: &[PointId], op: u64) {
         self.op = op;
         for id in ids {
-            if let Some(key) = self.by_id.remove(id) {
-                self.index.remove(key)?;
-                if let Some(s) = self.slots.get_mut(key as usize) {
-                    *s = None;
-                }
+            let Some(key) = self.by_id.remove(id) else {
+                continue;
+            };
+            if let Some(s) = self.slots.get_mut(key as usize) {
+                *s = None;
+            }
+            let was_waiting = self.waiting.remove(key);
+            if self.inserting.contains(key) || !was_waiting {
+                // The graph has, or is about to have, an entry for it.
+                self.stale.insert(key);
+            } else if !self.stale.contains(&key) && !self.removing.contains(&key) {
                 self.free.push(key);
             }
         }
-        Ok(())
     }
 
     /// Whether a filter matches so few points that exact search over them beats
@@ -678,22 +918,23 @@ impl State {
     /// first (ties by id when filtered).
     fn exact(
         &self,
+        graph: &VectorIndex,
         distance: Distance,
         query: &[f32],
         wanted: usize,
         filter: Option<&Compiled>,
     ) -> Result<Vec<(u64, f32)>> {
-        let Some(filter) = filter else {
+        if filter.is_none() && self.graph_is_current() {
             // usearch's brute force: SIMD, no copies.
-            return self.index.exact(query, wanted);
-        };
+            return graph.exact(query, wanted);
+        }
         let mut buf = vec![0.0f32; query.len()];
         let mut heap: BinaryHeap<Ranked<'_>> = BinaryHeap::with_capacity(wanted + 1);
         for (key, s) in self.live() {
-            if !filter.matches(&s.id, &s.payload) {
+            if filter.is_some_and(|f| !f.matches(&s.id, &s.payload)) {
                 continue;
             }
-            if !self.index.get(key, &mut buf) {
+            if !self.vector(graph, key, &mut buf) {
                 continue;
             }
             let score = score::score(distance, query, &buf);
@@ -719,6 +960,12 @@ impl State {
             .map(|r| (r.key, r.score))
             .collect())
     }
+}
+
+/// An empty backlog for a collection's vectors.
+fn backlog(params: &CollectionParams) -> Backlog {
+    let f16 = params.quantization.is_none() && params.datatype == Datatype::Float16;
+    Backlog::new(params.size, f16)
 }
 
 /// How many candidates an int8 search fetches for `wanted` results: all the
@@ -767,15 +1014,15 @@ impl PartialEq for Ranked<'_> {
 impl Eq for Ranked<'_> {}
 
 /// Builds the in-memory state from the snapshot, if there is one that fits the
-/// store, then replays the writes made after it: points written since are
-/// re-inserted, points gone since are removed. `Ok(None)` means rebuild.
+/// store, then replays the writes made after it: points written since wait for
+/// the indexer, points gone since are removed. `Ok(None)` means rebuild.
 fn load_with_snapshot(
     store: &Store,
     dir: &Path,
     op: u64,
     params: &CollectionParams,
     codes: Codes,
-) -> Result<Option<(State, u64)>> {
+) -> Result<Option<(State, VectorIndex, u64)>> {
     let loaded = match snapshot::load(dir, op, params.size, params.distance, codes) {
         Ok(Some(l)) => l,
         Ok(None) => return Ok(None),
@@ -794,9 +1041,8 @@ fn load_with_snapshot(
     if keys.len() != index.len() || max_key > keys.len().saturating_mul(4).max(1 << 20) {
         return Ok(None);
     }
-    let mut slots: Vec<Option<Slot>> = Vec::new();
-    slots.resize_with(max_key, || None);
-    let mut by_id = BTreeMap::new();
+    let mut st = State::empty(params, op, max_key);
+    st.slots.resize_with(max_key, || None);
     // Points written after the snapshot: (key in the graph if it has one, vector).
     let mut changed: Vec<(Option<u64>, StoredPoint)> = Vec::new();
     let mut fits = true;
@@ -810,14 +1056,14 @@ fn load_with_snapshot(
             return Ok(());
         }
         // Unchanged since the snapshot: it must be in it.
-        match known.and_then(|k| slots.get_mut(k as usize).map(|s| (k, s))) {
+        match known.and_then(|k| st.slots.get_mut(k as usize).map(|s| (k, s))) {
             Some((k, s)) => {
-                by_id.insert(p.id.clone(), k);
                 *s = Some(Slot {
-                    id: p.id,
+                    id: p.id.clone(),
                     version: p.version,
                     payload: p.payload,
                 });
+                st.by_id.insert(p.id, k);
             }
             None => fits = false,
         }
@@ -832,31 +1078,24 @@ fn load_with_snapshot(
     for (_, k) in keys {
         index.remove(k)?;
     }
+    for (known, _) in &changed {
+        if let Some(k) = known {
+            index.remove(*k)?;
+        }
+    }
     // Keys of rewritten points stay theirs; the other empty slots are free.
     let rewritten: HashSet<u64> = changed.iter().filter_map(|c| c.0).collect();
-    let free = slots
+    st.free = st
+        .slots
         .iter()
         .enumerate()
         .filter(|(i, s)| s.is_none() && !rewritten.contains(&(*i as u64)))
         .map(|(i, _)| i as u64)
         .collect();
-    let mut st = State {
-        slots,
-        free,
-        by_id,
-        index,
-        op,
-    };
-    let mut adds: Vec<(u64, Vec<f32>)> = Vec::with_capacity(changed.len());
     for (known, p) in changed {
-        let key = match known {
-            Some(k) => {
-                st.index.remove(k)?;
-                k
-            }
-            None => st.allocate(),
-        };
+        let key = known.unwrap_or_else(|| st.allocate());
         st.by_id.insert(p.id.clone(), key);
+        st.waiting.put(key, &p.vector);
         if let Some(s) = st.slots.get_mut(key as usize) {
             *s = Some(Slot {
                 id: p.id,
@@ -864,35 +1103,30 @@ fn load_with_snapshot(
                 payload: p.payload,
             });
         }
-        adds.push((key, p.vector));
     }
-    let items: Vec<(u64, &[f32])> = adds.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-    st.index.reserve(items.len())?;
-    st.index.add_batch(&items)?;
     if replayed + removed > 0 {
         tracing::info!(
             snapshot_op,
             store_op = op,
             replayed,
             removed,
-            "replayed the writes made after the index snapshot"
+            "the writes made after the index snapshot wait to be indexed"
         );
     }
-    Ok(Some((st, snapshot_op)))
+    Ok(Some((st, index, snapshot_op)))
 }
 
-/// Builds the in-memory state and the graph from the store.
-fn rebuild(store: &Store, op: u64, params: &CollectionParams) -> Result<State> {
+/// Builds the in-memory state from the store with an empty graph: every point
+/// waits for the indexer.
+fn rebuild(store: &Store, op: u64, params: &CollectionParams) -> Result<(State, VectorIndex)> {
     let n = usize::try_from(store.len()?).unwrap_or(usize::MAX);
-    let mut st = State::empty(params, Codes::of(params, store.scale()?), op, n)?;
-    let mut batch: Vec<(u64, Vec<f32>)> = Vec::with_capacity(REBUILD_BATCH.min(n));
-    let flush = |st: &mut State, batch: &mut Vec<(u64, Vec<f32>)>| -> Result<()> {
-        let items: Vec<(u64, &[f32])> = batch.iter().map(|(k, v)| (*k, v.as_slice())).collect();
-        st.index.reserve(items.len())?;
-        st.index.add_batch(&items)?;
-        batch.clear();
-        Ok(())
-    };
+    let mut st = State::empty(params, op, n);
+    let index = VectorIndex::new(
+        params.size,
+        params.distance,
+        Codes::of(params, store.scale()?),
+        n,
+    )?;
     store.for_each(|p| {
         if p.vector.len() != params.size {
             return Err(CollectionError::Storage(format!(
@@ -904,17 +1138,13 @@ fn rebuild(store: &Store, op: u64, params: &CollectionParams) -> Result<State> {
         }
         let key = st.slots.len() as u64;
         st.by_id.insert(p.id.clone(), key);
+        st.waiting.put(key, &p.vector);
         st.slots.push(Some(Slot {
             id: p.id,
             version: p.version,
             payload: p.payload,
         }));
-        batch.push((key, p.vector));
-        if batch.len() >= REBUILD_BATCH {
-            flush(&mut st, &mut batch)?;
-        }
         Ok(())
     })?;
-    flush(&mut st, &mut batch)?;
-    Ok(st)
+    Ok((st, index))
 }

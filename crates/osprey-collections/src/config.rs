@@ -18,6 +18,11 @@ pub struct CollectionsConfig {
     pub max_payload_bytes: usize,
     /// The largest vector size a collection may be created with.
     pub max_vector_size: usize,
+    /// Bytes of vectors (4 per dimension) that may wait for the background
+    /// indexer, across all collections. They are searched exhaustively until
+    /// indexed; a write that would pass the bound waits for the indexer, and
+    /// after 2 s gets 503 with `Retry-After`.
+    pub max_unindexed_bytes: usize,
 }
 
 impl Default for CollectionsConfig {
@@ -28,6 +33,7 @@ impl Default for CollectionsConfig {
             max_points_per_request: 10_000,
             max_payload_bytes: 65_536,
             max_vector_size: 65_536,
+            max_unindexed_bytes: 256 << 20,
         }
     }
 }

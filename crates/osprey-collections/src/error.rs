@@ -29,12 +29,15 @@ pub enum CollectionError {
     Storage(String),
     #[error("index error: {0}")]
     Index(String),
+    /// Too much waits to be indexed; the client should retry shortly.
+    #[error("busy: {0}")]
+    Busy(String),
 }
 
 impl CollectionError {
     /// True when the request was at fault (a 4xx), false for a server fault (5xx).
     pub fn is_client_error(&self) -> bool {
-        !matches!(self, Self::Storage(_) | Self::Index(_))
+        !matches!(self, Self::Storage(_) | Self::Index(_) | Self::Busy(_))
     }
 
     pub(crate) fn storage(e: impl std::fmt::Display) -> Self {

@@ -28,8 +28,6 @@ pub const EF_CONSTRUCTION: usize = 128;
 /// Candidate list size while searching (HNSW `ef`), unless a request names one.
 /// On 100k × 384 clustered vectors it gives recall@10 ≥ 0.95 (see the tests).
 pub const DEFAULT_EF: usize = 64;
-/// Graphs smaller than this grow one insert at a time.
-const SEQUENTIAL_NODES: usize = 1024;
 /// Components looked at to choose an int8 scale: enough for a stable quantile.
 const SCALE_SAMPLE: usize = 1 << 20;
 
@@ -222,55 +220,31 @@ impl VectorIndex {
     }
 
     /// Adds vectors under keys not in the graph, after [`VectorIndex::reserve`]
-    /// made room for them. Safe while searches run (usearch inserts
-    /// concurrently); batches are inserted from several threads.
+    /// made room for them. Safe while searches run.
+    ///
+    /// One insert at a time: concurrent inserts into a usearch graph can leave
+    /// a node that no search reaches (usearch issue #735; seen here in graphs of
+    /// 1k to 12k nodes, with each point's own vector not finding it). Inserts
+    /// run behind the writes, on the indexer's thread, so this costs no write
+    /// any time.
     pub(crate) fn add_batch(&self, items: &[(u64, &[f32])]) -> Result<()> {
         if items.is_empty() {
             return Ok(());
         }
         let scale = self.scale()?;
-        let workers = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1)
-            .min(self.threads);
-        let insert = |part: &[(u64, &[f32])]| -> Result<()> {
-            let _permit = self.permits.take();
-            let mut codes = Vec::new();
-            for (key, v) in part {
-                match scale {
-                    Some(scale) => {
-                        quantize(v, scale, &mut codes);
-                        self.inner.add(*key, &codes)
-                    }
-                    None => self.inner.add(*key, v),
+        let _permit = self.permits.take();
+        let mut codes = Vec::new();
+        for (key, v) in items {
+            match scale {
+                Some(scale) => {
+                    quantize(v, scale, &mut codes);
+                    self.inner.add(*key, &codes)
                 }
-                .map_err(CollectionError::index)?;
+                None => self.inner.add(*key, v),
             }
-            Ok(())
-        };
-        // A small graph is grown from one thread: concurrent inserts into a
-        // few hundred nodes can leave one unreachable. Past that, a graph insert
-        // costs about a millisecond, so even small batches are worth a second
-        // thread.
-        let first = SEQUENTIAL_NODES
-            .saturating_sub(self.inner.size())
-            .min(items.len());
-        let (first, rest) = items.split_at(first);
-        insert(first)?;
-        if rest.len() < 2 * workers || workers < 2 {
-            return insert(rest);
+            .map_err(CollectionError::index)?;
         }
-        let chunk = rest.len().div_ceil(workers);
-        std::thread::scope(|s| {
-            let handles: Vec<_> = rest
-                .chunks(chunk)
-                .map(|part| s.spawn(move || insert(part)))
-                .collect();
-            handles.into_iter().try_for_each(|h| {
-                h.join()
-                    .map_err(|_| CollectionError::Index("an insert thread panicked".into()))?
-            })
-        })
+        Ok(())
     }
 
     pub(crate) fn remove(&mut self, key: u64) -> Result<()> {

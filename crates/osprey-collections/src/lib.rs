@@ -40,11 +40,13 @@
 //!   points 18 ms (one fsync).
 #![forbid(unsafe_code)]
 
+mod backlog;
 mod collection;
 mod config;
 mod error;
 mod filter;
 mod index;
+mod indexer;
 mod manager;
 mod point;
 mod score;

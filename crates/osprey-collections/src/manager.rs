@@ -15,6 +15,7 @@ use crate::collection::{Collection, Limits};
 use crate::config::CollectionsConfig;
 use crate::error::{CollectionError, Result};
 use crate::filter::Filter;
+use crate::indexer::{Backpressure, Indexer, OpenMap};
 use crate::point::{
     CollectionInfo, CollectionParams, Point, PointId, Record, ScoredPoint, SearchRequest, Selector,
     UpdateResult,
@@ -34,16 +35,21 @@ const MAX_NAME_CHARS: usize = 255;
 pub struct Collections {
     root: PathBuf,
     config: CollectionsConfig,
-    open: RwLock<BTreeMap<String, Arc<Collection>>>,
+    open: Arc<OpenMap>,
     /// Serializes creating and deleting.
     layout: Mutex<()>,
+    pressure: Arc<Backpressure>,
+    /// Stops the indexer thread when the collections are dropped.
+    _indexer: Indexer,
 }
 
 impl Collections {
     /// Opens every collection under `config.path` (creating the directory),
-    /// loading or rebuilding each index.
+    /// loading each graph from its snapshot. Points the snapshot lacks (all of
+    /// them without one) are searchable at once and indexed in the background.
     pub fn open(config: &CollectionsConfig) -> Result<Self> {
         let root = config.path.clone();
+        let pressure = Arc::new(Backpressure::new(config.max_unindexed_bytes));
         fs::create_dir_all(&root)
             .map_err(|e| CollectionError::Storage(format!("creating {}: {e}", root.display())))?;
         let limits = limits(config);
@@ -65,7 +71,7 @@ impl Collections {
             if file_name.starts_with('.') || !path.join(DB_FILE).is_file() {
                 continue;
             }
-            let collection = Collection::open(&path, limits).map_err(|e| {
+            let collection = Collection::open(&path, limits, pressure.clone()).map_err(|e| {
                 CollectionError::Storage(format!("opening collection at {}: {e}", path.display()))
             })?;
             if dir_name(collection.name()) != file_name {
@@ -77,11 +83,15 @@ impl Collections {
             }
             open.insert(collection.name().to_string(), Arc::new(collection));
         }
+        let open = Arc::new(RwLock::new(open));
+        let indexer = Indexer::start(pressure.clone(), Arc::downgrade(&open))?;
         Ok(Self {
             root,
             config: config.clone(),
-            open: RwLock::new(open),
+            open,
             layout: Mutex::new(()),
+            pressure,
+            _indexer: indexer,
         })
     }
 
@@ -137,7 +147,7 @@ impl Collections {
             let _ = fs::remove_dir_all(&tmp);
             return Err(e);
         }
-        let collection = Collection::open(&target, limits(&self.config))?;
+        let collection = Collection::open(&target, limits(&self.config), self.pressure.clone())?;
         self.open
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -266,6 +276,26 @@ impl Collections {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Waits until every point of a collection is in its graph; false if that
+    /// did not happen within `within`. Searches are exact for the points still
+    /// waiting, so this matters only for speed.
+    pub fn wait_indexed(&self, name: &str, within: std::time::Duration) -> Result<bool> {
+        let c = self.get(name)?;
+        let deadline = std::time::Instant::now() + within;
+        while !c.is_indexed() {
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        Ok(true)
+    }
+
+    /// Bytes of vectors written and not yet indexed, in all collections.
+    pub fn unindexed_bytes(&self) -> usize {
+        self.pressure.bytes()
     }
 
     /// The directory collections live in.

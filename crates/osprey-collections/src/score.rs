@@ -32,6 +32,17 @@ pub(crate) fn rank(distance: Distance, a: f32, b: f32) -> std::cmp::Ordering {
     }
 }
 
+/// The `count` best of `hits`, best first (ties by key).
+pub(crate) fn best(distance: Distance, mut hits: Vec<(u64, f32)>, count: usize) -> Vec<(u64, f32)> {
+    let order = |a: &(u64, f32), b: &(u64, f32)| rank(distance, a.1, b.1).then(a.0.cmp(&b.0));
+    if hits.len() > count && count > 0 {
+        hits.select_nth_unstable_by(count - 1, order);
+    }
+    hits.truncate(count);
+    hits.sort_by(order);
+    hits
+}
+
 /// Whether `score` passes a Qdrant `score_threshold`.
 pub(crate) fn passes(distance: Distance, score: f32, threshold: f32) -> bool {
     if distance.higher_is_better() {

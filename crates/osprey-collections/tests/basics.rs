@@ -8,6 +8,7 @@ use osprey_collections::{
     PointId, SearchRequest, Selector,
 };
 use serde_json::json;
+use std::time::Duration;
 
 fn config(dir: &tempfile::TempDir) -> CollectionsConfig {
     CollectionsConfig {
@@ -80,7 +81,8 @@ fn create_upsert_search_and_reopen() {
     assert_eq!(c.list(), vec!["docs".to_string()]);
     let info = c.info("docs").unwrap();
     assert_eq!(info.points_count, 3);
-    assert_eq!(info.indexed_vectors_count, 3);
+    assert!(c.wait_indexed("docs", Duration::from_secs(30)).unwrap());
+    assert_eq!(c.info("docs").unwrap().indexed_vectors_count, 3);
     let recs = c
         .retrieve("docs", &[PointId::Uuid(uuid), PointId::Num(9)], true, false)
         .unwrap();

@@ -19,6 +19,7 @@ fn small_limits(dir: &tempfile::TempDir) -> CollectionsConfig {
         max_points_per_request: 10,
         max_payload_bytes: 100,
         max_vector_size: 64,
+        ..CollectionsConfig::default()
     }
 }
 

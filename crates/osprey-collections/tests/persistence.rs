@@ -8,6 +8,7 @@ mod support;
 
 use std::collections::HashSet;
 use std::fs;
+use std::time::Duration;
 
 use osprey_collections::{Collections, Distance, Filter, Point, PointId, SearchRequest, Selector};
 use serde_json::json;
@@ -329,6 +330,8 @@ fn snapshots_are_used_when_current_and_ignored_when_damaged() {
         assert_eq!(exact.len(), 5);
         // The rebuild removed the damaged snapshot.
         assert!(!col_dir.join("index.meta").exists());
+        // Rebuilt in the background: a snapshot is saved once it is indexed.
+        assert!(c.wait_indexed("s", Duration::from_secs(60)).unwrap());
         c.flush().unwrap();
     }
     // A damaged metadata file likewise.
@@ -455,6 +458,7 @@ fn concurrent_readers_and_writers() {
         }
     });
     assert_eq!(c.count("c", None).unwrap(), 5_100);
+    assert!(c.wait_indexed("c", Duration::from_secs(120)).unwrap());
     assert_eq!(c.info("c").unwrap().indexed_vectors_count, 5_100);
 }
 
@@ -514,6 +518,7 @@ fn writes_after_a_snapshot_are_replayed_on_open() {
         "the snapshot was used"
     );
     assert_eq!(c.count("r", None).unwrap(), 1_000 - 100 + 1 + 1);
+    assert!(c.wait_indexed("r", Duration::from_secs(60)).unwrap());
     assert_eq!(c.info("r").unwrap().indexed_vectors_count, 902);
     let nearest = |v: &[f32]| {
         c.search(

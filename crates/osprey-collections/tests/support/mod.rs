@@ -121,6 +121,13 @@ pub fn fill(
     if !batch.is_empty() {
         c.upsert(name, batch).unwrap();
     }
+    // What the callers measure is the graph, not the exhaustive search of the
+    // points still waiting for it.
+    assert!(
+        c.wait_indexed(name, std::time::Duration::from_secs(300))
+            .unwrap(),
+        "indexing {name} took over 5 minutes"
+    );
     all
 }
 

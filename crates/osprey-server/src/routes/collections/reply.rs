@@ -93,6 +93,7 @@ impl From<CollectionError> for QdrantError {
             CollectionError::NotFound(_) => StatusCode::NOT_FOUND,
             CollectionError::AlreadyExists(_) => StatusCode::CONFLICT,
             CollectionError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            CollectionError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
             _ if e.is_client_error() => StatusCode::BAD_REQUEST,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -100,10 +101,17 @@ impl From<CollectionError> for QdrantError {
             CollectionError::NotFound(name) => {
                 format!("Not found: Collection `{name}` doesn't exist!")
             }
+            CollectionError::Busy(_) => format!("Service unavailable: {e}"),
             _ if e.is_client_error() => format!("Wrong input: {e}"),
             _ => format!("Service internal error: {e}"),
         };
-        Self::new(status, message)
+        let mut err = Self::new(status, message);
+        if matches!(e, CollectionError::Busy(_)) {
+            let mut headers = axum::http::HeaderMap::new();
+            headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            err.headers = Some(Box::new(headers));
+        }
+        err
     }
 }
 

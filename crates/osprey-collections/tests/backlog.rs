@@ -1,0 +1,215 @@
+//! Writes are acknowledged before their vectors are in the graph: the points
+//! waiting for the indexer must be found (exactly) from the moment the write
+//! returns, replaced and deleted points must never show their old vectors, the
+//! bound on what waits must hold, and a restart must pick up where indexing was.
+
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+mod support;
+
+use std::time::Duration;
+
+use osprey_collections::{
+    Collections, CollectionsConfig, Distance, Point, PointId, SearchRequest, Selector,
+};
+use support::*;
+
+const DIMS: usize = 32;
+
+fn points(data: &mut Clusters, ids: std::ops::Range<u64>) -> Vec<Point> {
+    ids.map(|i| {
+        let (v, cluster) = data.sample();
+        Point {
+            id: PointId::Num(i),
+            vector: v,
+            payload: payload_for(i, cluster),
+        }
+    })
+    .collect()
+}
+
+fn top(c: &Collections, v: &[f32], limit: usize) -> Vec<(PointId, f32)> {
+    c.search(
+        "b",
+        &SearchRequest {
+            vector: v.to_vec(),
+            limit,
+            // A broad walk: what is checked is which vectors are searched, not
+            // the graph's recall at the default breadth.
+            ef: Some(4_096),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .into_iter()
+    .map(|h| (h.id, h.score))
+    .collect()
+}
+
+/// Each point is its own nearest neighbour (cosine 1).
+fn assert_found(c: &Collections, batch: &[Point]) {
+    for p in batch.iter().step_by(97) {
+        let hits = top(c, &p.vector, 3);
+        assert_eq!(
+            hits[0].0, p.id,
+            "point {} is not found first: {hits:?}",
+            p.id
+        );
+        assert!((hits[0].1 - 1.0).abs() < 1e-4, "score {}", hits[0].1);
+    }
+}
+
+#[test]
+fn points_are_searchable_before_they_are_indexed() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collections::open(&config(&dir)).unwrap();
+    c.create("b", params(DIMS, Distance::Cosine)).unwrap();
+    let mut data = Clusters::new(DIMS, 64, 0, 11);
+    let first = points(&mut data, 0..12_000);
+    for chunk in first.chunks(4_000) {
+        c.upsert("b", chunk.to_vec()).unwrap();
+    }
+    let info = c.info("b").unwrap();
+    assert_eq!(info.points_count, 12_000);
+    assert!(
+        info.indexed_vectors_count < 12_000,
+        "the write waited for the graph"
+    );
+    // Found while the indexer works: from the backlog, the batch being
+    // inserted, or the graph.
+    assert_found(&c, &first);
+
+    // Replace and delete points in every stage: waiting, being inserted,
+    // already in the graph.
+    let far = |i: u64| {
+        let mut v = vec![0.0f32; DIMS];
+        v[(i as usize) % DIMS] = if i % 2 == 0 { 1.0 } else { -1.0 };
+        v
+    };
+    let mut replaced = Vec::new();
+    for round in 0..6u64 {
+        let ids: Vec<u64> = (0..20).map(|k| round * 1_000 + k * 37).collect();
+        let moved: Vec<Point> = ids
+            .iter()
+            .map(|&i| Point {
+                id: PointId::Num(i),
+                vector: far(i),
+                payload: Default::default(),
+            })
+            .collect();
+        c.upsert("b", moved).unwrap();
+        replaced.extend(ids.iter().copied());
+        let gone: Vec<PointId> = (0..20)
+            .map(|k| PointId::Num(round * 1_000 + 500 + k * 11))
+            .collect();
+        c.delete_points("b", &Selector::Ids(gone)).unwrap();
+        std::thread::sleep(Duration::from_millis(30));
+    }
+    let check = |c: &Collections| {
+        for &i in &replaced {
+            let old = &first[i as usize].vector;
+            // The old vector is hidden: the point does not score 1 against it.
+            let hits = top(c, old, 10);
+            assert!(
+                hits.iter()
+                    .all(|(id, s)| *id != PointId::Num(i) || *s < 0.999),
+                "point {i} still answers for its old vector"
+            );
+        }
+        for round in 0..6u64 {
+            for k in 0..20 {
+                let i = round * 1_000 + 500 + k * 11;
+                let hits = top(c, &first[i as usize].vector, 10);
+                assert!(
+                    hits.iter().all(|(id, _)| *id != PointId::Num(i)),
+                    "deleted point {i} was found"
+                );
+            }
+        }
+        assert_eq!(c.count("b", None).unwrap(), 12_000 - 120);
+        // Exact search agrees with the default one on a point's own vector.
+        let p = &first[7_001];
+        let exact = c
+            .search(
+                "b",
+                &SearchRequest {
+                    vector: p.vector.clone(),
+                    limit: 1,
+                    exact: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        assert_eq!(exact[0].id, p.id);
+    };
+    check(&c);
+    assert!(c.wait_indexed("b", Duration::from_secs(300)).unwrap());
+    assert_eq!(c.info("b").unwrap().indexed_vectors_count, 12_000 - 120);
+    check(&c);
+    let survivors: Vec<Point> = first
+        .into_iter()
+        .filter(|p| {
+            let PointId::Num(i) = p.id else { return false };
+            !replaced.contains(&i)
+                && !(i % 1_000 >= 500 && i % 1_000 < 720 && (i % 1_000 - 500) % 11 == 0)
+        })
+        .collect();
+    assert_found(&c, &survivors);
+}
+
+#[test]
+fn a_write_waits_for_room_in_the_backlog() {
+    let dir = tempfile::tempdir().unwrap();
+    let batch_bytes = 64 * DIMS * 4;
+    let c = Collections::open(&CollectionsConfig {
+        max_unindexed_bytes: 1_024,
+        ..config(&dir)
+    })
+    .unwrap();
+    c.create("b", params(DIMS, Distance::Cosine)).unwrap();
+    let mut data = Clusters::new(DIMS, 64, 0, 12);
+    for round in 0..20u64 {
+        let batch = points(&mut data, round * 64..(round + 1) * 64);
+        c.upsert("b", batch.clone()).unwrap();
+        // A batch over the bound is taken only into an empty backlog.
+        assert!(
+            c.unindexed_bytes() <= batch_bytes,
+            "{}",
+            c.unindexed_bytes()
+        );
+        assert_found(&c, &batch);
+    }
+    assert!(c.wait_indexed("b", Duration::from_secs(60)).unwrap());
+    assert_eq!(c.unindexed_bytes(), 0);
+}
+
+#[test]
+fn indexing_goes_on_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir);
+    let mut data = Clusters::new(DIMS, 64, 0, 13);
+    let all = points(&mut data, 0..9_000);
+    {
+        let c = Collections::open(&cfg).unwrap();
+        c.create("b", params(DIMS, Distance::Cosine)).unwrap();
+        c.upsert("b", all[..3_000].to_vec()).unwrap();
+        assert!(c.wait_indexed("b", Duration::from_secs(120)).unwrap());
+        c.upsert("b", all[3_000..6_000].to_vec()).unwrap();
+        // Saved with part of the writes still waiting: the snapshot covers
+        // what was indexed.
+        c.flush().unwrap();
+        c.upsert("b", all[6_000..].to_vec()).unwrap();
+        // Dropped without a flush, most likely mid-indexing.
+    }
+    let c = Collections::open(&cfg).unwrap();
+    assert_eq!(c.count("b", None).unwrap(), 9_000);
+    assert_found(&c, &all);
+    assert!(c.wait_indexed("b", Duration::from_secs(300)).unwrap());
+    assert_eq!(c.info("b").unwrap().indexed_vectors_count, 9_000);
+    assert_found(&c, &all);
+    c.flush().unwrap();
+    drop(c);
+    let c = Collections::open(&cfg).unwrap();
+    assert_eq!(c.info("b").unwrap().indexed_vectors_count, 9_000);
+    assert_found(&c, &all);
+}
