@@ -163,10 +163,17 @@ pub async fn info(State(state): State<AppState>, Path(name): Path<String>, call:
     if let Some(m) = &p.model {
         vectors["model"] = json!(m);
     }
+    // As in Qdrant: yellow while written points are still being indexed (they
+    // are searched exhaustively meanwhile).
+    let status = if info.indexed_vectors_count < info.points_count {
+        "yellow"
+    } else {
+        "green"
+    };
     Ok(ok(
         call.started,
         json!({
-            "status": "green",
+            "status": status,
             "optimizer_status": "ok",
             "points_count": info.points_count,
             "indexed_vectors_count": info.indexed_vectors_count,
@@ -179,7 +186,11 @@ pub async fn info(State(state): State<AppState>, Path(name): Path<String>, call:
                     "write_consistency_factor": 1,
                     "on_disk_payload": true,
                 },
-                "hnsw_config": { "m": 16, "ef_construct": 100, "full_scan_threshold": 10000 },
+                "hnsw_config": {
+                    "m": osprey_collections::CONNECTIVITY,
+                    "ef_construct": osprey_collections::EF_CONSTRUCTION,
+                    "full_scan_threshold": 10000,
+                },
                 "optimizer_config": { "default_segment_number": 1, "flush_interval_sec": 0 },
                 "wal_config": { "wal_capacity_mb": 0, "wal_segments_ahead": 0 },
                 "quantization_config": p.quantization,
@@ -408,8 +419,15 @@ pub async fn query(
                 quantization,
             };
             let n = name.clone();
-            blocking(&state, move |c| c.search(&n, &search))
-                .await?
+            let (found, inside) = blocking(&state, move |c| {
+                let started = Instant::now();
+                c.search(&n, &search).map(|found| (found, started.elapsed()))
+            })
+            .await?;
+            // The search itself, on the worker thread, apart from the hand-off
+            // to it and back (what an in-process index would report).
+            stages.push(("index", inside));
+            found
                 .into_iter()
                 .map(|p| ScoredOut::from(p, with_payload.as_ref()))
                 .collect::<Vec<_>>()
