@@ -83,7 +83,7 @@ fn points_are_searchable_before_they_are_indexed() {
     // already in the graph.
     let far = |i: u64| {
         let mut v = vec![0.0f32; DIMS];
-        v[(i as usize) % DIMS] = if i % 2 == 0 { 1.0 } else { -1.0 };
+        v[(i as usize) % DIMS] = if i.is_multiple_of(2) { 1.0 } else { -1.0 };
         v
     };
     let mut replaced = Vec::new();
@@ -146,13 +146,13 @@ fn points_are_searchable_before_they_are_indexed() {
     assert!(c.wait_indexed("b", Duration::from_secs(300)).unwrap());
     assert_eq!(c.info("b").unwrap().indexed_vectors_count, 12_000 - 120);
     check(&c);
+    let deleted = |i: u64| {
+        let r = i % 1_000;
+        (500..720).contains(&r) && (r - 500).is_multiple_of(11)
+    };
     let survivors: Vec<Point> = first
         .into_iter()
-        .filter(|p| {
-            let PointId::Num(i) = p.id else { return false };
-            !replaced.contains(&i)
-                && !(i % 1_000 >= 500 && i % 1_000 < 720 && (i % 1_000 - 500) % 11 == 0)
-        })
+        .filter(|p| matches!(p.id, PointId::Num(i) if !replaced.contains(&i) && !deleted(i)))
         .collect();
     assert_found(&c, &survivors);
 }

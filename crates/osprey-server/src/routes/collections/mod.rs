@@ -421,7 +421,8 @@ pub async fn query(
             let n = name.clone();
             let (found, inside) = blocking(&state, move |c| {
                 let started = Instant::now();
-                c.search(&n, &search).map(|found| (found, started.elapsed()))
+                c.search(&n, &search)
+                    .map(|found| (found, started.elapsed()))
             })
             .await?;
             // The search itself, on the worker thread, apart from the hand-off
