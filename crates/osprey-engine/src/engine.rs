@@ -154,14 +154,20 @@ impl ModelParts {
         let revision = {
             let dir = model.path.clone();
             let weights = weights.clone();
-            std::thread::spawn(move || osprey_models::revision_of(&dir, &weights))
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                osprey_models::revision_of(&dir, &weights).map(|r| (r, t.elapsed()))
+            })
         };
         // The tokenizer loads on its own thread too: parsing tokenizer.json takes as
         // long as reading the weights.
         let tokenizer = {
             let path = model.file("tokenizer.json");
             let max = model.max_seq_length;
-            std::thread::spawn(move || TextTokenizer::load(&path, max))
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                TextTokenizer::load(&path, max).map(|tok| (tok, t.elapsed()))
+            })
         };
         let threads = config.batching.threads_for(config.backend);
         let shared = config.batching.shares_threads(config.backend);
@@ -174,7 +180,9 @@ impl ModelParts {
             onnxruntime_lib: config.onnxruntime_lib.clone(),
             onnx_prepack: config.onnx_prepack,
         };
+        let loading = Instant::now();
         let mut backends = load_backends(&model, &opts)?;
+        let backends_took = loading.elapsed();
         let factory: BackendFactory = {
             let (model, one) = (
                 model.clone(),
@@ -193,7 +201,7 @@ impl ModelParts {
                     .ok_or_else(|| EngineError::Backend("no backend was built".into()))
             })
         };
-        let tokenizer = tokenizer
+        let (tokenizer, tokenizer_took) = tokenizer
             .join()
             .map_err(|_| EngineError::Backend("tokenizer loading panicked".into()))??;
         let accuracy = match (config.precision, backends.first_mut()) {
@@ -216,9 +224,17 @@ impl ModelParts {
                 )?)
             }
         };
-        let revision = revision
+        let (revision, revision_took) = revision
             .join()
             .map_err(|_| EngineError::Backend("revision hashing panicked".into()))??;
+        // The three run side by side; what each took says which one sets the
+        // start-up time.
+        tracing::debug!(
+            backends_ms = backends_took.as_millis() as u64,
+            tokenizer_ms = tokenizer_took.as_millis() as u64,
+            revision_ms = revision_took.as_millis() as u64,
+            "model files loaded"
+        );
         Ok(Self {
             id: model.id.clone(),
             revision,

@@ -13,7 +13,7 @@ use ort::session::Session;
 use ort::session::builder::{AutoDevicePolicy, GraphOptimizationLevel, SessionBuilder};
 
 use crate::onnx::ort_err;
-use crate::onnx_cache;
+use crate::onnx_cache::{self, GraphBytes};
 use crate::{ModelError, Result};
 
 /// Where a session's intra-op work runs.
@@ -40,7 +40,7 @@ pub(crate) struct GraphSession {
     // Declared before `_graph` so that it drops first: the session reads the
     // graph's bytes until it is gone.
     pub session: Session,
-    _graph: Option<Arc<[u8]>>,
+    _graph: Option<Arc<GraphBytes>>,
 }
 
 /// `replicas` sessions of the graph in `file`, running on `threads`, sharing the
@@ -71,13 +71,10 @@ pub(crate) fn sessions(
         }
     }
     let graph = match optimised(env, file, threads) {
-        Ok(bytes) => {
-            if let Some(path) = &cached {
-                onnx_cache::write(path, &bytes);
-                onnx_cache::remember(path, &bytes);
-            }
-            Some(bytes)
-        }
+        Ok(bytes) => Some(match &cached {
+            Some(path) => onnx_cache::keep(path, bytes),
+            None => Arc::new(GraphBytes::Made(bytes)),
+        }),
         Err(e) => {
             tracing::warn!(
                 file = %file.display(),
@@ -98,7 +95,7 @@ fn replicas_of(
     threads: Threads,
     replicas: usize,
     prepack: bool,
-    graph: Option<Arc<[u8]>>,
+    graph: Option<Arc<GraphBytes>>,
 ) -> Result<Vec<GraphSession>> {
     let one = || -> Result<GraphSession> {
         let mut builder = builder(env, threads)?;
@@ -141,7 +138,7 @@ fn replicas_of(
 }
 
 /// The graph in `file` optimised for this machine, in onnxruntime's format.
-fn optimised(env: &Environment, file: &Path, threads: Threads) -> Result<Arc<[u8]>> {
+fn optimised(env: &Environment, file: &Path, threads: Threads) -> Result<Vec<u8>> {
     let dir = tempfile::tempdir().map_err(|source| ModelError::Io {
         path: std::env::temp_dir(),
         source,
@@ -155,11 +152,10 @@ fn optimised(env: &Environment, file: &Path, threads: Threads) -> Result<Arc<[u8
     entry(builder, "session.save_model_format", "ORT")?
         .commit_from_file(file)
         .map_err(ort_err)?;
-    let bytes = std::fs::read(&saved).map_err(|source| ModelError::Io {
+    std::fs::read(&saved).map_err(|source| ModelError::Io {
         path: saved.clone(),
         source,
-    })?;
-    Ok(bytes.into())
+    })
 }
 
 /// A session builder on the shared environment with Osprey's settings.
