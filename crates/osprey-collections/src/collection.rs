@@ -390,13 +390,11 @@ impl Collection {
             // The walk skips graph entries that are out of date or whose point
             // waits in the backlog (the backlog is compared below).
             let clean = st.graph_is_current();
-            let pred = |key: u64| match (&filter, clean) {
-                (None, true) => true,
-                (None, false) => st.in_graph(key),
-                (Some(f), _) => {
-                    (clean || st.in_graph(key))
-                        && st.slot(key).is_some_and(|s| f.matches(&s.id, &s.payload))
-                }
+            let pred = |key: u64| {
+                (clean || st.in_graph(key))
+                    && filter
+                        .as_ref()
+                        .is_none_or(|f| st.slot(key).is_some_and(|s| f.matches(&s.id, &s.payload)))
             };
             let walked = if filter.is_none() && clean {
                 graph.search(&query, fetch, ef, None)?
