@@ -18,6 +18,7 @@ use std::sync::{Condvar, Mutex};
 use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
 
 use crate::error::{CollectionError, Result};
+use crate::kernel;
 use crate::point::{CollectionParams, Datatype, Distance};
 
 /// Graph degree (HNSW `M`): links per node on the upper layers, twice that on the
@@ -151,12 +152,15 @@ impl VectorIndex {
     }
 
     fn ready(
-        inner: Index,
+        mut inner: Index,
         dims: usize,
         distance: Distance,
         codes: Codes,
         capacity: usize,
     ) -> Result<Self> {
+        if codes == Codes::F32 {
+            inner.change_metric::<f32>(float32_metric(distance, dims));
+        }
         let threads = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2)
@@ -393,6 +397,26 @@ impl Query<'_> {
                 .filtered_search(q, n, f)
                 .map_err(CollectionError::index),
         }
+    }
+}
+
+/// usearch's distance for float32 vectors, from [`crate::kernel`]: one minus
+/// the dot product, or the squared L2 distance, as its built-in metrics define
+/// them (the saved graph keeps the built-in kind, so either reads it).
+#[allow(unsafe_code)]
+fn float32_metric(
+    distance: Distance,
+    dims: usize,
+) -> Box<dyn Fn(*const f32, *const f32) -> f32 + Send + Sync> {
+    let of = move |p: *const f32| {
+        // SAFETY: usearch calls a metric only with pointers to whole vectors of
+        // the index's `dims` float32 values, which it owns and does not change
+        // during the call.
+        unsafe { std::slice::from_raw_parts(p, dims) }
+    };
+    match distance {
+        Distance::Cosine | Distance::Dot => Box::new(move |a, b| 1.0 - kernel::dot(of(a), of(b))),
+        Distance::Euclid => Box::new(move |a, b| kernel::l2_squared(of(a), of(b))),
     }
 }
 

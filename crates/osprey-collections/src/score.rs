@@ -1,5 +1,6 @@
 //! Scores computed outside the graph: exact search and vector preparation.
 
+use crate::kernel::{dot, l2_squared};
 use crate::point::Distance;
 
 /// The score of `v` for `query`, as the graph reports it: a dot product for
@@ -60,34 +61,6 @@ pub(crate) fn normalize(v: &mut [f32]) {
             *x /= norm;
         }
     }
-}
-
-// Eight independent sums so the compiler can keep them in one vector register.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, ra) = a.as_chunks::<8>();
-    let (cb, rb) = b.as_chunks::<8>();
-    for (x, y) in ca.iter().zip(cb) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| x * y).sum();
-    acc.iter().sum::<f32>() + tail
-}
-
-fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, ra) = a.as_chunks::<8>();
-    let (cb, rb) = b.as_chunks::<8>();
-    for (x, y) in ca.iter().zip(cb) {
-        for i in 0..8 {
-            let d = x[i] - y[i];
-            acc[i] += d * d;
-        }
-    }
-    let tail: f32 = ra.iter().zip(rb).map(|(x, y)| (x - y) * (x - y)).sum();
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

@@ -1,0 +1,141 @@
+//! Float32 dot products and squared distances, vectorized for the CPU found at
+//! run time (pulp picks AVX2 + FMA, NEON, or plain code).
+//!
+//! The graph uses these for float32 vectors instead of usearch's built-in
+//! kernels: those (NumKong 7) widen every product to float64 and sum along one
+//! chain, so each 384-dimensional comparison waits on its own additions; here
+//! four independent float32 sums keep the units busy. Exact search and the
+//! backlog's scan use the same functions, so a point scores the same wherever
+//! it is compared.
+
+use std::sync::LazyLock;
+
+use pulp::{Arch, Simd, WithSimd};
+
+static ARCH: LazyLock<Arch> = LazyLock::new(Arch::new);
+
+/// `a · b` over the common length.
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    ARCH.dispatch(Dot(a, b))
+}
+
+/// `|a - b|²` over the common length.
+pub(crate) fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
+    ARCH.dispatch(L2Squared(a, b))
+}
+
+/// Independent sums per lane group: enough to hide the latency of a fused
+/// multiply-add behind its throughput.
+const SUMS: usize = 4;
+
+struct Dot<'a>(&'a [f32], &'a [f32]);
+
+impl WithSimd for Dot<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f32 {
+        let n = self.0.len().min(self.1.len());
+        let (a, a_tail) = S::as_simd_f32s(&self.0[..n]);
+        let (b, b_tail) = S::as_simd_f32s(&self.1[..n]);
+        let mut acc = [simd.splat_f32s(0.0); SUMS];
+        let (a4, a_rest) = a.as_chunks::<SUMS>();
+        let (b4, b_rest) = b.as_chunks::<SUMS>();
+        for (x, y) in a4.iter().zip(b4) {
+            for i in 0..SUMS {
+                acc[i] = simd.mul_add_e_f32s(x[i], y[i], acc[i]);
+            }
+        }
+        for (x, y) in a_rest.iter().zip(b_rest) {
+            acc[0] = simd.mul_add_e_f32s(*x, *y, acc[0]);
+        }
+        let lanes = simd.reduce_sum_f32s(fold(simd, acc));
+        lanes + a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum::<f32>()
+    }
+}
+
+struct L2Squared<'a>(&'a [f32], &'a [f32]);
+
+impl WithSimd for L2Squared<'_> {
+    type Output = f32;
+
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) -> f32 {
+        let n = self.0.len().min(self.1.len());
+        let (a, a_tail) = S::as_simd_f32s(&self.0[..n]);
+        let (b, b_tail) = S::as_simd_f32s(&self.1[..n]);
+        let mut acc = [simd.splat_f32s(0.0); SUMS];
+        let (a4, a_rest) = a.as_chunks::<SUMS>();
+        let (b4, b_rest) = b.as_chunks::<SUMS>();
+        for (x, y) in a4.iter().zip(b4) {
+            for i in 0..SUMS {
+                let d = simd.sub_f32s(x[i], y[i]);
+                acc[i] = simd.mul_add_e_f32s(d, d, acc[i]);
+            }
+        }
+        for (x, y) in a_rest.iter().zip(b_rest) {
+            let d = simd.sub_f32s(*x, *y);
+            acc[0] = simd.mul_add_e_f32s(d, d, acc[0]);
+        }
+        let lanes = simd.reduce_sum_f32s(fold(simd, acc));
+        lanes
+            + a_tail
+                .iter()
+                .zip(b_tail)
+                .map(|(x, y)| (x - y) * (x - y))
+                .sum::<f32>()
+    }
+}
+
+#[inline(always)]
+fn fold<S: Simd>(simd: S, acc: [S::f32s; SUMS]) -> S::f32s {
+    simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Sums in float64, the reference the float32 kernels are held to.
+    fn reference(a: &[f32], b: &[f32]) -> (f64, f64) {
+        let dot = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum();
+        let l2 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
+            .sum();
+        (dot, l2)
+    }
+
+    #[test]
+    fn kernels_match_float64_sums_at_every_length() {
+        // Lengths around every boundary: whole blocks of four registers, single
+        // registers left over, and a scalar tail.
+        for n in (0..80).chain([127, 128, 129, 383, 384, 385, 1536]) {
+            let a: Vec<f32> = (0..n).map(|i| ((i * 7 % 13) as f32 - 6.0) * 0.37).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.91).sin()).collect();
+            let (want_dot, want_l2) = reference(&a, &b);
+            let tol = 1e-5 * (1.0 + n as f64);
+            assert!(
+                (f64::from(dot(&a, &b)) - want_dot).abs() < tol,
+                "dot at {n}"
+            );
+            assert!(
+                (f64::from(l2_squared(&a, &b)) - want_l2).abs() < tol,
+                "l2 at {n}"
+            );
+        }
+    }
+
+    #[test]
+    fn uneven_lengths_use_the_common_prefix() {
+        let a = [1.0f32, 2.0, 3.0, 4.0];
+        let b = [1.0f32, 1.0];
+        assert_eq!(dot(&a, &b), 3.0);
+        assert_eq!(l2_squared(&a, &b), 1.0);
+    }
+}
