@@ -93,6 +93,11 @@ struct State {
     removing: HashSet<u64>,
     /// Backlog bytes counted in the shared bound.
     counted: usize,
+    /// Backlog bytes read back from the store when the memory was built (at
+    /// open, or after a failed step), still waiting. The bound leaves them out:
+    /// the graph would hold them anyway, and writes must not wait for a
+    /// restart's indexing (1M × 384 is 1.5 GiB, far over the bound).
+    recovered: usize,
     op: u64,
 }
 
@@ -127,8 +132,7 @@ impl Collection {
         if !from_snapshot {
             snapshot::remove(dir);
         }
-        state.counted = state.backlog_bytes();
-        pressure.adjust(0, state.counted);
+        state.recovered = state.backlog_bytes();
         if !state.waiting.is_empty() {
             pressure.wake();
         }
@@ -200,9 +204,12 @@ impl Collection {
         st.counted = 0;
     }
 
-    /// Brings the shared bound up to date with this collection's backlog.
+    /// Brings the shared bound up to date with this collection's backlog,
+    /// apart from what is left of the recovered part.
     fn count_backlog(&self, st: &mut State) {
-        let now = st.backlog_bytes();
+        let backlog = st.backlog_bytes();
+        st.recovered = st.recovered.min(backlog);
+        let now = backlog - st.recovered;
         self.pressure.adjust(st.counted, now);
         st.counted = now;
     }
@@ -627,6 +634,7 @@ impl Collection {
                         let counted = st.counted;
                         *st = state;
                         st.counted = counted;
+                        st.recovered = st.backlog_bytes();
                         self.count_backlog(&mut st);
                         *self.graph_mut() = index;
                         1
@@ -722,6 +730,7 @@ impl State {
             stale: HashSet::new(),
             removing: HashSet::new(),
             counted: 0,
+            recovered: 0,
             op,
         }
     }

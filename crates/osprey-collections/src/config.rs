@@ -21,7 +21,8 @@ pub struct CollectionsConfig {
     /// Bytes of vectors (4 per dimension) that may wait for the background
     /// indexer, across all collections. They are searched exhaustively until
     /// indexed; a write that would pass the bound waits for the indexer, and
-    /// after 2 s gets 503 with `Retry-After`.
+    /// after 2 s gets 503 with `Retry-After`. The points a restart reads back
+    /// for indexing are not counted: the graph would hold them anyway.
     pub max_unindexed_bytes: usize,
 }
 

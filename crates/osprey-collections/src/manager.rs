@@ -46,7 +46,8 @@ pub struct Collections {
 impl Collections {
     /// Opens every collection under `config.path` (creating the directory),
     /// loading each graph from its snapshot. Points the snapshot lacks (all of
-    /// them without one) are searchable at once and indexed in the background.
+    /// them without one) are searchable at once and indexed in the background;
+    /// they do not count against `max_unindexed_bytes`, so writes go on at once.
     pub fn open(config: &CollectionsConfig) -> Result<Self> {
         let root = config.path.clone();
         let pressure = Arc::new(Backpressure::new(config.max_unindexed_bytes));
@@ -293,7 +294,9 @@ impl Collections {
         Ok(true)
     }
 
-    /// Bytes of vectors written and not yet indexed, in all collections.
+    /// Bytes of vectors written since the collections opened and not yet
+    /// indexed, in all collections: what the bound counts. (The points read back
+    /// at open wait too, but are not counted; see [`Collections::open`].)
     pub fn unindexed_bytes(&self) -> usize {
         self.pressure.bytes()
     }

@@ -213,3 +213,34 @@ fn indexing_goes_on_after_a_restart() {
     assert_eq!(c.info("b").unwrap().indexed_vectors_count, 9_000);
     assert_found(&c, &all);
 }
+
+#[test]
+fn a_restart_backlog_does_not_hold_up_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut data = Clusters::new(DIMS, 64, 0, 14);
+    let old = points(&mut data, 0..9_000);
+    {
+        let c = Collections::open(&config(&dir)).unwrap();
+        c.create("b", params(DIMS, Distance::Cosine)).unwrap();
+        c.upsert("b", old.clone()).unwrap();
+        // Dropped without a flush: no snapshot, so every point waits again.
+    }
+    // The restart's backlog (9,000 × 128 bytes) is far over this bound.
+    let c = Collections::open(&CollectionsConfig {
+        max_unindexed_bytes: 64 << 10,
+        ..config(&dir)
+    })
+    .unwrap();
+    assert!(c.info("b").unwrap().indexed_vectors_count < 9_000);
+    assert_eq!(c.unindexed_bytes(), 0);
+    // Five writes of 8 KiB fit under the bound at once, behind the restart.
+    for round in 0..5u64 {
+        let batch = points(&mut data, 10_000 + round * 64..10_000 + (round + 1) * 64);
+        c.upsert("b", batch.clone()).unwrap();
+        assert_found(&c, &batch);
+    }
+    assert!(c.unindexed_bytes() <= 5 * 64 * DIMS * 4);
+    assert!(c.wait_indexed("b", Duration::from_secs(120)).unwrap());
+    assert_eq!(c.unindexed_bytes(), 0);
+    assert_found(&c, &old);
+}

@@ -179,6 +179,7 @@ pub fn refresh_gauges(state: &AppState) {
                 CollectionSize {
                     collection: &name,
                     points: info.points_count,
+                    unindexed: info.points_count.saturating_sub(info.indexed_vectors_count),
                 }
                 .emit();
             }

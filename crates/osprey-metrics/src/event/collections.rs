@@ -20,17 +20,22 @@ impl Event for CollectionSearched<'_> {
     }
 }
 
-/// A collection's point count (`osprey_collection_points{collection}`), read when
+/// A collection's point count (`osprey_collection_points{collection}`) and the
+/// points still waiting for the background indexer, searched exhaustively
+/// meanwhile (`osprey_collection_unindexed_points{collection}`); read when
 /// scraped.
 #[derive(Debug, Clone, Copy)]
 pub struct CollectionSize<'a> {
     pub collection: &'a str,
     pub points: u64,
+    pub unindexed: u64,
 }
 
 impl Event for CollectionSize<'_> {
     fn emit(self) {
         metrics::gauge!(name::COLLECTION_POINTS, "collection" => self.collection.to_owned())
             .set(self.points as f64);
+        metrics::gauge!(name::COLLECTION_UNINDEXED_POINTS, "collection" => self.collection.to_owned())
+            .set(self.unindexed as f64);
     }
 }

@@ -49,6 +49,7 @@ pub const ALERTS_ACTIVE: &str = "osprey_alerts_active";
 pub const ALERT_DELIVERIES: &str = "osprey_alert_deliveries_total";
 pub const COLLECTION_SEARCH_DURATION: &str = "osprey_collection_search_duration_seconds";
 pub const COLLECTION_POINTS: &str = "osprey_collection_points";
+pub const COLLECTION_UNINDEXED_POINTS: &str = "osprey_collection_unindexed_points";
 
 // Self-tuning and self-healing.
 pub const SELF_HEAL_ACTIONS: &str = "osprey_self_heal_actions_total";

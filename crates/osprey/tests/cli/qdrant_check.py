@@ -95,6 +95,18 @@ while client.get_collection(name).status != models.CollectionStatus.GREEN:
     assert time.time() < deadline, "indexing did not finish within 5 minutes"
     time.sleep(0.1)
 assert client.get_collection(name).indexed_vectors_count == N
+
+
+def gauge(metric):
+    text = httpx.get(f"{BASE}/metrics", timeout=30).text
+    for line in text.splitlines():
+        if line.startswith(f'{metric}{{collection="{name}"}} '):
+            return float(line.split()[-1])
+    raise AssertionError(f"{metric} for {name} not in /metrics")
+
+
+assert gauge("osprey_collection_points") == N
+assert gauge("osprey_collection_unindexed_points") == 0
 r = plain_recall()
 assert r >= 0.95, f"recall@10 {r}"
 
