@@ -196,14 +196,19 @@ pub(crate) fn run(
                 Some(ctx.get_logits_ith(at))
             })
             .collect();
-        running
-            .par_iter_mut()
-            .zip(logits.par_iter())
-            .for_each(|(slot, logits)| {
-                if let (Some(seq), Some(l)) = (slot.as_mut(), logits) {
-                    seq.chosen = Some(seq.sampler.sample(l));
-                }
-            });
+        let pick = |(slot, logits): (&mut Option<Sequence>, &Option<&[f32]>)| {
+            if let (Some(seq), Some(l)) = (slot.as_mut(), logits) {
+                seq.chosen = Some(seq.sampler.sample(l));
+            }
+        };
+        // A lone sequence samples on this thread: handing one draw to the pool
+        // would wait on threads that llama.cpp's OpenMP workers, still spinning
+        // after the step, hold the cores from.
+        if logits.iter().flatten().nth(1).is_some() {
+            running.par_iter_mut().zip(logits.par_iter()).for_each(pick);
+        } else {
+            running.iter_mut().zip(logits.iter()).for_each(pick);
+        }
         drop(logits);
         let now = Instant::now();
         for (id, slot) in running.iter_mut().enumerate() {
