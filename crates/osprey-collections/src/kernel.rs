@@ -8,6 +8,7 @@
 //! backlog's scan use the same functions, so a point scores the same wherever
 //! it is compared.
 
+use std::marker::PhantomData;
 use std::sync::LazyLock;
 
 use pulp::{Arch, Simd, WithSimd};
@@ -16,80 +17,83 @@ static ARCH: LazyLock<Arch> = LazyLock::new(Arch::new);
 
 /// `a · b` over the common length.
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    ARCH.dispatch(Dot(a, b))
+    ARCH.dispatch(Sum::<Product>::new(a, b))
 }
 
 /// `|a - b|²` over the common length.
 pub(crate) fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-    ARCH.dispatch(L2Squared(a, b))
+    ARCH.dispatch(Sum::<SquaredDifference>::new(a, b))
 }
 
 /// Independent sums per lane group: enough to hide the latency of a fused
 /// multiply-add behind its throughput.
 const SUMS: usize = 4;
 
-struct Dot<'a>(&'a [f32], &'a [f32]);
+/// What one pair of components adds to the sum.
+trait Term {
+    fn lanes<S: Simd>(simd: S, x: S::f32s, y: S::f32s, acc: S::f32s) -> S::f32s;
+    fn one(x: f32, y: f32) -> f32;
+}
 
-impl WithSimd for Dot<'_> {
+struct Product;
+
+impl Term for Product {
+    #[inline(always)]
+    fn lanes<S: Simd>(simd: S, x: S::f32s, y: S::f32s, acc: S::f32s) -> S::f32s {
+        simd.mul_add_e_f32s(x, y, acc)
+    }
+    #[inline(always)]
+    fn one(x: f32, y: f32) -> f32 {
+        x * y
+    }
+}
+
+struct SquaredDifference;
+
+impl Term for SquaredDifference {
+    #[inline(always)]
+    fn lanes<S: Simd>(simd: S, x: S::f32s, y: S::f32s, acc: S::f32s) -> S::f32s {
+        let d = simd.sub_f32s(x, y);
+        simd.mul_add_e_f32s(d, d, acc)
+    }
+    #[inline(always)]
+    fn one(x: f32, y: f32) -> f32 {
+        (x - y) * (x - y)
+    }
+}
+
+/// The sum of `T` over the pairs of components of two vectors.
+struct Sum<'a, T>(&'a [f32], &'a [f32], PhantomData<T>);
+
+impl<'a, T> Sum<'a, T> {
+    fn new(a: &'a [f32], b: &'a [f32]) -> Self {
+        let n = a.len().min(b.len());
+        Self(&a[..n], &b[..n], PhantomData)
+    }
+}
+
+impl<T: Term> WithSimd for Sum<'_, T> {
     type Output = f32;
 
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) -> f32 {
-        let n = self.0.len().min(self.1.len());
-        let (a, a_tail) = S::as_simd_f32s(&self.0[..n]);
-        let (b, b_tail) = S::as_simd_f32s(&self.1[..n]);
+        let (a, a_tail) = S::as_simd_f32s(self.0);
+        let (b, b_tail) = S::as_simd_f32s(self.1);
         let mut acc = [simd.splat_f32s(0.0); SUMS];
         let (a4, a_rest) = a.as_chunks::<SUMS>();
         let (b4, b_rest) = b.as_chunks::<SUMS>();
         for (x, y) in a4.iter().zip(b4) {
             for i in 0..SUMS {
-                acc[i] = simd.mul_add_e_f32s(x[i], y[i], acc[i]);
+                acc[i] = T::lanes(simd, x[i], y[i], acc[i]);
             }
         }
         for (x, y) in a_rest.iter().zip(b_rest) {
-            acc[0] = simd.mul_add_e_f32s(*x, *y, acc[0]);
+            acc[0] = T::lanes(simd, *x, *y, acc[0]);
         }
-        let lanes = simd.reduce_sum_f32s(fold(simd, acc));
-        lanes + a_tail.iter().zip(b_tail).map(|(x, y)| x * y).sum::<f32>()
+        let folded = simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]));
+        let tail: f32 = a_tail.iter().zip(b_tail).map(|(x, y)| T::one(*x, *y)).sum();
+        simd.reduce_sum_f32s(folded) + tail
     }
-}
-
-struct L2Squared<'a>(&'a [f32], &'a [f32]);
-
-impl WithSimd for L2Squared<'_> {
-    type Output = f32;
-
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) -> f32 {
-        let n = self.0.len().min(self.1.len());
-        let (a, a_tail) = S::as_simd_f32s(&self.0[..n]);
-        let (b, b_tail) = S::as_simd_f32s(&self.1[..n]);
-        let mut acc = [simd.splat_f32s(0.0); SUMS];
-        let (a4, a_rest) = a.as_chunks::<SUMS>();
-        let (b4, b_rest) = b.as_chunks::<SUMS>();
-        for (x, y) in a4.iter().zip(b4) {
-            for i in 0..SUMS {
-                let d = simd.sub_f32s(x[i], y[i]);
-                acc[i] = simd.mul_add_e_f32s(d, d, acc[i]);
-            }
-        }
-        for (x, y) in a_rest.iter().zip(b_rest) {
-            let d = simd.sub_f32s(*x, *y);
-            acc[0] = simd.mul_add_e_f32s(d, d, acc[0]);
-        }
-        let lanes = simd.reduce_sum_f32s(fold(simd, acc));
-        lanes
-            + a_tail
-                .iter()
-                .zip(b_tail)
-                .map(|(x, y)| (x - y) * (x - y))
-                .sum::<f32>()
-    }
-}
-
-#[inline(always)]
-fn fold<S: Simd>(simd: S, acc: [S::f32s; SUMS]) -> S::f32s {
-    simd.add_f32s(simd.add_f32s(acc[0], acc[1]), simd.add_f32s(acc[2], acc[3]))
 }
 
 #[cfg(test)]
