@@ -315,17 +315,27 @@ async fn sighup_reads_the_keys_file_again() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert_eq!(status_with("key-one-0123456789").await, 401);
-    let effective: Value = s
-        .client
-        .get(format!("{}/admin/config", s.base))
-        .bearer_auth("key-two-0123456789")
-        .send()
-        .await
-        .expect("GET /admin/config")
-        .json()
-        .await
-        .expect("JSON");
-    assert_eq!(effective["limits"]["max_in_flight"], 77, "{effective}");
+    // The keys take effect a moment before `/admin/config` shows the new file.
+    loop {
+        let effective: Value = s
+            .client
+            .get(format!("{}/admin/config", s.base))
+            .bearer_auth("key-two-0123456789")
+            .send()
+            .await
+            .expect("GET /admin/config")
+            .json()
+            .await
+            .expect("JSON");
+        if effective["limits"]["max_in_flight"] == 77 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the new file's max_in_flight was not shown within 30 s: {effective}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let actions: Value = s
         .client
         .get(format!("{}/admin/actions", s.base))
