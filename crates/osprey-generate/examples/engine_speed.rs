@@ -28,7 +28,7 @@ const PROMPT: &str = "Here is a long story about a lighthouse keeper and the sea
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or("usage: engine_speed GGUF [ROUNDS]")?;
-    let rounds: usize = args.next().map_or(Ok(20), |r| r.parse())?;
+    let rounds = args.next().map_or(Ok(20), |r| r.parse::<usize>())?.max(1);
     let mut backend = LlamaBackend::init()?;
     backend.void_logs();
     let model = LlamaModel::load_from_file(&backend, &path, &LlamaModelParams::default())?;
