@@ -17,6 +17,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::model::params::LlamaModelParams;
+use osprey_generate::argmax;
 
 // llama.cpp's `llama_flash_attn_type`.
 const LLAMA_FLASH_ATTN_TYPE_AUTO: i32 = -1;
@@ -66,17 +67,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let t0 = Instant::now();
             ctx.decode(&mut batch)?;
-            let logits = ctx.get_logits_ith(batch.n_tokens() - 1);
-            let best = logits
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i);
+            let best = argmax(ctx.get_logits_ith(batch.n_tokens() - 1));
             times.push(t0.elapsed().as_secs_f64() * 1e3);
             // One decode step after it, as the first answer token goes in.
             batch.clear();
             batch.add(
-                llama_cpp_2::token::LlamaToken(best as i32),
+                llama_cpp_2::token::LlamaToken(best),
                 prompt.len() as i32,
                 &[0],
                 true,
@@ -145,12 +141,7 @@ fn decode_rate(
         }
         ctx.decode(&mut batch)?;
         for (s, t) in next.iter_mut().enumerate() {
-            let logits = ctx.get_logits_ith(s as i32);
-            *t = logits
-                .iter()
-                .enumerate()
-                .max_by(|a, b| a.1.total_cmp(b.1))
-                .map_or(0, |(i, _)| i as i32);
+            *t = argmax(ctx.get_logits_ith(s as i32));
         }
     }
     Ok(f64::from(seqs) * steps as f64 / t0.elapsed().as_secs_f64())

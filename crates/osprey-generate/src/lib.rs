@@ -18,6 +18,7 @@ pub use config::GenerationConfig;
 pub use error::GenerateError;
 pub use generator::{Generator, GeneratorInfo};
 pub use request::{Event, Finish, Job, Sampling};
+pub use sampler::argmax;
 pub use stats::Stats;
 pub use template::{Message, check_role};
 pub use text::{Step, TextStream};
