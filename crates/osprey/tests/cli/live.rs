@@ -286,7 +286,7 @@ async fn sighup_reads_the_keys_file_again() {
     write_config(100);
     let config_arg = config.to_string_lossy().into_owned();
     let s = ready(spawn_server(&["--config", &config_arg]), port).await;
-    let status_with = |key: &'static str| {
+    let config_with = |key: &'static str| {
         let (client, base) = (s.client.clone(), s.base.clone());
         async move {
             client
@@ -295,9 +295,11 @@ async fn sighup_reads_the_keys_file_again() {
                 .send()
                 .await
                 .expect("GET /admin/config")
-                .status()
-                .as_u16()
         }
+    };
+    let status_with = |key: &'static str| {
+        let get = config_with(key);
+        async move { get.await.status().as_u16() }
     };
     assert_eq!(status_with("key-one-0123456789").await, 200);
     assert_eq!(status_with("key-two-0123456789").await, 401);
@@ -309,13 +311,7 @@ async fn sighup_reads_the_keys_file_again() {
     // wait until the new key reads the new file.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let resp = s
-            .client
-            .get(format!("{}/admin/config", s.base))
-            .bearer_auth("key-two-0123456789")
-            .send()
-            .await
-            .expect("GET /admin/config");
+        let resp = config_with("key-two-0123456789").await;
         if resp.status() == 200 {
             let effective: Value = resp.json().await.expect("JSON");
             if effective["limits"]["max_in_flight"] == 77 {
