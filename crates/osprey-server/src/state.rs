@@ -198,9 +198,23 @@ impl AppState {
         self.draining.load(Ordering::SeqCst)
     }
 
-    /// The default model's pipeline, or 503 while it loads.
+    /// Whether every configured model has loaded and one at least serves,
+    /// of whatever task.
+    pub fn serves_a_model(&self) -> bool {
+        let registry = self.models.registry();
+        registry.still_loading().is_empty() && !registry.all().is_empty()
+    }
+
+    /// The default model's pipeline: 503 while it loads, 404 when only
+    /// generation or tensor models are served.
     pub fn engine(&self) -> Result<Arc<Pipeline>, ApiError> {
-        self.engine.get().ok_or(ApiError::NotReady)
+        match self.engine.get() {
+            Some(p) => Ok(p),
+            None if self.serves_a_model() => Err(ApiError::Model(
+                osprey_engine::ResolveError::NoModel(osprey_engine::Task::Embed),
+            )),
+            None => Err(ApiError::NotReady),
+        }
     }
 }
 

@@ -242,8 +242,15 @@ fn load_models_in_background(
             }
             state.models.registry().loaded(Some(&spec.name));
         }
-        if state.engine.get().is_none() || (single && !errors.is_empty()) {
-            state.engine.fail(errors.join("; "));
+        // Any model serving is of use: a chat or a tensor model needs no text one.
+        if state.models.registry().all().is_empty() || (single && !errors.is_empty()) {
+            let reason = if errors.is_empty() {
+                "no model is configured".to_owned()
+            } else {
+                errors.join("; ")
+            };
+            tracing::error!(%reason, "no model serves; stopping");
+            state.engine.fail(reason);
             failed.store(true, Ordering::SeqCst);
             let _ = stop_tx.send(true);
             return;

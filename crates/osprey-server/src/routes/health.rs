@@ -189,9 +189,24 @@ fn readiness_of(state: &AppState) -> (StatusCode, Json<Readiness>) {
     }
     // Ready once every configured model serves, not just the first.
     let loading = state.models.registry().still_loading();
+    let served = state.models.registry().all();
     match state.engine.get().filter(|_| loading.is_empty()) {
         // A degraded cache tier slows nothing down and loses nothing: still ready.
         Some(pipeline) => (StatusCode::OK, Json(readiness(&pipeline))),
+        // Only generation or tensor models: no text pipeline, no shared queue.
+        None if loading.is_empty() && !served.is_empty() => {
+            let model = Component::Plain(PlainComponent {
+                reason: format!("{} loaded", served_list(&served)),
+                status: ComponentStatus::Ready,
+            });
+            (
+                StatusCode::OK,
+                Json(Readiness {
+                    components: BTreeMap::from([("model".to_owned(), model)]),
+                    status: ReadyStatus::Ready,
+                }),
+            )
+        }
         None => {
             let (status, reason) = match state.engine.failure() {
                 Some(f) => (ComponentStatus::Failed, f.to_owned()),
@@ -214,6 +229,15 @@ fn readiness_of(state: &AppState) -> (StatusCode, Json<Readiness>) {
             )
         }
     }
+}
+
+/// `name@version (task)` of each served model.
+fn served_list(served: &[std::sync::Arc<osprey_engine::Served>]) -> String {
+    served
+        .iter()
+        .map(|m| format!("{} ({})", m.label, m.task()))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn readiness(pipeline: &Pipeline) -> Readiness {

@@ -28,7 +28,7 @@ pub async fn live() -> Json<Value> {
 }
 
 pub async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Value>) {
-    let ready = state.engine.get().is_some() && !state.is_draining();
+    let ready = state.serves_a_model() && !state.is_draining();
     let status = if ready {
         StatusCode::OK
     } else {

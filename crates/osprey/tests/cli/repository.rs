@@ -116,3 +116,101 @@ async fn serve_applies_models_from_the_config_and_again_on_sighup() {
     let status = server.wait(Duration::from_secs(60)).await;
     assert!(status.success(), "exit {status}; log:\n{}", server.log());
 }
+
+/// A chat assistant or a fraud scorer is a server of one generation or one
+/// tensor model, with no text model beside it: it must become ready and serve,
+/// and the text routes say that no such model is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_a_text_model_serves_its_generation_and_tensor_models() {
+    let dir = tempdir();
+    let file = dir.path().join("osprey.toml");
+    let port = free_port();
+    std::fs::write(
+        &file,
+        config(
+            port,
+            &[
+                ("gemma", "gemma-3-270m/gemma-3-270m-q4_k_m.gguf"),
+                ("risk", "breast-cancer-risk"),
+            ],
+        ),
+    )
+    .expect("write the config");
+    let file_arg = file.to_string_lossy().into_owned();
+    let mut server = spawn_server(&["--config", &file_arg]);
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("HTTP client");
+    wait_ready(&mut server, &client, &base).await;
+    let ready: Value = client
+        .get(format!("{base}/health/ready"))
+        .send()
+        .await
+        .expect("GET /health/ready")
+        .json()
+        .await
+        .expect("readiness body");
+    let reason = ready["components"]["model"]["reason"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        reason.contains("gemma@1 (generate)") && reason.contains("risk@1 (tensor)"),
+        "{ready}"
+    );
+    let v2 = client
+        .get(format!("{base}/v2/health/ready"))
+        .send()
+        .await
+        .expect("GET /v2/health/ready");
+    assert_eq!(v2.status(), 200);
+
+    let completion = client
+        .post(format!("{base}/v1/completions"))
+        .json(
+            &json!({ "model": "gemma", "prompt": "The sea is", "max_tokens": 4, "temperature": 0 }),
+        )
+        .send()
+        .await
+        .expect("POST /v1/completions");
+    assert_eq!(completion.status(), 200);
+    let body: Value = completion.json().await.expect("completion body");
+    assert_eq!(body["usage"]["completion_tokens"], 4, "{body}");
+
+    let row: Vec<f64> = (0..30).map(|i| f64::from(i) * 0.5 + 1.0).collect();
+    let infer = client
+        .post(format!("{base}/v2/models/risk/infer"))
+        .json(&json!({ "inputs": [{
+            "name": "input", "shape": [1, 30], "datatype": "FP32", "data": row
+        }] }))
+        .send()
+        .await
+        .expect("POST /v2/models/risk/infer");
+    let status = infer.status();
+    let body: Value = infer.json().await.unwrap_or(Value::Null);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body["outputs"].as_array().is_none_or(Vec::is_empty),
+        "{body}"
+    );
+
+    // The text routes: no such model here, not "still loading".
+    for (path, send) in [
+        ("/info", None),
+        ("/embed", Some(json!({ "inputs": "hello" }))),
+    ] {
+        let resp = match send {
+            Some(b) => client.post(format!("{base}{path}")).json(&b).send().await,
+            None => client.get(format!("{base}{path}")).send().await,
+        }
+        .expect("request");
+        assert_eq!(resp.status(), 404, "{path}");
+        let text = resp.text().await.unwrap_or_default();
+        assert!(text.contains("no embed model is served"), "{path}: {text}");
+    }
+
+    signal(server.child.id(), "TERM");
+    let status = server.wait(Duration::from_secs(60)).await;
+    assert!(status.success(), "exit {status}; log:\n{}", server.log());
+}
