@@ -52,23 +52,22 @@ async fn status_of(client: &reqwest::Client, base: &str, model: &str) -> u16 {
         .map_or(0, |r| r.status().as_u16())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_applies_models_from_the_config_and_again_on_sighup() {
+/// `osprey serve --config FILE` with `models`, once ready. The config file stays
+/// in `dir`, for a test that edits it.
+struct Configured {
+    server: Server,
+    client: reqwest::Client,
+    base: String,
+    port: u16,
+    file: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+async fn serve_models(models: &[(&str, &str)]) -> Configured {
     let dir = tempdir();
     let file = dir.path().join("osprey.toml");
     let port = free_port();
-    std::fs::write(
-        &file,
-        config(
-            port,
-            &[
-                ("minilm", "all-MiniLM-L6-v2"),
-                ("missing", "no-such-model"),
-                ("polarity", "minilm-polarity-classifier"),
-            ],
-        ),
-    )
-    .expect("write the config");
+    std::fs::write(&file, config(port, models)).expect("write the config");
     let file_arg = file.to_string_lossy().into_owned();
     let mut server = spawn_server(&["--config", &file_arg]);
     let base = format!("http://127.0.0.1:{port}");
@@ -76,8 +75,33 @@ async fn serve_applies_models_from_the_config_and_again_on_sighup() {
         .timeout(Duration::from_secs(60))
         .build()
         .expect("HTTP client");
-    // Ready once every model that can load serves; the broken one is logged.
     wait_ready(&mut server, &client, &base).await;
+    Configured {
+        server,
+        client,
+        base,
+        port,
+        file,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_applies_models_from_the_config_and_again_on_sighup() {
+    // Ready once every model that can load serves; the broken one is logged.
+    let Configured {
+        mut server,
+        client,
+        base,
+        port,
+        file,
+        _dir,
+    } = serve_models(&[
+        ("minilm", "all-MiniLM-L6-v2"),
+        ("missing", "no-such-model"),
+        ("polarity", "minilm-polarity-classifier"),
+    ])
+    .await;
     assert_eq!(served(&client, &base).await, ["minilm", "polarity"]);
     let log = server.log();
     assert!(
@@ -122,28 +146,16 @@ async fn serve_applies_models_from_the_config_and_again_on_sighup() {
 /// and the text routes say that no such model is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_a_text_model_serves_its_generation_and_tensor_models() {
-    let dir = tempdir();
-    let file = dir.path().join("osprey.toml");
-    let port = free_port();
-    std::fs::write(
-        &file,
-        config(
-            port,
-            &[
-                ("gemma", "gemma-3-270m/gemma-3-270m-q4_k_m.gguf"),
-                ("risk", "breast-cancer-risk"),
-            ],
-        ),
-    )
-    .expect("write the config");
-    let file_arg = file.to_string_lossy().into_owned();
-    let mut server = spawn_server(&["--config", &file_arg]);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("HTTP client");
-    wait_ready(&mut server, &client, &base).await;
+    let Configured {
+        mut server,
+        client,
+        base,
+        ..
+    } = serve_models(&[
+        ("gemma", "gemma-3-270m/gemma-3-270m-q4_k_m.gguf"),
+        ("risk", "breast-cancer-risk"),
+    ])
+    .await;
     let ready: Value = client
         .get(format!("{base}/health/ready"))
         .send()
