@@ -2,7 +2,7 @@
 //! model that fails to load leaving the others serving, and SIGHUP applying an
 //! edited `[[models]]` while the server runs.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -52,51 +52,31 @@ async fn status_of(client: &reqwest::Client, base: &str, model: &str) -> u16 {
         .map_or(0, |r| r.status().as_u16())
 }
 
-/// `osprey serve --config FILE` with `models`, once ready. The config file stays
-/// in `dir`, for a test that edits it.
-struct Configured {
-    server: Server,
-    client: reqwest::Client,
-    base: String,
-    port: u16,
-    file: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-async fn serve_models(models: &[(&str, &str)]) -> Configured {
+/// `osprey serve --config FILE` with `models`, once ready, and that file (in the
+/// returned directory) for a test that edits it.
+async fn serve_models(models: &[(&str, &str)]) -> (Running, PathBuf, tempfile::TempDir) {
     let dir = tempdir();
     let file = dir.path().join("osprey.toml");
     let port = free_port();
     std::fs::write(&file, config(port, models)).expect("write the config");
     let file_arg = file.to_string_lossy().into_owned();
-    let mut server = spawn_server(&["--config", &file_arg]);
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .expect("HTTP client");
-    wait_ready(&mut server, &client, &base).await;
-    Configured {
-        server,
-        client,
-        base,
-        port,
-        file,
-        _dir: dir,
-    }
+    let running = ready(spawn_server(&["--config", &file_arg]), port).await;
+    (running, file, dir)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_applies_models_from_the_config_and_again_on_sighup() {
     // Ready once every model that can load serves; the broken one is logged.
-    let Configured {
-        mut server,
-        client,
-        base,
-        port,
+    let (
+        Running {
+            mut server,
+            client,
+            base,
+            port,
+        },
         file,
         _dir,
-    } = serve_models(&[
+    ) = serve_models(&[
         ("minilm", "all-MiniLM-L6-v2"),
         ("missing", "no-such-model"),
         ("polarity", "minilm-polarity-classifier"),
@@ -146,12 +126,16 @@ async fn serve_applies_models_from_the_config_and_again_on_sighup() {
 /// and the text routes say that no such model is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_a_text_model_serves_its_generation_and_tensor_models() {
-    let Configured {
-        mut server,
-        client,
-        base,
-        ..
-    } = serve_models(&[
+    let (
+        Running {
+            mut server,
+            client,
+            base,
+            ..
+        },
+        _,
+        _dir,
+    ) = serve_models(&[
         ("gemma", "gemma-3-270m/gemma-3-270m-q4_k_m.gguf"),
         ("risk", "breast-cancer-risk"),
     ])
