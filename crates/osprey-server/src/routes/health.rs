@@ -189,14 +189,13 @@ fn readiness_of(state: &AppState) -> (StatusCode, Json<Readiness>) {
     }
     // Ready once every configured model serves, not just the first.
     let loading = state.models.registry().still_loading();
-    let served = state.models.registry().all();
     match state.engine.get().filter(|_| loading.is_empty()) {
         // A degraded cache tier slows nothing down and loses nothing: still ready.
         Some(pipeline) => (StatusCode::OK, Json(readiness(&pipeline))),
         // Only generation or tensor models: no text pipeline, no shared queue.
-        None if loading.is_empty() && !served.is_empty() => {
+        None if state.serves_a_model() => {
             let model = Component::Plain(PlainComponent {
-                reason: format!("{} loaded", served_list(&served)),
+                reason: format!("{} loaded", served_list(&state.models.registry().all())),
                 status: ComponentStatus::Ready,
             });
             (
