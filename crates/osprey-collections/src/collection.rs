@@ -664,7 +664,7 @@ impl Collection {
         // Searches go on during the insert: the batch is searched from
         // `inserting` and skipped in the graph.
         let items: Vec<(u64, &[f32])> = batch.iter().collect();
-        let added = self.graph().add_batch(&items);
+        let added = self.add_to_graph(&items);
         let mut st = self.write();
         st.inserting = Arc::new(backlog(&self.params));
         self.count_backlog(&mut st);
@@ -674,6 +674,20 @@ impl Collection {
         }
         added?;
         Ok(removed + batch.len())
+    }
+
+    /// Adds `items` to the graph while searches go on. usearch counts a new
+    /// graph's first node before it makes the node and sets the entry point, so
+    /// a walk in between reads a node that is not there (it crashed the
+    /// process): the first insert into an empty graph shuts searches out.
+    fn add_to_graph(&self, items: &[(u64, &[f32])]) -> Result<()> {
+        let mut rest = items;
+        if self.graph().len() == 0 {
+            let (first, others) = items.split_at(items.len().min(1));
+            self.graph_mut().add_batch(first)?;
+            rest = others;
+        }
+        self.graph().add_batch(rest)
     }
 
     /// Takes the stale entries out of the graph and frees the keys of deleted

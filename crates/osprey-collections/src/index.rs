@@ -224,7 +224,8 @@ impl VectorIndex {
     }
 
     /// Adds vectors under keys not in the graph, after [`VectorIndex::reserve`]
-    /// made room for them. Safe while searches run.
+    /// made room for them. Safe while searches run once the graph holds a node
+    /// (see `Collection::add_to_graph` for the first one).
     ///
     /// One insert at a time: concurrent inserts into a usearch graph can leave
     /// a node that no search reaches (usearch issue #735; seen here in graphs of

@@ -244,3 +244,58 @@ fn a_restart_backlog_does_not_hold_up_writes() {
     assert_eq!(c.unindexed_bytes(), 0);
     assert_found(&c, &old);
 }
+
+/// The first insert into a new graph publishes its node count before the node
+/// itself; a search walking the graph meanwhile must not see the half-made
+/// node (it crashed the process before inserts into an empty graph were made
+/// exclusive).
+#[test]
+fn searches_race_the_first_insert_into_a_graph() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = Collections::open(&config(&dir)).unwrap();
+    let v = vec![0.5f32; 4];
+    for round in 0..300 {
+        let name = format!("r{round}");
+        c.create(&name, params(4, Distance::Cosine)).unwrap();
+        let indexed = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let req = SearchRequest {
+                    vector: v.clone(),
+                    ..Default::default()
+                };
+                while !indexed.load(std::sync::atomic::Ordering::Acquire) {
+                    let hits = c.search(&name, &req).unwrap();
+                    assert!(hits.len() <= 1, "{hits:?}");
+                }
+            });
+            c.upsert(
+                &name,
+                vec![Point {
+                    id: PointId::Num(1),
+                    vector: v.clone(),
+                    payload: Default::default(),
+                }],
+            )
+            .unwrap();
+            assert!(c.wait_indexed(&name, Duration::from_secs(30)).unwrap());
+            indexed.store(true, std::sync::atomic::Ordering::Release);
+        });
+        assert_eq!(top_in(&c, &name, &v).as_slice(), &[PointId::Num(1)]);
+        assert!(c.delete(&name).unwrap());
+    }
+}
+
+fn top_in(c: &Collections, name: &str, v: &[f32]) -> Vec<PointId> {
+    c.search(
+        name,
+        &SearchRequest {
+            vector: v.to_vec(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .into_iter()
+    .map(|h| h.id)
+    .collect()
+}
