@@ -85,6 +85,23 @@ impl std::ops::Deref for GraphBytes {
     }
 }
 
+impl GraphBytes {
+    /// Drops a mapped graph's pages from the process's memory (they stay in the
+    /// page cache). Sessions that repacked their weights no longer read the
+    /// originals, about the model's size; what they still read (biases, norms,
+    /// the embedding rows in use) comes back from the file on first touch.
+    pub(crate) fn release_resident(&self) {
+        if let Self::Mapped(m) = self {
+            #[allow(unsafe_code)]
+            // SAFETY: a shared read-only mapping of a file that is never changed
+            // in place (see `map`): a page dropped here reads back the same bytes.
+            if let Err(e) = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) } {
+                tracing::debug!(error = %e, "the mapped graph's pages stay resident");
+            }
+        }
+    }
+}
+
 /// The graphs in memory now, by cache path: sessions read their weights from
 /// these bytes in place, so every session of one graph (a model's replicas, one
 /// added later by the autoscaler) shares one copy. Weak: the bytes go with the

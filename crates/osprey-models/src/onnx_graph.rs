@@ -125,7 +125,7 @@ fn replicas_of(
         })
     };
     // Sessions do their set-up work on creation; build the replicas side by side.
-    std::thread::scope(|scope| {
+    let built: Result<Vec<GraphSession>> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..replicas.max(1)).map(|_| scope.spawn(one)).collect();
         handles
             .into_iter()
@@ -134,7 +134,14 @@ fn replicas_of(
                     .unwrap_or_else(|_| Err(ModelError::Onnx("session creation panicked".into())))
             })
             .collect()
-    })
+    });
+    if prepack
+        && built.is_ok()
+        && let Some(graph) = &graph
+    {
+        graph.release_resident();
+    }
+    built
 }
 
 /// The graph in `file` optimised for this machine, in onnxruntime's format.

@@ -165,3 +165,45 @@ fn padding_waste_is_bounded() {
     assert_eq!(next_lens(&q), [10, 11, 12]);
     assert_eq!(next_lens(&q), [40, 38]);
 }
+
+#[test]
+fn grouping_looks_only_at_the_oldest_requests() {
+    let q = BatchQueue::new(Limits {
+        max_batch_tokens: 10_000,
+        max_batch_requests: GROUPING_REQUESTS,
+        max_queue_tokens: 10_000,
+        max_padding_ratio: 1.25,
+        ..limits(true)
+    });
+    let _first = push(&q, 0, &[10]).expect("admitted");
+    let mut _middle = Vec::new();
+    for r in 1..GROUPING_REQUESTS as u64 {
+        _middle.push(push(&q, r, &[40]).expect("admitted"));
+    }
+    // The 10 of the request after the window waits its turn instead of
+    // overtaking the 40s queued before it (without the window it would join
+    // the first 10).
+    let _late = push(&q, 99, &[10]).expect("admitted");
+    assert_eq!(next_lens(&q), [10]);
+    // The rest fit one batch within the padding bound.
+    let mut rest = vec![40; GROUPING_REQUESTS - 1];
+    rest.push(10);
+    assert_eq!(next_lens(&q), rest);
+}
+
+#[test]
+fn a_request_s_inputs_are_grouped_together() {
+    let q = BatchQueue::new(Limits {
+        max_batch_tokens: 10_000,
+        max_batch_requests: 64,
+        max_queue_tokens: 10_000,
+        max_padding_ratio: 1.25,
+        ..limits(true)
+    });
+    // One request of many inputs counts once: all of them are in the window.
+    let lens: Vec<usize> = (0..40).map(|i| if i % 2 == 0 { 10 } else { 40 }).collect();
+    let _r = push(&q, 1, &lens).expect("admitted");
+    let _s = push(&q, 2, &[10]).expect("admitted");
+    assert_eq!(next_lens(&q), vec![10; 21]);
+    assert_eq!(next_lens(&q), vec![40; 20]);
+}
