@@ -126,28 +126,13 @@ async fn serve_applies_models_from_the_config_and_again_on_sighup() {
 /// and the text routes say that no such model is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_without_a_text_model_serves_its_generation_and_tensor_models() {
-    let (
-        Running {
-            mut server,
-            client,
-            base,
-            ..
-        },
-        _,
-        _dir,
-    ) = serve_models(&[
+    let (mut running, _, _dir) = serve_models(&[
         ("gemma", "gemma-3-270m/gemma-3-270m-q4_k_m.gguf"),
         ("risk", "breast-cancer-risk"),
     ])
     .await;
-    let ready: Value = client
-        .get(format!("{base}/health/ready"))
-        .send()
-        .await
-        .expect("GET /health/ready")
-        .json()
-        .await
-        .expect("readiness body");
+    let ready = running.get_json("/health/ready").await;
+    let (client, base) = (&running.client, &running.base);
     let reason = ready["components"]["model"]["reason"]
         .as_str()
         .unwrap_or("");
@@ -206,7 +191,11 @@ async fn a_server_without_a_text_model_serves_its_generation_and_tensor_models()
         assert!(text.contains("no embed model is served"), "{path}: {text}");
     }
 
-    signal(server.child.id(), "TERM");
-    let status = server.wait(Duration::from_secs(60)).await;
-    assert!(status.success(), "exit {status}; log:\n{}", server.log());
+    signal(running.server.child.id(), "TERM");
+    let status = running.server.wait(Duration::from_secs(60)).await;
+    assert!(
+        status.success(),
+        "exit {status}; log:\n{}",
+        running.server.log()
+    );
 }
