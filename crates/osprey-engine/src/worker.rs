@@ -59,6 +59,9 @@ pub(crate) fn run(mut backend: Box<dyn Backend>, replica: usize, shared: Shared)
         let second: Vec<Option<usize>> = batch.iter().map(|i| i.second).collect();
         let real: usize = seqs.iter().map(|s| s.len()).sum();
         capacity.begin(replica, real);
+        if queue.queued_tokens() == 0 {
+            backend.idle_after_next();
+        }
         // A backend bug must fail the batch, not kill the replica and hang the queue.
         let result =
             std::panic::catch_unwind(AssertUnwindSafe(|| backend.embed_segments(&seqs, &second)))

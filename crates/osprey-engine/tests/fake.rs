@@ -214,6 +214,9 @@ async fn dropped_requests_leave_the_queue_and_batches_fill_from_it() {
     blocker.await.expect("task").expect("blocker");
     assert_eq!(waiting.await.expect("task").expect("six").vectors.len(), 6);
     assert_eq!(script.batch_sizes()[before..], [1, 4, 2]);
+    // Only a batch that leaves the queue empty is announced as the last before
+    // idle (the backend may give its buffers back after it).
+    assert_eq!(script.idle_hints()[before..], [true, false, true]);
 }
 
 #[tokio::test]

@@ -28,6 +28,11 @@ pub trait Backend: Send {
         }
         self.embed(seqs)
     }
+
+    /// The queue is empty: the next run is the last for now. A backend that keeps
+    /// buffers between runs may give them back after it, so that memory falls
+    /// back when the load ends.
+    fn idle_after_next(&mut self) {}
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]

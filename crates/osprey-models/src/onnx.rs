@@ -52,6 +52,7 @@ pub(crate) fn environment(lib: Option<&Path>) -> Result<Environment> {
                     .to_string()
             })?;
             let _ = LIBRARY.set(path.clone());
+            crate::memory::return_large_blocks();
             // Loads the library: every other call into onnxruntime comes after it.
             let builder =
                 ort::init_from(&path).map_err(|e| format!("loading {}: {e}", path.display()))?;
@@ -73,6 +74,10 @@ pub(crate) fn environment(lib: Option<&Path>) -> Result<Environment> {
         .map_err(ModelError::Onnx)
 }
 
+/// Padded tokens from which a run is taken to have grown the session's arena.
+/// Smaller runs (a lone sentence) fit in what the arena keeps anyway.
+const ARENA_GROWS_AT: usize = 256;
+
 pub struct OnnxBackend {
     graph: GraphSession,
     hidden: usize,
@@ -80,6 +85,52 @@ pub struct OnnxBackend {
     with_token_types: bool,
     /// For a classifier, how many logits each sequence has.
     labels: Option<usize>,
+    arena: ArenaRelease,
+}
+
+/// onnxruntime's arena keeps the largest batch's activations reserved for good.
+/// When the queue empties after large batches, the last run shrinks it, and
+/// with glibc's fixed mmap threshold ([`crate::memory::return_large_blocks`])
+/// those pages go back to the system. Under steady load nothing is given back.
+struct ArenaRelease {
+    /// Run options that free the arena's unused regions when the run ends.
+    shrinking: ort::session::RunOptions,
+    policy: ShrinkPolicy,
+}
+
+impl ArenaRelease {
+    fn new() -> Result<Self> {
+        let mut shrinking = ort::session::RunOptions::new().map_err(ort_err)?;
+        shrinking
+            .set("memory.enable_memory_arena_shrinkage", "cpu:0")
+            .map_err(ort_err)?;
+        Ok(Self {
+            shrinking,
+            policy: ShrinkPolicy::default(),
+        })
+    }
+}
+
+/// When a run shrinks the arena: the last before the queue idles, if a run since
+/// the last shrink was large enough to have grown it.
+#[derive(Debug, Default)]
+struct ShrinkPolicy {
+    /// A run since the last shrink had at least [`ARENA_GROWS_AT`] tokens.
+    grown: bool,
+    /// The queue was empty when the next run was taken.
+    idle_next: bool,
+}
+
+impl ShrinkPolicy {
+    /// Whether the run about to start, of `padded` tokens, should shrink.
+    fn shrink_now(&mut self, padded: usize) -> bool {
+        self.grown |= padded >= ARENA_GROWS_AT;
+        let shrink = std::mem::take(&mut self.idle_next) && self.grown;
+        if shrink {
+            self.grown = false;
+        }
+        shrink
+    }
 }
 
 pub(crate) fn ort_err(e: impl std::fmt::Display) -> ModelError {
@@ -113,12 +164,17 @@ fn backend(graph: GraphSession, file: &Path, model: &ModelDir) -> Result<Box<dyn
         pooling: model.pooling,
         with_token_types,
         labels: (!model.labels.is_empty()).then_some(model.labels.len()),
+        arena: ArenaRelease::new()?,
     }))
 }
 
 impl Backend for OnnxBackend {
     fn name(&self) -> &'static str {
         "onnx"
+    }
+
+    fn idle_after_next(&mut self) {
+        self.arena.policy.idle_next = true;
     }
 
     fn embed(&mut self, seqs: &[&[u32]]) -> Result<Vec<Vec<f32>>> {
@@ -161,7 +217,13 @@ impl Backend for OnnxBackend {
             let types = Tensor::from_array((shape, types)).map_err(ort_err)?;
             inputs.push(("token_type_ids".into(), types.into()));
         }
-        let outputs = self.graph.session.run(inputs).map_err(ort_err)?;
+        let outputs = if self.arena.policy.shrink_now(batch * longest) {
+            let shrinking = &self.arena.shrinking;
+            self.graph.session.run_with_options(inputs, shrinking)
+        } else {
+            self.graph.session.run(inputs)
+        }
+        .map_err(ort_err)?;
         // Exports differ in what they output first (some echo their inputs): take
         // the first float output of the wanted shape.
         let (wanted, what): (&[i64], _) = match self.labels {
@@ -193,5 +255,31 @@ impl Backend for OnnxBackend {
                 pool(&data[start..], self.hidden, s.len(), self.pooling)
             })
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{ARENA_GROWS_AT, ShrinkPolicy};
+
+    #[test]
+    fn only_the_run_before_idle_shrinks_and_only_after_a_large_one() {
+        let mut p = ShrinkPolicy::default();
+        // Busy with large batches: never.
+        assert!(!p.shrink_now(ARENA_GROWS_AT * 4));
+        assert!(!p.shrink_now(10));
+        // The queue empties: the next run shrinks, whatever its size.
+        p.idle_next = true;
+        assert!(p.shrink_now(10));
+        // Idle again, but nothing large since: a lone sentence does not pay for it.
+        p.idle_next = true;
+        assert!(!p.shrink_now(10));
+        p.idle_next = true;
+        assert!(!p.shrink_now(ARENA_GROWS_AT - 1));
+        // A large run that is itself the last shrinks at its end.
+        p.idle_next = true;
+        assert!(p.shrink_now(ARENA_GROWS_AT));
+        // The hint is for one run only.
+        assert!(!p.shrink_now(ARENA_GROWS_AT));
     }
 }

@@ -15,7 +15,9 @@ pub struct Script {
     fail_next: AtomicUsize,
     held: Mutex<bool>,
     released: Condvar,
-    batches: Mutex<Vec<usize>>,
+    /// Every batch's size, and whether the worker said the queue was empty
+    /// when it took it.
+    batches: Mutex<Vec<(usize, bool)>>,
     running: AtomicUsize,
     /// Signalled whenever a batch starts.
     started: Condvar,
@@ -72,13 +74,19 @@ impl Script {
         true
     }
 
-    fn lock_batches(&self) -> MutexGuard<'_, Vec<usize>> {
+    fn lock_batches(&self) -> MutexGuard<'_, Vec<(usize, bool)>> {
         self.batches.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The size of every batch run so far, in order.
     pub fn batch_sizes(&self) -> Vec<usize> {
-        self.lock_batches().clone()
+        self.lock_batches().iter().map(|b| b.0).collect()
+    }
+
+    /// For every batch run so far, in order, whether it was announced as the
+    /// last before an idle queue ([`Backend::idle_after_next`]).
+    pub fn idle_hints(&self) -> Vec<bool> {
+        self.lock_batches().iter().map(|b| b.1).collect()
     }
 
     fn lock_held(&self) -> MutexGuard<'_, bool> {
@@ -102,11 +110,15 @@ impl Script {
 /// A replica that runs no model: see the crate's documentation.
 pub struct FakeBackend {
     script: Arc<Script>,
+    idle_next: bool,
 }
 
 impl FakeBackend {
     pub fn new(script: Arc<Script>) -> Self {
-        Self { script }
+        Self {
+            script,
+            idle_next: false,
+        }
     }
 }
 
@@ -131,7 +143,7 @@ impl Backend for FakeBackend {
         {
             // Counted under the batches' lock, so a waiter cannot miss the signal.
             let mut batches = s.lock_batches();
-            batches.push(seqs.len());
+            batches.push((seqs.len(), std::mem::take(&mut self.idle_next)));
             s.running.fetch_add(1, Ordering::AcqRel);
             s.started.notify_all();
         }
@@ -146,5 +158,9 @@ impl Backend for FakeBackend {
             return Err(ModelError::Unsupported("scripted failure".into()));
         }
         Ok(seqs.iter().map(|s| vector_of(s)).collect())
+    }
+
+    fn idle_after_next(&mut self) {
+        self.idle_next = true;
     }
 }
