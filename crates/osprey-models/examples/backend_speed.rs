@@ -3,6 +3,7 @@
 //! Backend throughput without HTTP: `cargo run --release -p osprey-models --example
 //! backend_speed -- MODEL_DIR [candle|onnx] [BATCH] [THREADS] [shared]`. Embeds the sentences
 //! in bench/sentences.txt in batches and prints sentences and tokens per second.
+//! `PREPACK=1` repacks onnxruntime's weights; `SORTED=1` batches by length.
 
 use std::time::Instant;
 
@@ -41,7 +42,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 .map(|e| e.ids)
         })
         .collect::<Result<_, _>>()?;
-    let refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+    let mut refs: Vec<&[u32]> = seqs.iter().map(Vec::as_slice).collect();
+    // SORTED=1: batches of similar lengths, as the server's queue groups them.
+    if std::env::var_os("SORTED").is_some() {
+        refs.sort_by_key(|s| s.len());
+    }
     backend.embed(&refs[..batch])?;
     let started = Instant::now();
     let mut tokens = 0;
