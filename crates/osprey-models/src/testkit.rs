@@ -2,6 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::{BackendKind, BackendOptions};
+
 /// The model the tests load: `OSPREY_TEST_MODEL` when set, else
 /// `models/all-MiniLM-L6-v2` at the workspace root (`make model` fetches it).
 pub fn model_dir() -> PathBuf {
@@ -21,4 +23,18 @@ pub fn gguf_path() -> PathBuf {
             PathBuf::from(env!("CARGO_MANIFEST_DIR"))
                 .join("../../models/gemma-3-270m/gemma-3-270m-q4_k_m.gguf")
         })
+}
+
+/// One replica of `kind` on two threads of its own, fp32, weights not repacked:
+/// the plainest set-up, which tests vary with struct update syntax.
+pub fn backend_options(kind: BackendKind) -> BackendOptions {
+    BackendOptions {
+        kind,
+        precision: Default::default(),
+        replicas: 1,
+        threads: 2,
+        onnxruntime_lib: None,
+        onnx_prepack: false,
+        shared_threads: false,
+    }
 }

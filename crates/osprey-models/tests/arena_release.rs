@@ -5,8 +5,8 @@
 //! when the queue is empty gives them back to the system. Alone in its test
 //! binary, so that no other test's memory moves the figures.
 
-use osprey_models::testkit::model_dir;
-use osprey_models::{BackendKind, BackendOptions, ModelDir, load_backends};
+use osprey_models::testkit::{backend_options, model_dir};
+use osprey_models::{BackendKind, ModelDir, load_backends};
 
 /// Anonymous memory of this process, in MiB.
 fn anon_mib() -> f64 {
@@ -23,15 +23,7 @@ fn anon_mib() -> f64 {
 #[test]
 fn the_run_before_idle_gives_the_arena_back() {
     let model = ModelDir::open(model_dir()).expect("model directory (run `make model`)");
-    let opts = BackendOptions {
-        kind: BackendKind::Onnx,
-        precision: Default::default(),
-        replicas: 1,
-        threads: 2,
-        onnxruntime_lib: None,
-        onnx_prepack: false,
-        shared_threads: false,
-    };
+    let opts = backend_options(BackendKind::Onnx);
     let mut backend = load_backends(&model, &opts)
         .expect("onnx backend (run `make onnx`)")
         .pop()

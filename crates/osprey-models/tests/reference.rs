@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use osprey_models::testkit::model_dir;
+use osprey_models::testkit::{backend_options, model_dir};
 use osprey_models::{
     BackendKind, BackendOptions, ModelDir, TextTokenizer, l2_normalize, load_backends,
 };
@@ -55,20 +55,8 @@ const EXACT: Bound = Bound {
     max_diff: 1e-3,
 };
 
-fn options(kind: BackendKind) -> BackendOptions {
-    BackendOptions {
-        kind,
-        precision: Default::default(),
-        replicas: 1,
-        threads: 2,
-        onnxruntime_lib: None,
-        onnx_prepack: false,
-        shared_threads: false,
-    }
-}
-
 fn check_backend(kind: BackendKind) {
-    check(&options(kind), &EXACT);
+    check(&backend_options(kind), &EXACT);
 }
 
 fn check(opts: &BackendOptions, bound: &Bound) {
@@ -153,7 +141,7 @@ fn onnx_on_the_shared_pool_with_repacked_weights_matches_reference() {
         shared_threads: true,
         onnx_prepack: true,
         replicas: 2,
-        ..options(BackendKind::Onnx)
+        ..backend_options(BackendKind::Onnx)
     };
     check(&opts, &EXACT);
 }
@@ -167,7 +155,7 @@ fn onnx_int8_stays_close_to_reference() {
         precision: osprey_models::Precision::Int8,
         shared_threads: true,
         onnx_prepack: true,
-        ..options(BackendKind::Onnx)
+        ..backend_options(BackendKind::Onnx)
     };
     check(
         &opts,
@@ -183,7 +171,7 @@ fn onnx_int8_stays_close_to_reference() {
 fn int8_weights_need_the_onnx_backend() {
     let opts = BackendOptions {
         precision: osprey_models::Precision::Int8,
-        ..options(BackendKind::Candle)
+        ..backend_options(BackendKind::Candle)
     };
     let model = ModelDir::open(model_dir()).expect("model directory");
     let err = load_backends(&model, &opts).err().expect("refused");
