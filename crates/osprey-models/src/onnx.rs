@@ -91,7 +91,7 @@ pub struct OnnxBackend {
 /// onnxruntime's arena keeps the largest batch's activations reserved for good.
 /// When the queue empties after large batches, the last run shrinks it, and
 /// with glibc's fixed mmap threshold ([`crate::memory::return_large_blocks`])
-/// those pages go back to the system. Under steady load nothing is given back.
+/// those pages go back to the system. A queue that never empties never shrinks.
 struct ArenaRelease {
     /// Run options that free the arena's unused regions when the run ends.
     shrinking: ort::session::RunOptions,
