@@ -1,7 +1,8 @@
 //! The decode loop: one thread owns the llama.cpp context and steps every running
 //! sequence together (continuous batching). Each step carries one token of each
 //! answering sequence, then as much waiting prompt as the step has room for;
-//! requests join and leave between steps.
+//! requests join and leave between steps. A sequence that ends leaves its KV
+//! cells in its slot for a prompt that starts the same way ([`crate::kept`]).
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -19,6 +20,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use rayon::prelude::*;
 
 use crate::budget::Budget;
+use crate::kept::{Kept, choose, reusable, to_evict};
 use crate::request::{Event, Finish, Job};
 use crate::sampler::TokenSampler;
 use crate::stats::Stats;
@@ -39,6 +41,8 @@ pub(crate) struct LoopConfig {
     pub kv_tokens: u32,
     pub batch_tokens: u32,
     pub threads: i32,
+    /// The model's attention window on its sliding-window layers (0: none).
+    pub swa_window: u32,
 }
 
 impl LoopConfig {
@@ -60,6 +64,8 @@ struct Sequence {
     prompt: Vec<LlamaToken>,
     /// Prompt tokens already in the KV cache.
     fed: usize,
+    /// Every token in the KV cache, prompt and answer, from position 0.
+    history: Vec<LlamaToken>,
     /// The token to feed next once the prompt is in.
     next: Option<LlamaToken>,
     sampler: TokenSampler,
@@ -97,6 +103,7 @@ pub(crate) fn run(
 ) {
     let slots = config.max_sequences as usize;
     let mut running: Vec<Option<Sequence>> = (0..slots).map(|_| None).collect();
+    let mut kept: Vec<Kept> = (0..slots).map(|_| Kept::default()).collect();
     let mut waiting: VecDeque<Submitted> = VecDeque::new();
     let mut batch = LlamaBatch::new(config.batch_tokens as usize, 1);
     let mut open = true;
@@ -121,7 +128,24 @@ pub(crate) fn run(
                 }
             }
         }
-        admit(&mut running, &mut waiting, budget, stats);
+        admit(
+            &mut ctx,
+            &mut running,
+            &mut kept,
+            &mut waiting,
+            config.swa_window,
+            budget,
+            stats,
+        );
+        let reserved: u64 = running
+            .iter()
+            .flatten()
+            .map(|s| u64::from(s.reserved))
+            .sum();
+        for i in to_evict(&kept, reserved, u64::from(config.kv_tokens)) {
+            forget(&mut ctx, &mut kept[i], i);
+        }
+        let step_no = stats.steps.get();
         let active = running.iter().flatten().count();
         stats.active.store(active as u64, Ordering::Relaxed);
         stats.queued.store(waiting.len() as u64, Ordering::Relaxed);
@@ -135,13 +159,21 @@ pub(crate) fn run(
             let Some(seq) = slot else { continue };
             seq.logits_at = None;
             if seq.events.is_closed() {
-                end(&mut ctx, slot, id, budget, None);
+                end(
+                    &mut ctx,
+                    slot,
+                    id,
+                    budget,
+                    None,
+                    Some((&mut kept[id], step_no)),
+                );
                 stats.cancelled.add(1);
                 continue;
             }
             if let Some(tok) = seq.next {
                 let at = batch.n_tokens();
                 if batch.add(tok, seq.position(), &[id as i32], true).is_ok() {
+                    seq.history.push(tok);
                     seq.logits_at = Some(at);
                     room -= 1;
                     in_step += 1;
@@ -163,6 +195,8 @@ pub(crate) fn run(
                     seq.logits_at = Some(at);
                 }
             }
+            seq.history
+                .extend_from_slice(&seq.prompt[seq.fed..seq.fed + take]);
             seq.fed += take;
             room -= take;
             in_step += 1;
@@ -183,8 +217,12 @@ pub(crate) fn run(
             for (id, slot) in running.iter_mut().enumerate() {
                 if slot.is_some() {
                     let msg = format!("the model failed this step: {e}");
-                    end(&mut ctx, slot, id, budget, Some(Event::Failed(msg)));
+                    end(&mut ctx, slot, id, budget, Some(Event::Failed(msg)), None);
                 }
+            }
+            // What the cache holds is no longer known: start afresh.
+            for (id, k) in kept.iter_mut().enumerate() {
+                forget(&mut ctx, k, id);
             }
             continue;
         }
@@ -225,8 +263,9 @@ pub(crate) fn run(
                 Some(t) => stats.inter_token.record(now - t),
             }
             seq.last_token_at = Some(now);
+            let keep = Some((&mut kept[id], step_no));
             if model.vocab().is_eog(tok) && !seq.ignore_eos {
-                finish(&mut ctx, slot, id, budget, Finish::Stop);
+                finish(&mut ctx, slot, id, budget, Finish::Stop, keep);
                 continue;
             }
             seq.generated += 1;
@@ -240,9 +279,9 @@ pub(crate) fn run(
                 });
             }
             if step.stopped {
-                finish(&mut ctx, slot, id, budget, Finish::Stop);
+                finish(&mut ctx, slot, id, budget, Finish::Stop, keep);
             } else if seq.generated >= seq.max_tokens {
-                finish(&mut ctx, slot, id, budget, Finish::Length);
+                finish(&mut ctx, slot, id, budget, Finish::Length, keep);
             } else {
                 seq.next = Some(tok);
             }
@@ -251,13 +290,17 @@ pub(crate) fn run(
 }
 
 /// Moves waiting jobs into free slots, dropping those whose client has gone.
+/// Each goes to the slot that keeps the longest start of its prompt.
 fn admit(
+    ctx: &mut LlamaContext<'_>,
     running: &mut [Option<Sequence>],
+    kept: &mut [Kept],
     waiting: &mut VecDeque<Submitted>,
+    swa_window: u32,
     budget: &Budget,
     stats: &Stats,
 ) {
-    for slot in running.iter_mut().filter(|s| s.is_none()) {
+    while running.iter().any(Option::is_none) {
         let Some(s) = (loop {
             match waiting.pop_front() {
                 Some(s) if s.events.is_closed() => {
@@ -269,12 +312,23 @@ fn admit(
         }) else {
             return;
         };
+        let prompt: Vec<LlamaToken> = s.job.prompt.iter().map(|&t| LlamaToken(t)).collect();
+        let free = (0..running.len()).filter(|&i| running[i].is_none());
+        let Some(id) = choose(free, kept, &prompt) else {
+            waiting.push_front(s);
+            return;
+        };
+        let fed = adopt(ctx, id, &mut kept[id], &prompt, swa_window);
         stats
             .prompt_tokens
-            .add(u64::try_from(s.job.prompt.len()).unwrap_or(0));
-        *slot = Some(Sequence {
-            prompt: s.job.prompt.iter().map(|&t| LlamaToken(t)).collect(),
-            fed: 0,
+            .add(u64::try_from(prompt.len()).unwrap_or(0));
+        stats
+            .prompt_cached_tokens
+            .add(u64::try_from(fed).unwrap_or(0));
+        running[id] = Some(Sequence {
+            history: prompt[..fed].to_vec(),
+            prompt,
+            fed,
             next: None,
             sampler: TokenSampler::new(&s.job.sampling),
             chosen: None,
@@ -291,6 +345,48 @@ fn admit(
     }
 }
 
+/// Readies slot `id` for `prompt`: keeps the cells of the start they share and
+/// drops the rest. Returns how many prompt tokens are already in the cache.
+fn adopt(
+    ctx: &mut LlamaContext<'_>,
+    id: usize,
+    kept: &mut Kept,
+    prompt: &[LlamaToken],
+    swa_window: u32,
+) -> usize {
+    let tokens = std::mem::take(&mut kept.tokens);
+    let common = reusable(&tokens, prompt);
+    let seq = u32::try_from(id).ok();
+    if common > 0 {
+        // A sliding-window cache drops old positions; the prompt's next token
+        // must still see its window.
+        let needed = match swa_window {
+            0 => 0,
+            w => common.saturating_sub(w as usize),
+        };
+        let oldest = ctx.kv_cache_seq_pos_min(i32::try_from(id).unwrap_or(i32::MAX));
+        let present = usize::try_from(oldest).is_ok_and(|o| o <= needed);
+        if present
+            && matches!(
+                ctx.clear_kv_cache_seq(seq, u32::try_from(common).ok(), None),
+                Ok(true)
+            )
+        {
+            return common;
+        }
+    }
+    let _ = ctx.clear_kv_cache_seq(seq, None, None);
+    0
+}
+
+/// Drops what slot `id` keeps.
+fn forget(ctx: &mut LlamaContext<'_>, kept: &mut Kept, id: usize) {
+    if !kept.tokens.is_empty() {
+        kept.tokens.clear();
+        let _ = ctx.clear_kv_cache_seq(u32::try_from(id).ok(), None, None);
+    }
+}
+
 /// Ends a sequence normally: the text held back as a possible stop sequence
 /// (none is left after a stop sequence matched), then `Done`.
 fn finish(
@@ -299,6 +395,7 @@ fn finish(
     id: usize,
     budget: &Budget,
     why: Finish,
+    keep: Option<(&mut Kept, u64)>,
 ) {
     if let Some(seq) = slot {
         let rest = seq.text.finish();
@@ -310,23 +407,34 @@ fn finish(
             prompt_tokens: u32::try_from(seq.prompt.len()).unwrap_or(u32::MAX),
             completion_tokens: seq.generated,
         };
-        end(ctx, slot, id, budget, Some(done));
+        end(ctx, slot, id, budget, Some(done), keep);
     }
 }
 
-/// Frees a sequence's slot, KV cells and budget, sending `last` first.
+/// Frees a sequence's slot and budget, sending `last` first. Its KV cells stay
+/// for the next prompt that starts the same way when `keep` says where (with
+/// the step it is kept at); otherwise they are freed too.
 fn end(
     ctx: &mut LlamaContext<'_>,
     slot: &mut Option<Sequence>,
     id: usize,
     budget: &Budget,
     last: Option<Event>,
+    keep: Option<(&mut Kept, u64)>,
 ) {
     if let Some(seq) = slot.take() {
         if let Some(e) = last {
             let _ = seq.events.send(e);
         }
-        let _ = ctx.clear_kv_cache_seq(u32::try_from(id).ok(), None, None);
+        match keep {
+            Some((kept, since)) => {
+                kept.tokens = seq.history;
+                kept.since = since;
+            }
+            None => {
+                let _ = ctx.clear_kv_cache_seq(u32::try_from(id).ok(), None, None);
+            }
+        }
         budget.release(seq.reserved);
     }
 }

@@ -94,17 +94,23 @@ impl Generator {
             n => n,
         };
         let threads = i32::try_from(threads).unwrap_or(1);
+        let architecture = model
+            .meta_val_str("general.architecture")
+            .unwrap_or_default();
         let loop_config = LoopConfig {
             max_sequences: config.max_sequences,
             kv_tokens: config.kv_budget_tokens,
             batch_tokens: config.batch_tokens,
             threads,
+            swa_window: model
+                .meta_val_str(&format!("{architecture}.attention.sliding_window"))
+                .ok()
+                .and_then(|w| w.trim().parse().ok())
+                .unwrap_or(0),
         };
         let info = GeneratorInfo {
             path: path.to_owned(),
-            architecture: model
-                .meta_val_str("general.architecture")
-                .unwrap_or_default(),
+            architecture,
             parameters: model.n_params(),
             file_bytes: std::fs::metadata(path).map_or(0, |m| m.len()),
             revision,

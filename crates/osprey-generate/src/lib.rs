@@ -7,6 +7,7 @@ mod config;
 mod engine;
 mod error;
 mod generator;
+mod kept;
 mod request;
 mod sampler;
 mod stats;

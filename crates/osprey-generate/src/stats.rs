@@ -10,6 +10,9 @@ pub struct Stats {
     pub active: AtomicU64,
     pub queued: AtomicU64,
     pub prompt_tokens: Counter,
+    /// Prompt tokens found in cells an earlier sequence left (prompt caching),
+    /// not read again.
+    pub prompt_cached_tokens: Counter,
     pub completion_tokens: Counter,
     /// Decode steps, the sequences they carried and their tokens: sequences per
     /// step above 1 is continuous batching at work.

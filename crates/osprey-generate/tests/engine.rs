@@ -129,6 +129,80 @@ async fn greedy_answers_match_llama_cpp() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prompt_that_starts_as_an_earlier_one_reads_only_the_rest() {
+    // Its own engine: no other test's sequence takes the slot in between.
+    let g = Generator::start(&gguf(), &GenerationConfig::default()).expect("load");
+    let cached = || g.stats().prompt_cached_tokens.get();
+    let mut checked = 0;
+    for case in &reference().cases {
+        let before = cached();
+        let first = drain(
+            g.submit(greedy(case.prompt_tokens.clone(), 8))
+                .expect("submit"),
+        )
+        .await;
+        assert_eq!(
+            cached(),
+            before,
+            "nothing kept starts like {:?}",
+            case.prompt
+        );
+        if first.ids != case.greedy {
+            continue;
+        }
+        // The next turn holds the prompt and the start of the answer, as a
+        // chat's history does: only its last token is read.
+        let mut next = case.prompt_tokens.clone();
+        next.extend_from_slice(&case.greedy[..4]);
+        let before = cached();
+        let second = drain(g.submit(greedy(next.clone(), 4)).expect("submit")).await;
+        assert_eq!(cached() - before, next.len() as u64 - 1);
+        // llama.cpp, reading the whole of it, goes on the same way.
+        assert_eq!(second.ids, case.greedy[4..], "{:?}", case.prompt);
+        // The same prompt again: all of it but its last token from the cache.
+        let before = cached();
+        let again = drain(
+            g.submit(greedy(case.prompt_tokens.clone(), 8))
+                .expect("submit"),
+        )
+        .await;
+        assert_eq!(cached() - before, case.prompt_tokens.len() as u64 - 1);
+        assert_eq!(again.ids, case.greedy, "{:?}", case.prompt);
+        checked += 1;
+    }
+    assert!(checked >= 4, "{checked} of 5 prompts checked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kept_cells_give_way_to_a_running_sequence() {
+    let config = GenerationConfig {
+        kv_budget_tokens: 64,
+        context_tokens: 48,
+        max_sequences: 2,
+        batch_tokens: 64,
+        ..GenerationConfig::default()
+    };
+    let g = Generator::start(&gguf(), &config).expect("load");
+    let cached = || g.stats().prompt_cached_tokens.get();
+    let village = g.tokenize("Once upon a time, in a small village,");
+    let france = g.tokenize("The capital of France is");
+    let a = drain(g.submit(greedy(village.clone(), 8)).expect("submit")).await;
+    assert_eq!(a.completion_tokens, 8);
+    // 18 cells kept, and this one reserves 48 of the 64: the kept ones go.
+    let n = france.len() as u32;
+    let b = drain(g.submit(greedy(france, 48 - n)).expect("submit")).await;
+    assert_eq!(b.completion_tokens, 48 - n);
+    let before = cached();
+    let again = drain(g.submit(greedy(village.clone(), 8)).expect("submit")).await;
+    assert_eq!(again.completion_tokens, 8);
+    assert_eq!(cached(), before, "the village's cells were given up");
+    // Kept again now, and found.
+    let before = cached();
+    drain(g.submit(greedy(village.clone(), 8)).expect("submit")).await;
+    assert_eq!(cached() - before, village.len() as u64 - 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sequences_share_decode_steps() {
     let g = shared();
     let reference = reference();

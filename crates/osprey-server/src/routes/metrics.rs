@@ -140,10 +140,15 @@ fn render_generation(out: &mut String, models: &[Arc<Served>]) {
         return;
     }
     type Read = fn(&osprey_engine::generate::Generator) -> u64;
-    let families: [(&str, &str, Read); 12] = [
+    let families: [(&str, &str, Read); 13] = [
         ("osprey_generate_prompt_tokens_total", "counter", |g| {
             g.stats().prompt_tokens.get()
         }),
+        (
+            "osprey_generate_prompt_cached_tokens_total",
+            "counter",
+            |g| g.stats().prompt_cached_tokens.get(),
+        ),
         ("osprey_generate_completion_tokens_total", "counter", |g| {
             g.stats().completion_tokens.get()
         }),
