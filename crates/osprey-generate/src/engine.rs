@@ -64,6 +64,8 @@ struct Sequence {
     prompt: Vec<LlamaToken>,
     /// Prompt tokens already in the KV cache.
     fed: usize,
+    /// Of those, the ones an earlier sequence left there.
+    cached: usize,
     /// Every token in the KV cache, prompt and answer, from position 0.
     history: Vec<LlamaToken>,
     /// The token to feed next once the prompt is in.
@@ -329,6 +331,7 @@ fn admit(
             history: prompt[..fed].to_vec(),
             prompt,
             fed,
+            cached: fed,
             next: None,
             sampler: TokenSampler::new(&s.job.sampling),
             chosen: None,
@@ -405,6 +408,7 @@ fn finish(
         let done = Event::Done {
             finish: why,
             prompt_tokens: u32::try_from(seq.prompt.len()).unwrap_or(u32::MAX),
+            cached_tokens: u32::try_from(seq.cached).unwrap_or(u32::MAX),
             completion_tokens: seq.generated,
         };
         end(ctx, slot, id, budget, Some(done), keep);

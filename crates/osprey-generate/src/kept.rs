@@ -30,8 +30,13 @@ pub(crate) fn reusable(kept: &[LlamaToken], prompt: &[LlamaToken]) -> usize {
     if common >= MIN_REUSE { common } else { 0 }
 }
 
-/// The free slot for `prompt`: the one whose tokens it reuses most, else one
+/// The free slot for `prompt`: the one whose tokens it continues most, else one
 /// that keeps nothing, else the one kept longest ago.
+///
+/// A slot counts as continued when the shared start is half of what it keeps
+/// (the next turn of its chat) or half of the prompt (a long system message in
+/// common). A few shared template tokens do not count: taking that slot would
+/// throw away another conversation to save them.
 pub(crate) fn choose(
     free: impl Iterator<Item = usize>,
     kept: &[Kept],
@@ -39,8 +44,10 @@ pub(crate) fn choose(
 ) -> Option<usize> {
     free.max_by_key(|&i| {
         let k = &kept[i];
+        let shared = reusable(&k.tokens, prompt);
+        let continued = 2 * shared >= k.tokens.len() || 2 * shared >= prompt.len();
         (
-            reusable(&k.tokens, prompt),
+            if continued { shared } else { 0 },
             k.tokens.is_empty(),
             std::cmp::Reverse(k.since),
         )
@@ -98,13 +105,18 @@ mod tests {
     #[test]
     fn a_prompt_goes_where_its_start_is_kept_else_where_least_is_lost() {
         let slots = [
-            kept(&[2, 5, 6, 7, 8, 9], 1),
+            kept(&[2, 5, 6, 7, 8, 9, 10, 11, 12, 13], 1),
             kept(&[2, 10, 11, 12, 13, 14], 2),
             Kept::default(),
             kept(&[2, 20, 21, 22, 23, 24], 0),
         ];
         let prompt = toks(&[2, 10, 11, 12, 13, 14, 30]);
         assert_eq!(choose(0..4, &slots, &prompt), Some(1));
+        // A start shared with a longer conversation, but too little of both, does
+        // not take its slot: an empty one does.
+        let stranger = toks(&[2, 5, 6, 7, 40, 41, 42, 43, 44, 45]);
+        assert_eq!(reusable(&slots[0].tokens, &stranger), 4);
+        assert_eq!(choose(0..4, &slots, &stranger), Some(2));
         // Its slot is taken: an empty one, rather than discard anything.
         assert_eq!(choose([0, 2, 3].into_iter(), &slots, &prompt), Some(2));
         // No empty one either: the one kept longest ago.

@@ -90,6 +90,8 @@ pub enum Event {
     Done {
         finish: Finish,
         prompt_tokens: u32,
+        /// Prompt tokens found in cells an earlier sequence left, not read again.
+        cached_tokens: u32,
         completion_tokens: u32,
     },
     /// The engine failed this sequence.

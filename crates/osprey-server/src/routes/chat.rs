@@ -198,6 +198,7 @@ struct Answer {
     ids: Vec<i32>,
     finish: Finish,
     prompt_tokens: u32,
+    cached_tokens: u32,
     completion_tokens: u32,
 }
 
@@ -461,6 +462,8 @@ fn from_entry(e: &Entry, generator: &Generator, stops: &[String]) -> Option<Answ
         text,
         finish,
         prompt_tokens: v[1] as u32,
+        // Answered from the result cache: no prompt was read at all.
+        cached_tokens: 0,
         completion_tokens: e.tokens,
         ids,
     })
@@ -583,6 +586,7 @@ async fn collect(first: Event, events: &mut UnboundedReceiver<Event>) -> Result<
         ids: Vec::new(),
         finish: Finish::Stop,
         prompt_tokens: 0,
+        cached_tokens: 0,
         completion_tokens: 0,
     };
     let mut next = Some(first);
@@ -598,10 +602,12 @@ async fn collect(first: Event, events: &mut UnboundedReceiver<Event>) -> Result<
             Some(Event::Done {
                 finish,
                 prompt_tokens,
+                cached_tokens,
                 completion_tokens,
             }) => {
                 answer.finish = finish;
                 answer.prompt_tokens = prompt_tokens;
+                answer.cached_tokens = cached_tokens;
                 answer.completion_tokens = completion_tokens;
                 return Ok(answer);
             }
@@ -623,6 +629,7 @@ fn replay(a: &Answer) -> futures::stream::BoxStream<'static, Event> {
         Event::Done {
             finish: a.finish,
             prompt_tokens: a.prompt_tokens,
+            cached_tokens: a.cached_tokens,
             completion_tokens: a.completion_tokens,
         },
     ];
@@ -642,13 +649,23 @@ struct Usage {
     prompt_tokens: u32,
     completion_tokens: u32,
     total_tokens: u32,
+    prompt_tokens_details: PromptDetails,
 }
 
-fn usage(prompt: u32, completion: u32) -> Usage {
+/// OpenAI's breakdown of the prompt: the tokens its cache spared reading.
+#[derive(Serialize)]
+struct PromptDetails {
+    cached_tokens: u32,
+}
+
+fn usage(a: &Answer) -> Usage {
     Usage {
-        prompt_tokens: prompt,
-        completion_tokens: completion,
-        total_tokens: prompt + completion,
+        prompt_tokens: a.prompt_tokens,
+        completion_tokens: a.completion_tokens,
+        total_tokens: a.prompt_tokens + a.completion_tokens,
+        prompt_tokens_details: PromptDetails {
+            cached_tokens: a.cached_tokens,
+        },
     }
 }
 
@@ -674,7 +691,7 @@ impl Head {
             "created": self.created,
             "model": self.model,
             "choices": [choice],
-            "usage": usage(a.prompt_tokens, a.completion_tokens),
+            "usage": usage(a),
         })
     }
 
@@ -714,14 +731,14 @@ impl Head {
     }
 
     /// The usage chunk `stream_options.include_usage` asks for.
-    fn usage_chunk(&self, prompt: u32, completion: u32) -> Bytes {
+    fn usage_chunk(&self, a: &Answer) -> Bytes {
         self.event(json!({
             "id": self.id,
             "object": self.object(true),
             "created": self.created,
             "model": self.model,
             "choices": [],
-            "usage": usage(prompt, completion),
+            "usage": usage(a),
         }))
     }
 
@@ -759,6 +776,7 @@ fn stream_response(
             ids: Vec::new(),
             finish: Finish::Stop,
             prompt_tokens: 0,
+            cached_tokens: 0,
             completion_tokens: 0,
         },
         after,
@@ -792,19 +810,19 @@ fn stream_response(
                 Some(Event::Done {
                     finish,
                     prompt_tokens,
+                    cached_tokens,
                     completion_tokens,
                 }) => {
                     st.answer.finish = finish;
                     st.answer.prompt_tokens = prompt_tokens;
+                    st.answer.cached_tokens = cached_tokens;
                     st.answer.completion_tokens = completion_tokens;
                     if let Some(after) = st.after.take() {
                         after.done(&st.answer).await;
                     }
                     let mut out = st.head.chunk(None, false, Some(finish)).to_vec();
                     if st.include_usage {
-                        out.extend_from_slice(
-                            &st.head.usage_chunk(prompt_tokens, completion_tokens),
-                        );
+                        out.extend_from_slice(&st.head.usage_chunk(&st.answer));
                     }
                     out.extend_from_slice(b"data: [DONE]\n\n");
                     st.done = true;

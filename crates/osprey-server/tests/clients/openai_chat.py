@@ -38,6 +38,23 @@ seen["chat"] = {
     "object": chat.object,
 }
 
+# A chat's next turn sends the conversation back; only its new part is read,
+# and the usage says how much came from the cache, as OpenAI's does.
+history = [
+    {"role": "system", "content": "You answer questions about geography in one short sentence."},
+    {"role": "user", "content": "What is the capital of France?"},
+]
+turns = []
+for follow_up in ["And the capital of Italy?", None]:
+    r = client.chat.completions.create(model="gemma", messages=history, max_tokens=12, temperature=0)
+    turns.append([r.usage.prompt_tokens, r.usage.prompt_tokens_details.cached_tokens])
+    if follow_up:
+        history += [
+            {"role": "assistant", "content": r.choices[0].message.content},
+            {"role": "user", "content": follow_up},
+        ]
+seen["turns"] = turns
+
 pieces = []
 finish = None
 usage = None

@@ -196,6 +196,17 @@ async fn the_openai_package_completes_chats_streams_and_keeps_sessions() {
     assert_eq!(completion["finish"], "length");
     assert_eq!(completion["usage"], json!([6, 8, 14]));
     assert_eq!(completion["object"], "text_completion");
+    // The second turn found the first turn's prompt (and more) in the cache.
+    let turns = &seen["turns"];
+    let first_prompt = turns[0][0].as_u64().unwrap_or(0);
+    let (second_prompt, second_cached) = (
+        turns[1][0].as_u64().unwrap_or(0),
+        turns[1][1].as_u64().unwrap_or(0),
+    );
+    assert!(
+        second_cached >= first_prompt && second_cached < second_prompt,
+        "turns (prompt, cached): {turns}"
+    );
     let chat = &seen["chat"];
     assert_eq!(chat["role"], "assistant");
     assert_eq!(chat["object"], "chat.completion");
