@@ -92,8 +92,9 @@ def stream_chat(port, messages, answer_tokens, seed):
 
 
 def conversation(port, turns, answer_tokens, seed):
-    """Time to first token and prompt tokens of each turn."""
-    messages = [{"role": "system", "content": SYSTEM}]
+    """Time to first token and prompt tokens of each turn. Each round is a
+    conversation of its own: its first words differ from the other rounds'."""
+    messages = [{"role": "system", "content": f"Conversation {seed}. {SYSTEM}"}]
     out = []
     for i in range(turns):
         messages.append({"role": "user", "content": QUESTIONS[i % len(QUESTIONS)]})

@@ -299,8 +299,13 @@ pub async fn chat(
         None => Vec::new(),
     };
     all.extend(new.iter().cloned());
-    let mut window = sessions.window(&all).to_vec();
-    // Cut the oldest messages until prompt and answer fit the context.
+    // A session's history is the server's to trim; a client's own conversation
+    // goes to the model whole, as it was sent (too long for the context: 400).
+    let mut window = match &session_id {
+        Some(_) => sessions.window(&all).to_vec(),
+        None => all,
+    };
+    // Cut a session's oldest messages until prompt and answer fit the context.
     let (prompt, template_stops, tokens) = loop {
         let g = generator.clone();
         let w = window.clone();

@@ -287,6 +287,34 @@ async fn a_session_keeps_at_most_its_window_and_can_be_deleted() {
 }
 
 #[tokio::test]
+async fn a_conversation_without_a_session_reaches_the_model_whole() {
+    // More messages than the session window (4) keeps: without a session they
+    // are the client's conversation, and none is dropped.
+    let mut messages = vec![json!({"role": "system", "content": "You are a terse assistant."})];
+    for i in 0..3 {
+        messages.push(json!({"role": "user", "content": format!("Question {i}?")}));
+        messages.push(json!({"role": "assistant", "content": format!("Answer {i}.")}));
+    }
+    messages.push(json!({"role": "user", "content": "And the last one?"}));
+    let prompt_tokens = |r: Value| r["usage"]["prompt_tokens"].as_u64().unwrap_or(0);
+    let ask = |messages: &[Value]| {
+        let body = json!({"model": "gemma", "max_tokens": 2, "temperature": 0, "seed": 5,
+                          "messages": messages});
+        async move {
+            let r = post(&shared().base, "/v1/chat/completions", body).await;
+            assert_eq!(r.status(), 200);
+            r.json::<Value>().await.expect("JSON body")
+        }
+    };
+    let whole = prompt_tokens(ask(&messages).await);
+    let last_four = prompt_tokens(ask(&messages[messages.len() - 4..]).await);
+    assert!(
+        whole > last_four,
+        "{whole} prompt tokens for 8 messages, {last_four} for their last 4"
+    );
+}
+
+#[tokio::test]
 async fn deterministic_answers_come_back_from_the_cache_also_streamed() {
     let base = &shared().base;
     let body = json!({"model": "gemma", "max_tokens": 10, "temperature": 0,
