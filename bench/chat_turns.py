@@ -19,13 +19,11 @@ import http.client
 import json
 import os
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from generate import GGUF, ROOT, free_port, wait_ready  # noqa: E402
+from generate import ROOT, start_llama_server, start_osprey  # noqa: E402
 
 SYSTEM = (
     "You are the support assistant of a small bookshop. "
@@ -104,44 +102,15 @@ def conversation(port, turns, answer_tokens, seed):
     return out
 
 
-def run_osprey(binary, args):
-    port = free_port()
-    tmp = tempfile.mkdtemp()
-    config = os.path.join(tmp, "osprey.toml")
-    with open(config, "w") as f:
-        f.write(f'[[models]]\nname = "gemma"\npath = {json.dumps(GGUF)}\ntask = "generate"\n')
-    env = dict(os.environ)
-    env.pop("OSPREY_GENERATION__MODEL", None)
-    env.update({
-        "OSPREY_SERVER__PORT": str(port),
-        "OSPREY_GENERATION__THREADS": "2",
-        "OSPREY_TELEMETRY__ACCESS_LOG": "false",
-        "OSPREY_COLLECTIONS__PATH": os.path.join(tmp, "collections"),
-        "OSPREY_LIMITS__MAX_QUEUE_MS": "0",
-    })
-    log = open(os.path.join(tmp, "osprey.log"), "w")
-    p = subprocess.Popen([binary, "serve", "--config", config], env=env, stdout=log, stderr=log, cwd=ROOT)
+def measured(start, args):
+    """The conversations of every round on the server `start` brings up."""
+    proc, port = start()
     try:
-        wait_ready(port, "/health/ready")
-        # A seed per round keeps Osprey's answer cache out of it.
+        # A seed per round also keeps Osprey's answer cache out of it.
         return [conversation(port, args.turns, args.answer, 100 + r) for r in range(args.rounds)]
     finally:
-        p.terminate()
-        p.wait()
-
-
-def run_llama_cpp(args):
-    port = free_port()
-    srv = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", GGUF,
-                            "--n_threads", "2", "--n_threads_batch", "2", "--n_ctx", "4096",
-                            "--port", str(port), "--host", "127.0.0.1"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_ready(port, "/v1/models")
-        return [conversation(port, args.turns, args.answer, 100 + r) for r in range(args.rounds)]
-    finally:
-        srv.terminate()
-        srv.wait()
+        proc.terminate()
+        proc.wait()
 
 
 def main():
@@ -153,11 +122,11 @@ def main():
     ap.add_argument("--also", help="another Osprey binary, measured in the same run")
     args = ap.parse_args()
 
-    servers = [("Osprey", lambda: run_osprey(args.binary, args))]
+    servers = [("Osprey", lambda: start_osprey(args.binary))]
     if args.also:
-        servers.append(("Osprey (--also)", lambda: run_osprey(args.also, args)))
-    servers.append(("llama-cpp-python server", lambda: run_llama_cpp(args)))
-    results = {name: run() for name, run in servers}
+        servers.append(("Osprey (--also)", lambda: start_osprey(args.also)))
+    servers.append(("llama-cpp-python server", start_llama_server))
+    results = {name: measured(start, args) for name, start in servers}
 
     names = list(results)
     print(f"# {args.turns} turns, answers of up to {args.answer} tokens, greedy, 2 threads; "

@@ -56,6 +56,41 @@ def wait_ready(port, path, within=120):
     sys.exit(f"server on {port} did not become ready")
 
 
+def start_osprey(binary):
+    """Osprey serving the GGUF alone as `gemma` (so its RSS is all generation's),
+    2 threads, ready; (process, port)."""
+    port = free_port()
+    tmp = tempfile.mkdtemp()
+    config = os.path.join(tmp, "osprey.toml")
+    with open(config, "w") as f:
+        f.write(f'[[models]]\nname = "gemma"\npath = {json.dumps(GGUF)}\ntask = "generate"\n')
+    env = dict(os.environ)
+    env.pop("OSPREY_GENERATION__MODEL", None)
+    env.update({
+        "OSPREY_SERVER__PORT": str(port),
+        "OSPREY_GENERATION__THREADS": "2",
+        "OSPREY_TELEMETRY__ACCESS_LOG": "false",
+        "OSPREY_COLLECTIONS__PATH": os.path.join(tmp, "collections"),
+        "OSPREY_LIMITS__MAX_QUEUE_MS": "0",
+    })
+    log = open(os.path.join(tmp, "osprey.log"), "w")
+    p = subprocess.Popen([binary, "serve", "--config", config],
+                         env=env, stdout=log, stderr=log, cwd=ROOT)
+    wait_ready(port, "/health/ready")
+    return p, port
+
+
+def start_llama_server():
+    """llama-cpp-python's server on the same GGUF, 2 threads, ready; (process, port)."""
+    port = free_port()
+    srv = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", GGUF,
+                            "--n_threads", "2", "--n_threads_batch", "2", "--n_ctx", "4096",
+                            "--port", str(port), "--host", "127.0.0.1"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_ready(port, "/v1/models")
+    return srv, port
+
+
 SERVER_TTFT = []
 
 
@@ -160,26 +195,8 @@ def main():
     ll_tps = statistics.median(x[1] for x in ll)
     print(f"llama.cpp: ttft {ll_ttft*1e3:.1f} ms, decode {ll_tps:.1f} tok/s")
 
-    port = free_port()
-    tmp = tempfile.mkdtemp()
-    env = dict(os.environ)
-    # The generation model alone in the repository: the RSS is all its own.
-    config = os.path.join(tmp, "osprey.toml")
-    with open(config, "w") as f:
-        f.write(f'[[models]]\nname = "gemma"\npath = {json.dumps(GGUF)}\ntask = "generate"\n')
-    env.pop("OSPREY_GENERATION__MODEL", None)
-    env.update({
-        "OSPREY_SERVER__PORT": str(port),
-        "OSPREY_GENERATION__THREADS": "2",
-        "OSPREY_TELEMETRY__ACCESS_LOG": "false",
-        "OSPREY_COLLECTIONS__PATH": os.path.join(tmp, "collections"),
-        "OSPREY_LIMITS__MAX_QUEUE_MS": "0",
-    })
-    log = open(os.path.join(tmp, "osprey.log"), "w")
-    p = subprocess.Popen([args.binary, "serve", "--config", config],
-                         env=env, stdout=log, stderr=log, cwd=ROOT)
+    p, port = start_osprey(args.binary)
     try:
-        wait_ready(port, "/health/ready")
         body = {"prompt": PROMPT, "max_tokens": n, "temperature": 0, "ignore_eos": True,
                 "stream": True, "stream_options": {"include_usage": True}}
         single = []
@@ -231,13 +248,8 @@ def main():
     print(f"osprey RSS peak at 8 streams: {peak[0]:.0f} MB (the whole process); bound file "
           f"{file_mb:.0f} + KV {budget} tokens {kv_mb:.0f} + 150 = {bound:.0f} MB")
 
-    port2 = free_port()
-    srv = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", GGUF,
-                            "--n_threads", "2", "--n_threads_batch", "2", "--n_ctx", "4096",
-                            "--port", str(port2), "--host", "127.0.0.1"],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    srv, port2 = start_llama_server()
     try:
-        wait_ready(port2, "/v1/models")
         # It has no ignore_eos: a bias keeps the end-of-generation tokens out, so
         # both servers write the same number of tokens.
         eog = {str(int(meta["tokenizer.ggml.eos_token_id"])): -100}
