@@ -359,7 +359,6 @@ fn adopt(
 ) -> usize {
     let tokens = std::mem::take(&mut kept.tokens);
     let common = reusable(&tokens, prompt);
-    let seq = u32::try_from(id).ok();
     if common > 0 {
         // A sliding-window cache drops old positions; the prompt's next token
         // must still see its window.
@@ -371,14 +370,14 @@ fn adopt(
         let present = usize::try_from(oldest).is_ok_and(|o| o <= needed);
         if present
             && matches!(
-                ctx.clear_kv_cache_seq(seq, u32::try_from(common).ok(), None),
+                ctx.clear_kv_cache_seq(u32::try_from(id).ok(), u32::try_from(common).ok(), None),
                 Ok(true)
             )
         {
             return common;
         }
     }
-    let _ = ctx.clear_kv_cache_seq(seq, None, None);
+    free_cells(ctx, id);
     0
 }
 
@@ -386,8 +385,13 @@ fn adopt(
 fn forget(ctx: &mut LlamaContext<'_>, kept: &mut Kept, id: usize) {
     if !kept.tokens.is_empty() {
         kept.tokens.clear();
-        let _ = ctx.clear_kv_cache_seq(u32::try_from(id).ok(), None, None);
+        free_cells(ctx, id);
     }
+}
+
+/// Frees every KV cell of slot `id`'s sequence.
+fn free_cells(ctx: &mut LlamaContext<'_>, id: usize) {
+    let _ = ctx.clear_kv_cache_seq(u32::try_from(id).ok(), None, None);
 }
 
 /// Ends a sequence normally: the text held back as a possible stop sequence
@@ -435,9 +439,7 @@ fn end(
                 kept.tokens = seq.history;
                 kept.since = since;
             }
-            None => {
-                let _ = ctx.clear_kv_cache_seq(u32::try_from(id).ok(), None, None);
-            }
+            None => free_cells(ctx, id),
         }
         budget.release(seq.reserved);
     }

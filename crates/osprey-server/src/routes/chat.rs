@@ -202,6 +202,20 @@ struct Answer {
     completion_tokens: u32,
 }
 
+impl Answer {
+    /// Nothing yet: what a live answer's events fill in.
+    fn empty() -> Self {
+        Self {
+            text: String::new(),
+            ids: Vec::new(),
+            finish: Finish::Stop,
+            prompt_tokens: 0,
+            cached_tokens: 0,
+            completion_tokens: 0,
+        }
+    }
+}
+
 /// The kind of response: chat or legacy completions.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
@@ -586,14 +600,7 @@ fn tokio_stream_of(
 
 /// Reads events until the answer ends.
 async fn collect(first: Event, events: &mut UnboundedReceiver<Event>) -> Result<Answer, ApiError> {
-    let mut answer = Answer {
-        text: String::new(),
-        ids: Vec::new(),
-        finish: Finish::Stop,
-        prompt_tokens: 0,
-        cached_tokens: 0,
-        completion_tokens: 0,
-    };
+    let mut answer = Answer::empty();
     let mut next = Some(first);
     loop {
         match next {
@@ -776,14 +783,7 @@ fn stream_response(
         head,
         events,
         first: true,
-        answer: Answer {
-            text: String::new(),
-            ids: Vec::new(),
-            finish: Finish::Stop,
-            prompt_tokens: 0,
-            cached_tokens: 0,
-            completion_tokens: 0,
-        },
+        answer: Answer::empty(),
         after,
         include_usage,
         done: false,
