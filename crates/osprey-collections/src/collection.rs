@@ -651,6 +651,9 @@ impl Collection {
     /// One indexing step (the caller holds `indexing`).
     fn insert_some(&self, max: usize) -> Result<usize> {
         let removed = self.remove_stale()?;
+        if self.graph().wants_compaction() {
+            self.compact()?;
+        }
         let batch = {
             let mut st = self.write();
             let batch = Arc::new(st.waiting.split_off(max));
@@ -660,11 +663,12 @@ impl Collection {
         if batch.is_empty() {
             return Ok(removed);
         }
-        self.graph_mut().reserve(batch.len())?;
-        // Searches go on during the insert: the batch is searched from
-        // `inserting` and skipped in the graph.
+        // The vectors are written with searches shut out for a moment; linking
+        // them, the slow part, goes on beside searches, which meanwhile find
+        // the batch in `inserting` and skip it in the graph.
         let items: Vec<(u64, &[f32])> = batch.iter().collect();
-        let added = self.add_to_graph(&items);
+        let placed = self.graph_mut().place(&items);
+        let added = placed.map(|placed| self.graph().link(&placed));
         let mut st = self.write();
         st.inserting = Arc::new(backlog(&self.params));
         self.count_backlog(&mut st);
@@ -676,18 +680,24 @@ impl Collection {
         Ok(removed + batch.len())
     }
 
-    /// Adds `items` to the graph while searches go on. usearch counts a new
-    /// graph's first node before it makes the node and sets the entry point, so
-    /// a walk in between reads a node that is not there (it crashed the
-    /// process): the first insert into an empty graph shuts searches out.
-    fn add_to_graph(&self, items: &[(u64, &[f32])]) -> Result<()> {
-        let mut rest = items;
-        if self.graph().len() == 0 {
-            let (first, others) = items.split_at(items.len().min(1));
-            self.graph_mut().add_batch(first)?;
-            rest = others;
-        }
-        self.graph().add_batch(rest)
+    /// Rebuilds the graph from its live vectors, beside the old one, which
+    /// serves searches meanwhile (the caller holds `indexing`, so the graph
+    /// does not change; writes wait in the backlog, and the keys they make
+    /// stale leave the new graph at the next step).
+    fn compact(&self) -> Result<()> {
+        let started = Instant::now();
+        let (fresh, placed) = self.graph().live_copy()?;
+        fresh.link(&placed);
+        let before = std::mem::replace(&mut *self.graph_mut(), fresh);
+        tracing::info!(
+            collection = %self.name,
+            points = self.graph().len(),
+            bytes_before = before.memory_usage(),
+            bytes_after = self.graph().memory_usage(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "graph compacted: removed vectors left it"
+        );
+        Ok(())
     }
 
     /// Takes the stale entries out of the graph and frees the keys of deleted
@@ -702,16 +712,12 @@ impl Collection {
         if removing.is_empty() {
             return Ok(0);
         }
-        let removed = {
+        {
             let mut graph = self.graph_mut();
-            removing.iter().try_for_each(|k| graph.remove(*k))
-        };
+            removing.iter().for_each(|k| graph.remove(*k));
+        }
         let mut st = self.write();
         st.removing.clear();
-        if removed.is_err() {
-            st.stale.extend(removing.iter().copied());
-        }
-        removed?;
         for k in &removing {
             if st.slot(*k).is_none() && !st.stale.contains(k) && !st.waiting.contains(*k) {
                 st.free.push(*k);
@@ -946,7 +952,7 @@ impl State {
         filter: Option<&Compiled>,
     ) -> Result<Vec<(u64, f32)>> {
         if filter.is_none() && self.graph_is_current() {
-            // usearch's brute force: SIMD, no copies.
+            // The graph's own brute force: no copies.
             return graph.exact(query, wanted);
         }
         let mut buf = vec![0.0f32; query.len()];
@@ -1097,11 +1103,11 @@ fn load_with_snapshot(
     let (replayed, removed) = (changed.len(), keys.len());
     // Deleted since the snapshot.
     for (_, k) in keys {
-        index.remove(k)?;
+        index.remove(k);
     }
     for (known, _) in &changed {
         if let Some(k) = known {
-            index.remove(*k)?;
+            index.remove(*k);
         }
     }
     // Keys of rewritten points stay theirs; the other empty slots are free.

@@ -1,24 +1,22 @@
-//! The HNSW graph: a thin wrapper over usearch that owns the vectors in memory.
+//! The collection's index: the HNSW graph of [`crate::graph`] over the element
+//! type the collection chose, with scores in the collection's units.
 //!
 //! Keys are the collection's internal slot numbers, not point ids. Cosine vectors
 //! arrive normalized, so Cosine and Dot both use the inner-product metric;
 //! Euclid uses the squared L2 metric and reports its square root.
 //!
 //! The graph holds float32, float16, or int8 codes (`round(x × scale)`, saturated
-//! at ±127, with the scale chosen by the collection). usearch compares int8 codes
-//! by their integer dot product or squared distance, which rank as the vectors
-//! do; scores are brought back to the vectors' units by the scale.
-//!
-//! usearch serves a fixed number of concurrent calls (one scratch context each);
-//! past that a call would fail, so every call takes a permit first.
+//! at ±127, with the scale chosen by the collection). int8 codes are compared by
+//! their integer dot product or squared distance, which rank as the vectors do;
+//! scores are brought back to the vectors' units by the scale.
 
 use std::path::Path;
-use std::sync::{Condvar, Mutex};
 
-use usearch::{Index, IndexOptions, MetricKind, ScalarKind};
+use half::f16;
 
+use crate::element::Element;
 use crate::error::{CollectionError, Result};
-use crate::kernel;
+use crate::graph::{Graph, Metric};
 use crate::point::{CollectionParams, Datatype, Distance};
 
 /// Graph degree (HNSW `M`): links per node on the upper layers, twice that on the
@@ -29,6 +27,9 @@ pub const EF_CONSTRUCTION: usize = 128;
 /// Candidate list size while searching (HNSW `ef`), unless a request names one.
 /// On 100k × 384 clustered vectors it gives recall@10 ≥ 0.95 (see the tests).
 pub const DEFAULT_EF: usize = 64;
+/// A graph is compacted once the nodes of removed vectors (still walked
+/// through) outnumber the live ones and are at least this many.
+const COMPACT_AT: usize = 4096;
 /// Components looked at to choose an int8 scale: enough for a stable quantile.
 const SCALE_SAMPLE: usize = 1 << 20;
 
@@ -49,14 +50,6 @@ impl Codes {
             (Some(_), _) => Self::I8 { scale },
             (None, Datatype::Float16) => Self::F16,
             (None, Datatype::Float32) => Self::F32,
-        }
-    }
-
-    fn scalar(self) -> ScalarKind {
-        match self {
-            Self::F32 => ScalarKind::F32,
-            Self::F16 => ScalarKind::F16,
-            Self::I8 { .. } => ScalarKind::I8,
         }
     }
 }
@@ -84,23 +77,43 @@ pub(crate) fn int8_scale<'a>(
     if *q > 0.0 { 127.0 / *q } else { 1.0 }
 }
 
-fn quantize(v: &[f32], scale: f32, out: &mut Vec<i8>) {
-    out.clear();
-    // The clamp saturates; `as` maps what is left exactly.
-    out.extend(
-        v.iter()
-            .map(|x| (x * scale).round().clamp(-127.0, 127.0) as i8),
-    );
+/// The graph in the element type the collection chose.
+enum Typed {
+    F32(Graph<f32>),
+    F16(Graph<f16>),
+    I8(Graph<i8>),
+}
+
+/// Runs `$body` with `$g` bound to the typed graph and `$t` to its element type.
+macro_rules! typed {
+    ($typed:expr, $g:ident, $t:ident => $body:expr) => {
+        match $typed {
+            Typed::F32($g) => {
+                type $t = f32;
+                $body
+            }
+            Typed::F16($g) => {
+                type $t = f16;
+                $body
+            }
+            Typed::I8($g) => {
+                type $t = i8;
+                $body
+            }
+        }
+    };
 }
 
 pub(crate) struct VectorIndex {
-    inner: Index,
+    graph: Typed,
     dims: usize,
     distance: Distance,
     codes: Codes,
-    threads: usize,
-    permits: Permits,
 }
+
+/// Vectors placed in the graph by [`VectorIndex::place`], to be linked by
+/// [`VectorIndex::link`] while searches go on.
+pub(crate) struct Placed(Vec<u32>);
 
 impl VectorIndex {
     pub(crate) fn new(
@@ -109,19 +122,20 @@ impl VectorIndex {
         codes: Codes,
         capacity: usize,
     ) -> Result<Self> {
-        let options = IndexOptions {
-            dimensions: dims,
-            metric: metric(distance),
-            quantization: codes.scalar(),
-            connectivity: CONNECTIVITY,
-            expansion_add: EF_CONSTRUCTION,
-            // The search breadth is set per call through the wanted count
-            // (usearch searches with max(expansion, count)).
-            expansion_search: 1,
-            multi: false,
+        let metric = metric(distance);
+        let graph = match codes {
+            Codes::F32 => Typed::F32(Graph::new(dims, metric, CONNECTIVITY, EF_CONSTRUCTION)),
+            Codes::F16 => Typed::F16(Graph::new(dims, metric, CONNECTIVITY, EF_CONSTRUCTION)),
+            Codes::I8 { .. } => Typed::I8(Graph::new(dims, metric, CONNECTIVITY, EF_CONSTRUCTION)),
         };
-        let inner = Index::new(&options).map_err(CollectionError::index)?;
-        Self::ready(inner, dims, distance, codes, capacity)
+        let mut index = Self {
+            graph,
+            dims,
+            distance,
+            codes,
+        };
+        index.reserve(capacity);
+        Ok(index)
     }
 
     /// Loads a graph saved by [`VectorIndex::save`]; it must have been built with
@@ -132,69 +146,53 @@ impl VectorIndex {
         distance: Distance,
         codes: Codes,
     ) -> Result<Self> {
-        let path = path
-            .to_str()
-            .ok_or_else(|| CollectionError::Index("the index path is not UTF-8".into()))?;
-        let meta = Index::metadata(path).map_err(CollectionError::index)?;
-        if usize::try_from(meta.dimensions).ok() != Some(dims)
-            || meta.metric != metric(distance)
-            || meta.quantization != codes.scalar()
-        {
-            return Err(CollectionError::Index(
-                "the saved index does not fit the collection's parameters".into(),
-            ));
+        let metric = metric(distance);
+        let graph = match codes {
+            Codes::F32 => Graph::load(path, dims, metric, CONNECTIVITY).map(Typed::F32),
+            Codes::F16 => Graph::load(path, dims, metric, CONNECTIVITY).map(Typed::F16),
+            Codes::I8 { .. } => Graph::load(path, dims, metric, CONNECTIVITY).map(Typed::I8),
         }
-        let inner = Index::restore(path).map_err(CollectionError::index)?;
-        inner.change_expansion_add(EF_CONSTRUCTION);
-        inner.change_expansion_search(1);
-        let size = inner.size();
-        Self::ready(inner, dims, distance, codes, size)
-    }
-
-    fn ready(
-        mut inner: Index,
-        dims: usize,
-        distance: Distance,
-        codes: Codes,
-        capacity: usize,
-    ) -> Result<Self> {
-        if codes == Codes::F32 {
-            inner.change_metric::<f32>(float32_metric(distance, dims));
-        }
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2)
-            .saturating_mul(2)
-            .clamp(4, 64);
-        inner
-            .reserve_capacity_and_threads(capacity.max(64), threads)
-            .map_err(CollectionError::index)?;
+        .map_err(CollectionError::Index)?;
         Ok(Self {
-            inner,
+            graph,
             dims,
             distance,
             codes,
-            threads,
-            permits: Permits::new(threads),
         })
     }
 
     /// Live vectors in the graph.
     pub(crate) fn len(&self) -> usize {
-        self.inner.size()
+        typed!(&self.graph, g, _T => g.len())
     }
 
-    /// Makes room for `additional` more vectors. Growing the graph must not race
-    /// with searches, hence `&mut`.
-    pub(crate) fn reserve(&mut self, additional: usize) -> Result<()> {
-        let needed = self.inner.size().saturating_add(additional);
-        if needed > self.inner.capacity() {
-            let grown = needed.max(self.inner.capacity().saturating_mul(2)).max(64);
-            self.inner
-                .reserve_capacity_and_threads(grown, self.threads)
-                .map_err(CollectionError::index)?;
+    /// Whether removed vectors hold more of the graph than live ones.
+    pub(crate) fn wants_compaction(&self) -> bool {
+        let hidden = typed!(&self.graph, g, _T => g.hidden_len());
+        hidden >= COMPACT_AT && hidden > self.len()
+    }
+
+    /// A graph of the live vectors only, placed: link it (no lock needed, it
+    /// is nobody else's yet) and swap it in.
+    pub(crate) fn live_copy(&self) -> Result<(Self, Placed)> {
+        let (graph, placed) = match &self.graph {
+            Typed::F32(g) => g.live_copy().map(|(g, p)| (Typed::F32(g), p)),
+            Typed::F16(g) => g.live_copy().map(|(g, p)| (Typed::F16(g), p)),
+            Typed::I8(g) => g.live_copy().map(|(g, p)| (Typed::I8(g), p)),
         }
-        Ok(())
+        .map_err(CollectionError::Index)?;
+        let copy = Self {
+            graph,
+            dims: self.dims,
+            distance: self.distance,
+            codes: self.codes,
+        };
+        Ok((copy, Placed(placed)))
+    }
+
+    /// Makes room for `additional` more vectors.
+    pub(crate) fn reserve(&mut self, additional: usize) {
+        typed!(&mut self.graph, g, _T => g.reserve(additional));
     }
 
     /// Whether the graph holds int8 codes (its scores are estimates).
@@ -213,68 +211,59 @@ impl VectorIndex {
         }
     }
 
-    fn scale(&self) -> Result<Option<f32>> {
+    /// The int8 scale, 1 for float graphs.
+    fn scale(&self) -> Result<f32> {
         match self.codes {
             Codes::I8 { scale: None } => Err(CollectionError::Index(
                 "the int8 graph has no scale yet".into(),
             )),
-            Codes::I8 { scale } => Ok(scale),
-            Codes::F32 | Codes::F16 => Ok(None),
+            Codes::I8 { scale: Some(s) } => Ok(s),
+            Codes::F32 | Codes::F16 => Ok(1.0),
         }
     }
 
-    /// Adds vectors under keys not in the graph, after [`VectorIndex::reserve`]
-    /// made room for them. Safe while searches run once the graph holds a node
-    /// (see `Collection::add_to_graph` for the first one).
-    ///
-    /// One insert at a time: concurrent inserts into a usearch graph can leave
-    /// a node that no search reaches (usearch issue #735; seen here in graphs of
-    /// 1k to 12k nodes, with each point's own vector not finding it). Inserts
-    /// run behind the writes, on the indexer's thread, so this costs no write
-    /// any time.
-    pub(crate) fn add_batch(&self, items: &[(u64, &[f32])]) -> Result<()> {
-        if items.is_empty() {
-            return Ok(());
-        }
+    /// Writes vectors under keys not in the graph; searches do not see them
+    /// until [`VectorIndex::link`] links them.
+    pub(crate) fn place(&mut self, items: &[(u64, &[f32])]) -> Result<Placed> {
         let scale = self.scale()?;
-        let _permit = self.permits.take();
-        let mut codes = Vec::new();
-        for (key, v) in items {
-            match scale {
-                Some(scale) => {
-                    quantize(v, scale, &mut codes);
-                    self.inner.add(*key, &codes)
-                }
-                None => self.inner.add(*key, v),
-            }
-            .map_err(CollectionError::index)?;
-        }
-        Ok(())
+        typed!(&mut self.graph, g, T => {
+            let encoded: Vec<(u64, Vec<T>)> = items
+                .iter()
+                .map(|(k, v)| {
+                    let mut e = Vec::with_capacity(v.len());
+                    T::encode(v, scale, &mut e);
+                    (*k, e)
+                })
+                .collect();
+            let refs: Vec<(u64, &[T])> = encoded.iter().map(|(k, e)| (*k, e.as_slice())).collect();
+            g.place(&refs).map(Placed).map_err(CollectionError::Index)
+        })
     }
 
-    pub(crate) fn remove(&mut self, key: u64) -> Result<()> {
-        self.inner.remove(key).map_err(CollectionError::index)?;
-        Ok(())
+    /// Links what [`VectorIndex::place`] wrote, one vector at a time, while
+    /// searches go on. (Linking is serialized inside the graph: concurrent
+    /// inserts into an HNSW graph can strand nodes no walk reaches.)
+    pub(crate) fn link(&self, placed: &Placed) {
+        typed!(&self.graph, g, _T => placed.0.iter().for_each(|n| g.link(*n)));
+    }
+
+    pub(crate) fn remove(&mut self, key: u64) {
+        typed!(&mut self.graph, g, _T => g.remove(key));
     }
 
     /// Copies the vector of `key` into `buf` (of the index's size); false if absent.
     /// An int8 graph gives back its codes over the scale.
-    /// (A copy needs no scratch context, so no permit.)
     pub(crate) fn get(&self, key: u64, buf: &mut [f32]) -> bool {
-        match self.codes {
-            Codes::I8 { scale: Some(scale) } => {
-                let mut codes = vec![0i8; buf.len()];
-                if !matches!(self.inner.get(key, &mut codes), Ok(n) if n > 0) {
-                    return false;
-                }
-                for (x, c) in buf.iter_mut().zip(&codes) {
-                    *x = f32::from(*c) / scale;
-                }
+        let Ok(scale) = self.scale() else {
+            return false;
+        };
+        typed!(&self.graph, g, T => match g.get(key) {
+            Some(v) if v.len() == buf.len() => {
+                T::decode(v, scale, buf);
                 true
             }
-            Codes::I8 { scale: None } => false,
-            Codes::F32 | Codes::F16 => matches!(self.inner.get(key, buf), Ok(n) if n > 0),
-        }
+            _ => false,
+        })
     }
 
     /// The `count` nearest keys with their scores, best first, searching with a
@@ -287,59 +276,47 @@ impl VectorIndex {
         ef: usize,
         filter: Option<&dyn Fn(u64) -> bool>,
     ) -> Result<Vec<(u64, f32)>> {
-        let wanted = count.max(ef).max(1);
-        self.call(query, count, |index, q| match filter {
-            None => q.search(index, wanted),
-            Some(f) => q.filtered_search(index, wanted, f),
-        })
+        self.call(
+            query,
+            Walk::Graph {
+                count,
+                ef: ef.max(count).max(1),
+                filter,
+            },
+        )
     }
 
     /// The `count` nearest keys by brute force over every vector, best first.
     pub(crate) fn exact(&self, query: &[f32], count: usize) -> Result<Vec<(u64, f32)>> {
-        self.call(query, count, |index, q| q.exact_search(index, count.max(1)))
+        self.call(query, Walk::Exact { count })
     }
 
-    /// Checks the query, brings it to the graph's element type, runs `f` under a
-    /// permit, and scores the first `count` matches.
-    fn call(
-        &self,
-        query: &[f32],
-        count: usize,
-        f: impl FnOnce(&Index, Query<'_>) -> Result<usearch::ffi::Matches>,
-    ) -> Result<Vec<(u64, f32)>> {
+    /// Checks the query, brings it to the graph's element type, walks, and
+    /// turns distances into scores.
+    fn call(&self, query: &[f32], walk: Walk<'_>) -> Result<Vec<(u64, f32)>> {
         if query.len() != self.dims {
             return Err(CollectionError::WrongVectorSize {
                 expected: self.dims,
                 got: query.len(),
             });
         }
-        let scale = self.scale()?;
-        let codes;
-        let q = match scale {
-            Some(scale) => {
-                let mut c = Vec::with_capacity(query.len());
-                quantize(query, scale, &mut c);
-                codes = c;
-                Query::I8(&codes)
+        let unit = self.scale()?;
+        let found = typed!(&self.graph, g, T => {
+            let mut q = Vec::with_capacity(query.len());
+            T::encode(query, unit, &mut q);
+            match walk {
+                Walk::Graph { count, ef, filter } => g.search(&q, count, ef, filter),
+                Walk::Exact { count } => g.exact(&q, count),
             }
-            None => Query::F32(query),
-        };
-        let matches = {
-            let _permit = self.permits.take();
-            f(&self.inner, q)?
-        };
-        let unit = scale.unwrap_or(1.0);
-        Ok(matches
-            .keys
+        });
+        Ok(found
             .into_iter()
-            .zip(matches.distances)
-            .take(count)
             .map(|(k, d)| (k, self.score(d, unit)))
             .collect())
     }
 
-    /// usearch's distance as the collection's score; `unit` is the int8 scale
-    /// (1 otherwise). On int8 codes the inner-product distance is one minus the
+    /// A distance as the collection's score; `unit` is the int8 scale (1
+    /// otherwise). On int8 codes the inner-product distance is one minus the
     /// integer dot product.
     fn score(&self, d: f32, unit: f32) -> f32 {
         match self.distance {
@@ -350,114 +327,29 @@ impl VectorIndex {
 
     /// Writes the graph to `path` (the caller makes that atomic).
     pub(crate) fn save(&self, path: &Path) -> Result<()> {
-        let path = path
-            .to_str()
-            .ok_or_else(|| CollectionError::Index("the index path is not UTF-8".into()))?;
-        let _permit = self.permits.take();
-        self.inner.save(path).map_err(CollectionError::index)
+        typed!(&self.graph, g, _T => g.save(path)).map_err(CollectionError::index)
     }
 
     pub(crate) fn memory_usage(&self) -> usize {
-        self.inner.memory_usage()
+        typed!(&self.graph, g, _T => g.memory_usage())
     }
 }
 
-/// A query in the graph's element type (usearch converts float32 to float16).
-#[derive(Clone, Copy)]
-enum Query<'a> {
-    F32(&'a [f32]),
-    I8(&'a [i8]),
+/// How a query is answered.
+enum Walk<'f> {
+    Graph {
+        count: usize,
+        ef: usize,
+        filter: Option<&'f dyn Fn(u64) -> bool>,
+    },
+    Exact {
+        count: usize,
+    },
 }
 
-impl Query<'_> {
-    fn search(self, index: &Index, n: usize) -> Result<usearch::ffi::Matches> {
-        match self {
-            Self::F32(q) => index.search(q, n).map_err(CollectionError::index),
-            Self::I8(q) => index.search(q, n).map_err(CollectionError::index),
-        }
-    }
-
-    fn exact_search(self, index: &Index, n: usize) -> Result<usearch::ffi::Matches> {
-        match self {
-            Self::F32(q) => index.exact_search(q, n).map_err(CollectionError::index),
-            Self::I8(q) => index.exact_search(q, n).map_err(CollectionError::index),
-        }
-    }
-
-    fn filtered_search(
-        self,
-        index: &Index,
-        n: usize,
-        f: &dyn Fn(u64) -> bool,
-    ) -> Result<usearch::ffi::Matches> {
-        match self {
-            Self::F32(q) => index
-                .filtered_search(q, n, f)
-                .map_err(CollectionError::index),
-            Self::I8(q) => index
-                .filtered_search(q, n, f)
-                .map_err(CollectionError::index),
-        }
-    }
-}
-
-/// usearch's distance for float32 vectors, from [`crate::kernel`]: one minus
-/// the dot product, or the squared L2 distance, as its built-in metrics define
-/// them (the saved graph keeps the built-in kind, so either reads it).
-#[allow(unsafe_code)]
-fn float32_metric(
-    distance: Distance,
-    dims: usize,
-) -> Box<dyn Fn(*const f32, *const f32) -> f32 + Send + Sync> {
-    let of = move |p: *const f32| {
-        // SAFETY: usearch calls a metric only with pointers to whole vectors of
-        // the index's `dims` float32 values, which it owns and does not change
-        // during the call.
-        unsafe { std::slice::from_raw_parts(p, dims) }
-    };
+fn metric(distance: Distance) -> Metric {
     match distance {
-        Distance::Cosine | Distance::Dot => Box::new(move |a, b| 1.0 - kernel::dot(of(a), of(b))),
-        Distance::Euclid => Box::new(move |a, b| kernel::l2_squared(of(a), of(b))),
-    }
-}
-
-fn metric(distance: Distance) -> MetricKind {
-    match distance {
-        Distance::Cosine | Distance::Dot => MetricKind::IP,
-        Distance::Euclid => MetricKind::L2sq,
-    }
-}
-
-/// A counting semaphore bounding concurrent calls into the index.
-struct Permits {
-    free: Mutex<usize>,
-    returned: Condvar,
-}
-
-struct Permit<'a>(&'a Permits);
-
-impl Permits {
-    fn new(n: usize) -> Self {
-        Self {
-            free: Mutex::new(n),
-            returned: Condvar::new(),
-        }
-    }
-
-    fn take(&self) -> Permit<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|e| e.into_inner());
-        while *free == 0 {
-            free = self.returned.wait(free).unwrap_or_else(|e| e.into_inner());
-        }
-        *free -= 1;
-        Permit(self)
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        let mut free = self.0.free.lock().unwrap_or_else(|e| e.into_inner());
-        *free += 1;
-        self.0.returned.notify_one();
+        Distance::Cosine | Distance::Dot => Metric::Inner,
+        Distance::Euclid => Metric::L2,
     }
 }

@@ -1,10 +1,10 @@
 //! Float32 dot products and squared distances, vectorized for the CPU found at
 //! run time (pulp picks AVX2 + FMA, NEON, or plain code).
 //!
-//! The graph uses these for float32 vectors instead of usearch's built-in
-//! kernels: those (NumKong 7) widen every product to float64 and sum along one
-//! chain, so each 384-dimensional comparison waits on its own additions; here
-//! four independent float32 sums keep the units busy. Exact search and the
+//! Four independent float32 sums keep the units busy: a single chain (as
+//! usearch's NumKong kernels sum, widened to float64) makes each
+//! 384-dimensional comparison wait on its own additions. The graph compares
+//! float16 vectors with these too, a converted chunk at a time. Exact search and the
 //! backlog's scan use the same functions, so a point scores the same wherever
 //! it is compared.
 

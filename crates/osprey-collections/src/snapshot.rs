@@ -2,7 +2,7 @@
 //! rebuild.
 //!
 //! Two files in the collection's directory, each written to a temporary name,
-//! fsynced and renamed into place: `index.usearch` (the graph, with the vectors)
+//! fsynced and renamed into place: `index.graph` (the graph, with the vectors)
 //! and `index.meta` (the operation counter it reflects, the graph file's length
 //! and BLAKE3 hash, and which point each graph key stands for, then a hash of
 //! all that). A snapshot is used only if both files check out and its counter
@@ -19,8 +19,10 @@ use crate::error::{CollectionError, Result};
 use crate::index::{Codes, VectorIndex};
 use crate::point::{Distance, PointId};
 
-const INDEX_FILE: &str = "index.usearch";
+const INDEX_FILE: &str = "index.graph";
 const META_FILE: &str = "index.meta";
+/// The graph file of releases that used usearch; never read, only removed.
+const LEGACY_INDEX_FILE: &str = "index.usearch";
 const MAGIC: &[u8; 8] = b"OSPSNAP1";
 
 /// A loaded snapshot: the graph and, for each point, its key in it.
@@ -128,7 +130,7 @@ pub(crate) fn load(
 /// Removes the snapshot files (a snapshot that does not fit is never used,
 /// this only frees the disk).
 pub(crate) fn remove(dir: &Path) {
-    for f in [INDEX_FILE, META_FILE] {
+    for f in [INDEX_FILE, META_FILE, LEGACY_INDEX_FILE] {
         let _ = fs::remove_file(dir.join(f));
     }
 }

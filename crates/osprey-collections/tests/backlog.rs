@@ -287,3 +287,44 @@ fn searches_race_the_first_insert_into_a_graph() {
         assert!(c.delete(&name).unwrap());
     }
 }
+
+#[test]
+fn replaced_vectors_leave_the_graph_once_they_outnumber_the_live_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir);
+    let c = Collections::open(&cfg).unwrap();
+    c.create("b", params(DIMS, Distance::Cosine)).unwrap();
+    let mut data = Clusters::new(DIMS, 64, 0, 21);
+    let mut last = Vec::new();
+    // The same 5,000 ids written three times with new vectors: each round's
+    // old vectors are removed from the graph, and past 4,096 of them, more
+    // than the live ones, the graph is rebuilt without them.
+    for _ in 0..3 {
+        last = points(&mut data, 0..5_000);
+        for chunk in last.chunks(2_500) {
+            c.upsert("b", chunk.to_vec()).unwrap();
+        }
+        assert!(c.wait_indexed("b", Duration::from_secs(300)).unwrap());
+    }
+    assert_eq!(c.info("b").unwrap().indexed_vectors_count, 5_000);
+    assert_found(&c, &last);
+    c.flush().unwrap();
+    let col_dir = std::fs::read_dir(&cfg.path)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    // A node costs its vector, its links (33 + 17 per upper level, 4 bytes
+    // each) and 10 bytes of key and flags: the saved graph holds far fewer
+    // than the 15,000 nodes written.
+    let per_node = DIMS * 4 + 33 * 4 + 10;
+    let bytes = std::fs::metadata(col_dir.join("index.graph"))
+        .unwrap()
+        .len() as usize;
+    assert!(
+        bytes < 9_000 * per_node,
+        "{bytes} bytes: {} nodes or more",
+        bytes / per_node
+    );
+}

@@ -287,7 +287,7 @@ fn snapshots_are_used_when_current_and_ignored_when_damaged() {
         .unwrap()
         .unwrap()
         .path();
-    assert!(col_dir.join("index.usearch").is_file() && col_dir.join("index.meta").is_file());
+    assert!(col_dir.join("index.graph").is_file() && col_dir.join("index.meta").is_file());
     {
         // The snapshot is current: the same graph, the same answers.
         let c = Collections::open(&cfg).unwrap();
@@ -302,14 +302,14 @@ fn snapshots_are_used_when_current_and_ignored_when_damaged() {
         c.flush().unwrap();
     }
     // A save interrupted by a crash leaves temporary files; they are removed.
-    fs::write(col_dir.join("index.usearch.tmp"), b"partial").unwrap();
+    fs::write(col_dir.join("index.graph.tmp"), b"partial").unwrap();
     fs::write(col_dir.join("index.meta.tmp"), b"partial").unwrap();
     drop(Collections::open(&cfg).unwrap());
-    assert!(!col_dir.join("index.usearch.tmp").exists());
+    assert!(!col_dir.join("index.graph.tmp").exists());
     assert!(!col_dir.join("index.meta.tmp").exists());
     // A damaged graph file: rebuilt from the store, nothing lost.
-    let bytes = fs::read(col_dir.join("index.usearch")).unwrap();
-    fs::write(col_dir.join("index.usearch"), &bytes[..bytes.len() / 2]).unwrap();
+    let bytes = fs::read(col_dir.join("index.graph")).unwrap();
+    fs::write(col_dir.join("index.graph"), &bytes[..bytes.len() / 2]).unwrap();
     {
         let c = Collections::open(&cfg).unwrap();
         assert_eq!(c.count("s", None).unwrap(), 2_004);

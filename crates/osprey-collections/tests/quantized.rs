@@ -128,7 +128,7 @@ fn int8_with_rescoring_keeps_recall_and_exact_scores() {
     drop(c);
     for f in std::fs::read_dir(dir.path().join("collections")).unwrap() {
         let d = f.unwrap().path();
-        for snap in ["index.usearch", "index.meta"] {
+        for snap in ["index.graph", "index.meta"] {
             let _ = std::fs::remove_file(d.join(snap));
         }
     }

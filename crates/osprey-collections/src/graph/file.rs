@@ -1,0 +1,183 @@
+//! The graph on disk: a header, then each node's key, level and whether it is
+//! hidden, then the link blocks and the vectors as they lie in memory, all
+//! little-endian. A file is read back only into a graph of the same element
+//! type, metric, size and degree, and every link is checked to name a node.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+
+use super::{Graph, MAX_LEVEL, Metric, NO_ENTRY};
+use crate::element::Element;
+
+const MAGIC: &[u8; 8] = b"OSPGRAF1";
+/// Bytes per node before the links: key, level, hidden.
+const NODE_HEAD: u64 = 10;
+
+fn metric_tag(m: Metric) -> u8 {
+    match m {
+        Metric::Inner => 0,
+        Metric::L2 => 1,
+    }
+}
+
+impl<T: Element> Graph<T> {
+    /// Writes the graph to `path` (the caller makes that atomic). Linking waits.
+    pub(crate) fn save(&self, path: &Path) -> std::io::Result<()> {
+        let _one = self.linking.lock().unwrap_or_else(|e| e.into_inner());
+        let mut w = BufWriter::with_capacity(1 << 20, File::create(path)?);
+        w.write_all(MAGIC)?;
+        w.write_all(&[T::TAG, metric_tag(self.metric)])?;
+        for x in [self.dims, self.m, self.ef_construction] {
+            w.write_all(&(x as u32).to_le_bytes())?;
+        }
+        w.write_all(&self.rng.to_le_bytes())?;
+        w.write_all(&self.entry.load(Ordering::Acquire).to_le_bytes())?;
+        w.write_all(&(self.keys.len() as u64).to_le_bytes())?;
+        for (node, key) in self.keys.iter().enumerate() {
+            w.write_all(&key.to_le_bytes())?;
+            let hidden = self.hidden[node].load(Ordering::Acquire);
+            w.write_all(&[self.level(node as u32) as u8, u8::from(hidden)])?;
+        }
+        let links = self
+            .links0
+            .iter()
+            .chain(self.upper.iter().flat_map(|b| b.iter()));
+        let mut buf = Vec::with_capacity(1 << 16);
+        for l in links {
+            buf.extend_from_slice(&l.load(Ordering::Relaxed).to_le_bytes());
+            if buf.len() >= 1 << 16 {
+                w.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        for x in &self.vectors {
+            x.to_le(&mut buf);
+            if buf.len() >= 1 << 16 {
+                w.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        w.write_all(&buf)?;
+        w.into_inner().map_err(|e| e.into_error())?.sync_all()
+    }
+
+    /// Reads a graph [`Graph::save`] wrote, for vectors of `dims` compared by
+    /// `metric` with degree `m`.
+    pub(crate) fn load(path: &Path, dims: usize, metric: Metric, m: usize) -> Result<Self, String> {
+        let file = File::open(path).map_err(|e| e.to_string())?;
+        let len = file.metadata().map_err(|e| e.to_string())?.len();
+        let mut r = Reader(BufReader::with_capacity(1 << 20, file));
+        if &r.array::<8>()? != MAGIC {
+            return Err("not a graph file".into());
+        }
+        let [tag, metric_byte] = r.array::<2>()?;
+        let (file_dims, file_m, ef_construction) = (r.u32()?, r.u32()?, r.u32()? as usize);
+        if tag != T::TAG
+            || metric_byte != metric_tag(metric)
+            || file_dims as usize != dims
+            || file_m as usize != m
+            || m < 2
+        {
+            return Err("the graph file does not fit the collection's parameters".into());
+        }
+        let mut g = Self::new(dims, metric, m, ef_construction);
+        g.rng = r.u64()?;
+        let entry = r.u64()?;
+        let nodes = r.u64()?;
+        if nodes > u64::from(u32::MAX) || nodes.saturating_mul(NODE_HEAD) > len {
+            return Err("the graph file's node count is out of range".into());
+        }
+        let mut levels = Vec::with_capacity(nodes as usize);
+        let mut hidden = Vec::with_capacity(nodes as usize);
+        for _ in 0..nodes {
+            g.keys.push(r.u64()?);
+            let [level, h] = r.array::<2>()?;
+            if level as usize > MAX_LEVEL {
+                return Err("a node's level is out of range".into());
+            }
+            levels.push(level as usize);
+            hidden.push(h != 0);
+        }
+        let block0 = g.block0() as u64;
+        let uppers: u64 = levels.iter().map(|l| (*l * (1 + m)) as u64).sum();
+        let rest = (nodes * block0 + uppers) * 4 + nodes * dims as u64 * T::BYTES as u64;
+        if 8 + 2 + 12 + 24 + nodes * NODE_HEAD + rest != len {
+            return Err("the graph file's length does not match its header".into());
+        }
+        let link = |x: u32| AtomicU32::new(x);
+        g.links0 = (0..nodes * block0)
+            .map(|_| r.u32().map(link))
+            .collect::<Result<_, _>>()?;
+        for l in &levels {
+            let block: Box<[AtomicU32]> = (0..l * (1 + m))
+                .map(|_| r.u32().map(link))
+                .collect::<Result<_, _>>()?;
+            g.upper.push(block);
+        }
+        let mut bytes = vec![0u8; T::BYTES];
+        g.vectors.reserve_exact(nodes as usize * dims);
+        for _ in 0..nodes as usize * dims {
+            r.0.read_exact(&mut bytes).map_err(|e| e.to_string())?;
+            g.vectors.push(T::from_le(&bytes));
+        }
+        g.check_links(nodes as u32)?;
+        for (node, h) in hidden.into_iter().enumerate() {
+            g.hidden.push(AtomicBool::new(h));
+            if !h && g.by_key.insert(g.keys[node], node as u32).is_some() {
+                return Err("two nodes hold the same key".into());
+            }
+        }
+        if entry != NO_ENTRY {
+            let (node, level) = ((entry >> 32) as usize, (entry & 0xffff_ffff) as usize);
+            if levels.get(node) != Some(&level) {
+                return Err("the entry point is not a node of its level".into());
+            }
+        } else if nodes > 0 {
+            return Err("nodes without an entry point".into());
+        }
+        g.entry = AtomicU64::new(entry);
+        Ok(g)
+    }
+
+    /// Every count fits its block and every link names a node.
+    fn check_links(&self, nodes: u32) -> Result<(), String> {
+        let width0 = self.block0();
+        let width = 1 + self.m;
+        let blocks = self
+            .links0
+            .chunks(width0)
+            .chain(self.upper.iter().flat_map(|b| b.chunks(width)));
+        for block in blocks {
+            let Some((count, slots)) = block.split_first() else {
+                continue;
+            };
+            let n = count.load(Ordering::Relaxed) as usize;
+            if n > slots.len()
+                || slots[..n]
+                    .iter()
+                    .any(|s| s.load(Ordering::Relaxed) >= nodes)
+            {
+                return Err("a link block of the graph file is out of range".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Reader(BufReader<File>);
+
+impl Reader {
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], String> {
+        let mut b = [0u8; N];
+        self.0.read_exact(&mut b).map_err(|e| e.to_string())?;
+        Ok(b)
+    }
+    fn u32(&mut self) -> Result<u32, String> {
+        self.array::<4>().map(u32::from_le_bytes)
+    }
+    fn u64(&mut self) -> Result<u64, String> {
+        self.array::<8>().map(u64::from_le_bytes)
+    }
+}
