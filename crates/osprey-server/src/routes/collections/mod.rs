@@ -67,6 +67,23 @@ async fn blocking<T: Send + 'static>(
     Ok(tokio::task::spawn_blocking(move || work(&c)).await??)
 }
 
+/// Runs a search: on this worker's own thread when the runtime can hand its
+/// other tasks to another worker meanwhile (`block_in_place`), so the walk
+/// starts at once on the core that parsed the request, with its caches;
+/// otherwise off the async workers, as [`blocking`] does.
+async fn searching<T: Send + 'static>(
+    state: &AppState,
+    work: impl FnOnce(&Collections) -> Result<T, osprey_collections::CollectionError> + Send + 'static,
+) -> Result<T, QdrantError> {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        let c = collections(state)?;
+        Ok(tokio::task::block_in_place(move || work(&c))?)
+    } else {
+        blocking(state, work).await
+    }
+}
+
 async fn read<T: serde::de::DeserializeOwned + Send + 'static>(
     state: &AppState,
     call: &Call,
@@ -419,7 +436,7 @@ pub async fn query(
                 quantization,
             };
             let n = name.clone();
-            let (found, inside) = blocking(&state, move |c| {
+            let (found, inside) = searching(&state, move |c| {
                 let started = Instant::now();
                 c.search(&n, &search)
                     .map(|found| (found, started.elapsed()))
