@@ -29,7 +29,12 @@ from the stored vectors). FAISS's efSearch is matched to each one's recall.
 
 usage: python3 bench/vector_search.py [--binary target/release/osprey] [--n 100000]
                                     [--dim 384] [--queries 1000] [--duration 10]
-                                    [--variants float32,float16,int8]
+                                    [--variants float32,float16,int8] [--pin]
+
+--pin: while the one client measures search time, the server is held to one
+CPU and the client to the others (as when the client runs on another machine;
+on two cores they otherwise take turns on the same caches). Ingest and QPS are
+measured unpinned, and FAISS runs with every CPU after the server has stopped.
 """
 import argparse
 import http.client
@@ -162,7 +167,28 @@ def client_loop(port, name, queries, deadline, out):
     out.put(n)
 
 
-def measure_osprey(c, port, name, data, queries, truth, duration):
+class Pinned:
+    """Holds every thread of process `pid` to the first CPU and this process to
+    the others, then gives both all of them back."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.cpus = sorted(os.sched_getaffinity(0))
+
+    def _set(self, server, own):
+        subprocess.run(["taskset", "-a", "-p", "-c", server, str(self.pid)], check=True, stdout=subprocess.DEVNULL)
+        os.sched_setaffinity(0, own)
+
+    def __enter__(self):
+        if self.pid is not None:
+            self._set(str(self.cpus[0]), self.cpus[1:])
+
+    def __exit__(self, *exc):
+        if self.pid is not None:
+            self._set(",".join(map(str, self.cpus)), self.cpus)
+
+
+def measure_osprey(c, port, name, data, queries, truth, duration, pin=None):
     n = len(data)
     bodies = [
         json.dumps({"points": [{"id": i, "vector": data[i].tolist()} for i in range(s, min(s + 1000, n))]}).encode()
@@ -191,13 +217,14 @@ def measure_osprey(c, port, name, data, queries, truth, duration):
         time.sleep(0.05)
     indexed = n / (time.perf_counter() - t)
     found, search_s, index_s, total_s = [], [], [], []
-    for q in qs:
-        t = time.perf_counter()
-        body, timing = c.call("POST", f"/collections/{name}/points/query", {"query": q, "limit": 10})
-        total_s.append(time.perf_counter() - t)
-        search_s.append(stage(timing, "search"))
-        index_s.append(stage(timing, "index"))
-        found.append([p["id"] for p in body["result"]["points"]])
+    with Pinned(pin):
+        for q in qs:
+            t = time.perf_counter()
+            body, timing = c.call("POST", f"/collections/{name}/points/query", {"query": q, "limit": 10})
+            total_s.append(time.perf_counter() - t)
+            search_s.append(stage(timing, "search"))
+            index_s.append(stage(timing, "index"))
+            found.append([p["id"] for p in body["result"]["points"]])
     ctx = mp.get_context("fork")
     out = ctx.Queue()
     deadline = time.time() + duration
@@ -229,7 +256,15 @@ def main():
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--variants", default="float32,float16,int8")
+    ap.add_argument(
+        "--pin",
+        action="store_true",
+        help="while one client measures search time, hold the server to one CPU and the "
+        "client to the others, as when the client runs on another machine",
+    )
     args = ap.parse_args()
+    if args.pin and len(os.sched_getaffinity(0)) < 2:
+        sys.exit("--pin needs two CPUs")
     variants = [v for v in args.variants.split(",") if v]
     for v in variants:
         if v not in VARIANTS:
@@ -252,7 +287,8 @@ def main():
         for v in variants:
             name = f"bench-{v}"
             c.call("PUT", f"/collections/{name}", create_body(args.dim, v))
-            rows[v] = measure_osprey(c, port, name, data, queries, truth, args.duration)
+            pin = server.pid if args.pin else None
+            rows[v] = measure_osprey(c, port, name, data, queries, truth, args.duration, pin)
             # One collection in memory at a time.
             c.call("DELETE", f"/collections/{name}")
             print(f"# {v}: {json.dumps(rows[v])}", flush=True)

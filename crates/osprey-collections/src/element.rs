@@ -12,10 +12,6 @@ use half::slice::HalfFloatSliceExt;
 
 use crate::kernel;
 
-/// Components converted per step when float16 vectors are compared: small
-/// enough for the stack, large enough that the conversion runs vectorized.
-const F16_CHUNK: usize = 128;
-
 pub(crate) trait Element: Copy + Default + Send + Sync + 'static {
     /// The tag saved with a graph, so a file is only read back as its type.
     const TAG: u8;
@@ -73,10 +69,10 @@ impl Element for f16 {
         v.convert_to_f32_slice(out);
     }
     fn dot(a: &[Self], b: &[Self]) -> f32 {
-        f16_sum(a, b, kernel::dot)
+        kernel::dot_f16(a.reinterpret_cast(), b.reinterpret_cast())
     }
     fn l2_squared(a: &[Self], b: &[Self]) -> f32 {
-        f16_sum(a, b, kernel::l2_squared)
+        kernel::l2_squared_f16(a.reinterpret_cast(), b.reinterpret_cast())
     }
     fn to_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
@@ -84,22 +80,6 @@ impl Element for f16 {
     fn from_le(bytes: &[u8]) -> Self {
         f16::from_le_bytes([bytes[0], bytes[1]])
     }
-}
-
-/// Converts both vectors to float32 a chunk at a time and sums `f` over the
-/// chunks with the float32 kernels.
-fn f16_sum(a: &[f16], b: &[f16], f: fn(&[f32], &[f32]) -> f32) -> f32 {
-    let mut x = [0f32; F16_CHUNK];
-    let mut y = [0f32; F16_CHUNK];
-    a.chunks(F16_CHUNK)
-        .zip(b.chunks(F16_CHUNK))
-        .map(|(ca, cb)| {
-            let n = ca.len().min(cb.len());
-            ca[..n].convert_to_f32_slice(&mut x[..n]);
-            cb[..n].convert_to_f32_slice(&mut y[..n]);
-            f(&x[..n], &y[..n])
-        })
-        .sum()
 }
 
 impl Element for i8 {

@@ -29,6 +29,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
 use crate::element::Element;
+use crate::kernel;
 use visited::Visited;
 
 /// How distances are taken (the scores are the index's business).
@@ -42,6 +43,8 @@ pub(crate) enum Metric {
 
 /// Entry point not set: the graph has no linked node.
 const NO_ENTRY: u64 = u64::MAX;
+/// The most links a block holds (2M on the bottom layer; `M` is at most 64).
+const MAX_DEGREE: usize = 128;
 /// Levels above this are never drawn (a level needs M^level nodes to occur).
 const MAX_LEVEL: usize = 15;
 
@@ -99,7 +102,7 @@ impl<T: Element> Graph<T> {
         Self {
             dims,
             metric,
-            m: m.max(2),
+            m: m.clamp(2, MAX_DEGREE / 2),
             ef_construction: ef_construction.max(m),
             vectors: Vec::new(),
             links0: Vec::new(),
@@ -448,10 +451,19 @@ impl<T: Element> Graph<T> {
             if c.d > bound && best.len() >= ef {
                 break;
             }
+            // The new neighbours first, each one's vector asked for, then
+            // their distances: the memory loads overlap (FAISS batches its
+            // distances for the same reason).
+            let mut fresh = [0u32; MAX_DEGREE];
+            let mut k = 0;
             for n in self.neighbours(c.node, layer) {
-                if !visited.insert(n) {
-                    continue;
+                if k < fresh.len() && visited.insert(n) {
+                    fresh[k] = n;
+                    k += 1;
+                    kernel::prefetch(self.vector(n));
                 }
+            }
+            for &n in &fresh[..k] {
                 let d = self.distance(q, self.vector(n));
                 if best.len() < ef || d < bound {
                     let near = Near { d, node: n };

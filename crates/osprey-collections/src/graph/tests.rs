@@ -149,7 +149,7 @@ fn removed_keys_are_walked_through_but_never_returned() {
 fn a_filter_is_applied_during_the_walk() {
     let (data, queries) = clustered_with_queries(3000, 30, 32, 5);
     let g = build(&data);
-    let even = |k: u64| k % 2 == 0;
+    let even = |k: u64| k.is_multiple_of(2);
     for q in &queries {
         let found = g.search(q, 10, 64, Some(&even));
         assert_eq!(found.len(), 10);
