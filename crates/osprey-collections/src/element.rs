@@ -131,20 +131,7 @@ impl Element for i8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn reference(a: &[f32], b: &[f32]) -> (f64, f64) {
-        let dot = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| f64::from(*x) * f64::from(*y))
-            .sum();
-        let l2 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2))
-            .sum();
-        (dot, l2)
-    }
+    use crate::kernel::tests::reference;
 
     #[test]
     fn float16_distances_match_float64_sums_of_the_rounded_vectors() {

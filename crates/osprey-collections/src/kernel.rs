@@ -186,11 +186,11 @@ impl<T: Term> WithSimd for Half<'_, T> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Sums in float64, the reference the float32 kernels are held to.
-    fn reference(a: &[f32], b: &[f32]) -> (f64, f64) {
+    pub(crate) fn reference(a: &[f32], b: &[f32]) -> (f64, f64) {
         let dot = a
             .iter()
             .zip(b)
