@@ -116,11 +116,17 @@ impl<T: Element> Graph<T> {
                 .collect::<Result<_, _>>()?;
             g.upper.push(block);
         }
-        let mut bytes = vec![0u8; T::BYTES];
-        g.vectors.reserve_exact(nodes as usize * dims);
-        for _ in 0..nodes as usize * dims {
-            r.0.read_exact(&mut bytes).map_err(|e| e.to_string())?;
-            g.vectors.push(T::from_le(&bytes));
+        // The vectors, the bulk of the file, a megabyte of bytes at a time.
+        let mut left = nodes as usize * dims;
+        g.vectors.reserve_exact(left);
+        let mut bytes = vec![0u8; (1 << 20) / T::BYTES * T::BYTES];
+        while left > 0 {
+            let take = left.min(bytes.len() / T::BYTES);
+            let chunk = &mut bytes[..take * T::BYTES];
+            r.0.read_exact(chunk).map_err(|e| e.to_string())?;
+            g.vectors
+                .extend(chunk.chunks_exact(T::BYTES).map(T::from_le));
+            left -= take;
         }
         g.check_links(nodes as u32)?;
         for (node, h) in hidden.into_iter().enumerate() {
