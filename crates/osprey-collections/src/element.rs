@@ -100,25 +100,10 @@ impl Element for i8 {
         }
     }
     fn dot(a: &[Self], b: &[Self]) -> f32 {
-        // Exact in i32 for any length the collections accept (127² × 65,536
-        // < 2³¹ would need 133k components). The loop vectorizes as is.
-        let s: i32 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| i32::from(*x) * i32::from(*y))
-            .sum();
-        s as f32
+        i8_sum(a, b, |x, y| x * y)
     }
     fn l2_squared(a: &[Self], b: &[Self]) -> f32 {
-        let s: i32 = a
-            .iter()
-            .zip(b)
-            .map(|(x, y)| {
-                let d = i32::from(*x) - i32::from(*y);
-                d * d
-            })
-            .sum();
-        s as f32
+        i8_sum(a, b, |x, y| (x - y) * (x - y))
     }
     fn to_le(self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.to_le_bytes());
@@ -126,6 +111,27 @@ impl Element for i8 {
     fn from_le(bytes: &[u8]) -> Self {
         i8::from_le_bytes([bytes[0]])
     }
+}
+
+/// Components of int8 codes summed in i32: a term is at most 254² (a squared
+/// difference), and 254² × 32,768 < 2³¹, so no chunk's sum can overflow.
+const I8_CHUNK: usize = 32_768;
+
+/// The sum of `term` over the pairs of components, exact in i32 within each
+/// chunk (the loop vectorizes as is).
+#[inline(always)]
+fn i8_sum(a: &[i8], b: &[i8], term: impl Fn(i32, i32) -> i32) -> f32 {
+    a.chunks(I8_CHUNK)
+        .zip(b.chunks(I8_CHUNK))
+        .map(|(ca, cb)| {
+            let s: i32 = ca
+                .iter()
+                .zip(cb)
+                .map(|(x, y)| term(i32::from(*x), i32::from(*y)))
+                .sum();
+            s as f32
+        })
+        .sum()
 }
 
 #[cfg(test)]
@@ -167,6 +173,13 @@ mod tests {
             i8::l2_squared(&c, &b),
             (49 * 49 + 129 * 129 + 130 * 130 + 16) as f32
         );
+        // Sums past what one i32 holds (127² × 140,000 > 2³¹).
+        let long = vec![127i8; 140_000];
+        let want = 127.0 * 127.0 * 140_000.0;
+        assert!((f64::from(i8::dot(&long, &long)) - want).abs() < want * 1e-6);
+        let low = vec![-127i8; 140_000];
+        let want = 254.0 * 254.0 * 140_000.0;
+        assert!((f64::from(i8::l2_squared(&long, &low)) - want).abs() < want * 1e-6);
         let mut back = [0f32; 4];
         i8::decode(&c, 100.0, &mut back);
         assert_eq!(back, [0.5, -1.27, 1.27, 0.0]);

@@ -48,6 +48,12 @@ const MAX_DEGREE: usize = 128;
 /// Levels above this are never drawn (a level needs M^level nodes to occur).
 const MAX_LEVEL: usize = 15;
 
+/// The entry point's node and level from their packed form; `None` for
+/// [`NO_ENTRY`].
+fn unpack_entry(e: u64) -> Option<(u32, usize)> {
+    (e != NO_ENTRY).then_some(((e >> 32) as u32, (e & 0xffff_ffff) as usize))
+}
+
 /// A node and its distance to whatever the walk compares against.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Near {
@@ -140,12 +146,12 @@ impl<T: Element> Graph<T> {
     /// Makes room for `additional` more nodes, so placing them does not move
     /// the arrays piecemeal.
     pub(crate) fn reserve(&mut self, additional: usize) {
-        let more = additional;
-        self.vectors.reserve(more.saturating_mul(self.dims));
-        self.links0.reserve(more.saturating_mul(self.block0()));
-        self.upper.reserve(more);
-        self.keys.reserve(more);
-        self.hidden.reserve(more);
+        self.vectors.reserve(additional.saturating_mul(self.dims));
+        self.links0
+            .reserve(additional.saturating_mul(self.block0()));
+        self.upper.reserve(additional);
+        self.keys.reserve(additional);
+        self.hidden.reserve(additional);
         self.by_key.reserve(additional);
     }
 
@@ -170,8 +176,12 @@ impl<T: Element> Graph<T> {
     }
 
     fn entry(&self) -> Option<(u32, usize)> {
-        let e = self.entry.load(Ordering::Acquire);
-        (e != NO_ENTRY).then_some(((e >> 32) as u32, (e & 0xffff_ffff) as usize))
+        unpack_entry(self.entry.load(Ordering::Acquire))
+    }
+
+    fn set_entry(&self, node: u32, level: usize) {
+        self.entry
+            .store((u64::from(node) << 32) | level as u64, Ordering::Release);
     }
 
     fn level(&self, node: u32) -> usize {
@@ -297,8 +307,7 @@ impl<T: Element> Graph<T> {
         let q = self.vector(node);
         let Some((entry, top)) = self.entry() else {
             self.hidden[node as usize].store(false, Ordering::Release);
-            self.entry
-                .store((u64::from(node) << 32) | level as u64, Ordering::Release);
+            self.set_entry(node, level);
             return;
         };
         let mut near = Near {
@@ -343,8 +352,7 @@ impl<T: Element> Graph<T> {
         self.give_back(visited);
         self.hidden[node as usize].store(false, Ordering::Release);
         if level > top {
-            self.entry
-                .store((u64::from(node) << 32) | level as u64, Ordering::Release);
+            self.set_entry(node, level);
         }
     }
 

@@ -276,14 +276,7 @@ impl VectorIndex {
         ef: usize,
         filter: Option<&dyn Fn(u64) -> bool>,
     ) -> Result<Vec<(u64, f32)>> {
-        self.call(
-            query,
-            Walk::Graph {
-                count,
-                ef: ef.max(count).max(1),
-                filter,
-            },
-        )
+        self.call(query, Walk::Graph { count, ef, filter })
     }
 
     /// The `count` nearest keys by brute force over every vector, best first.

@@ -48,22 +48,22 @@ pub(crate) fn prefetch<T>(v: &[T]) {
 
 /// `a · b` over the common length.
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    ARCH.dispatch(Sum::<Product>::new(a, b))
+    ARCH.dispatch(Sum::<_, Product>::new(a, b))
 }
 
 /// `a · b` of two float16 vectors (their bits) over the common length.
 pub(crate) fn dot_f16(a: &[u16], b: &[u16]) -> f32 {
-    ARCH.dispatch(Half::<Product>::new(a, b))
+    ARCH.dispatch(Sum::<_, Product>::new(a, b))
 }
 
 /// `|a - b|²` of two float16 vectors (their bits) over the common length.
 pub(crate) fn l2_squared_f16(a: &[u16], b: &[u16]) -> f32 {
-    ARCH.dispatch(Half::<SquaredDifference>::new(a, b))
+    ARCH.dispatch(Sum::<_, SquaredDifference>::new(a, b))
 }
 
 /// `|a - b|²` over the common length.
 pub(crate) fn l2_squared(a: &[f32], b: &[f32]) -> f32 {
-    ARCH.dispatch(Sum::<SquaredDifference>::new(a, b))
+    ARCH.dispatch(Sum::<_, SquaredDifference>::new(a, b))
 }
 
 /// Independent sums per lane group: enough to hide the latency of a fused
@@ -104,16 +104,17 @@ impl Term for SquaredDifference {
 }
 
 /// The sum of `T` over the pairs of components of two vectors.
-struct Sum<'a, T>(&'a [f32], &'a [f32], PhantomData<T>);
+/// float32 components, or float16 ones as their bits.
+struct Sum<'a, X, T>(&'a [X], &'a [X], PhantomData<T>);
 
-impl<'a, T> Sum<'a, T> {
-    fn new(a: &'a [f32], b: &'a [f32]) -> Self {
+impl<'a, X, T> Sum<'a, X, T> {
+    fn new(a: &'a [X], b: &'a [X]) -> Self {
         let n = a.len().min(b.len());
         Self(&a[..n], &b[..n], PhantomData)
     }
 }
 
-impl<T: Term> WithSimd for Sum<'_, T> {
+impl<T: Term> WithSimd for Sum<'_, f32, T> {
     type Output = f32;
 
     #[inline(always)]
@@ -154,16 +155,7 @@ fn widen(h: u16) -> f32 {
 
 /// The sum of `T` over two float16 vectors: widened a chunk at a time, in the
 /// same vectorized context as the sum.
-struct Half<'a, T>(&'a [u16], &'a [u16], PhantomData<T>);
-
-impl<'a, T> Half<'a, T> {
-    fn new(a: &'a [u16], b: &'a [u16]) -> Self {
-        let n = a.len().min(b.len());
-        Self(&a[..n], &b[..n], PhantomData)
-    }
-}
-
-impl<T: Term> WithSimd for Half<'_, T> {
+impl<T: Term> WithSimd for Sum<'_, u16, T> {
     type Output = f32;
 
     #[inline(always)]
@@ -179,7 +171,7 @@ impl<T: Term> WithSimd for Half<'_, T> {
             for (o, h) in y.iter_mut().zip(cb) {
                 *o = widen(*h);
             }
-            total += Sum::<T>::new(&x[..n], &y[..n]).with_simd(simd);
+            total += Sum::<f32, T>::new(&x[..n], &y[..n]).with_simd(simd);
         }
         total
     }

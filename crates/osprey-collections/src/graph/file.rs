@@ -8,12 +8,18 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
-use super::{Graph, MAX_LEVEL, Metric, NO_ENTRY};
+use super::{Graph, MAX_LEVEL, Metric, unpack_entry};
 use crate::element::Element;
 
 const MAGIC: &[u8; 8] = b"OSPGRAF1";
+/// Bytes before the nodes: the magic, the element and metric tags, dims, M and
+/// ef_construction (u32 each), the level generator's state, the entry point
+/// and the node count (u64 each).
+pub(super) const HEADER: u64 = 8 + 2 + 3 * 4 + 3 * 8;
 /// Bytes per node before the links: key, level, hidden.
-const NODE_HEAD: u64 = 10;
+pub(super) const NODE_HEAD: u64 = 10;
+/// Values encoded per write.
+const WRITE_CHUNK: usize = 1 << 14;
 
 fn metric_tag(m: Metric) -> u8 {
     match m {
@@ -40,26 +46,20 @@ impl<T: Element> Graph<T> {
             let hidden = self.hidden[node].load(Ordering::Acquire);
             w.write_all(&[self.level(node as u32) as u8, u8::from(hidden)])?;
         }
-        let links = self
-            .links0
-            .iter()
-            .chain(self.upper.iter().flat_map(|b| b.iter()));
-        let mut buf = Vec::with_capacity(1 << 16);
-        for l in links {
-            buf.extend_from_slice(&l.load(Ordering::Relaxed).to_le_bytes());
-            if buf.len() >= 1 << 16 {
-                w.write_all(&buf)?;
-                buf.clear();
+        let blocks = std::iter::once(&self.links0[..]).chain(self.upper.iter().map(|b| &b[..]));
+        let mut buf = Vec::with_capacity(WRITE_CHUNK * 4);
+        for links in blocks.flat_map(|b| b.chunks(WRITE_CHUNK)) {
+            buf.clear();
+            for l in links {
+                buf.extend_from_slice(&l.load(Ordering::Relaxed).to_le_bytes());
             }
+            w.write_all(&buf)?;
         }
-        for x in &self.vectors {
-            x.to_le(&mut buf);
-            if buf.len() >= 1 << 16 {
-                w.write_all(&buf)?;
-                buf.clear();
-            }
+        for chunk in self.vectors.chunks(WRITE_CHUNK) {
+            buf.clear();
+            chunk.iter().for_each(|x| x.to_le(&mut buf));
+            w.write_all(&buf)?;
         }
-        w.write_all(&buf)?;
         w.into_inner().map_err(|e| e.into_error())?.sync_all()
     }
 
@@ -103,7 +103,7 @@ impl<T: Element> Graph<T> {
         let block0 = g.block0() as u64;
         let uppers: u64 = levels.iter().map(|l| (*l * (1 + m)) as u64).sum();
         let rest = (nodes * block0 + uppers) * 4 + nodes * dims as u64 * T::BYTES as u64;
-        if 8 + 2 + 12 + 24 + nodes * NODE_HEAD + rest != len {
+        if HEADER + nodes * NODE_HEAD + rest != len {
             return Err("the graph file's length does not match its header".into());
         }
         let link = |x: u32| AtomicU32::new(x);
@@ -135,13 +135,12 @@ impl<T: Element> Graph<T> {
                 return Err("two nodes hold the same key".into());
             }
         }
-        if entry != NO_ENTRY {
-            let (node, level) = ((entry >> 32) as usize, (entry & 0xffff_ffff) as usize);
-            if levels.get(node) != Some(&level) {
+        match unpack_entry(entry) {
+            Some((node, level)) if levels.get(node as usize) != Some(&level) => {
                 return Err("the entry point is not a node of its level".into());
             }
-        } else if nodes > 0 {
-            return Err("nodes without an entry point".into());
+            None if nodes > 0 => return Err("nodes without an entry point".into()),
+            _ => {}
         }
         g.entry = AtomicU64::new(entry);
         Ok(g)

@@ -217,7 +217,7 @@ fn a_saved_graph_loads_as_it_was_and_a_damaged_one_is_refused() {
     );
     // A link past the last node.
     let mut bad = bytes.clone();
-    let links_at = 46 + 1500 * 10;
+    let links_at = (file::HEADER + 1500 * file::NODE_HEAD) as usize;
     bad[links_at + 4..links_at + 8].copy_from_slice(&5000u32.to_le_bytes());
     std::fs::write(&path, &bad).unwrap();
     assert!(
